@@ -1,0 +1,82 @@
+//! The mindshop backend: the axum application behind the edge, and the store it runs on.
+//!
+//! Every request reaches the backend through the edge, which signs the caller's identity
+//! (see `mindshop_wire::identity`). The backend refuses anything unsigned with 401, then
+//! handlers still check that what they touch belongs to the caller's merchant.
+//!
+//! # Layout
+//! - [`store`]: the [`store::Store`] interface and its SQLite and PostgreSQL implementations.
+//! - `edge_identity`: the middleware that verifies the edge's signature, scopes the request id,
+//!   bounds handler time and writes the access log.
+//! - `envelope`: [`Envelope`], a success answer in the shared envelope.
+//! - `error`: [`ApiError`], the one place where failures become status + envelope.
+//! - `routes`: the routers, one module per resource.
+
+mod edge_identity;
+mod envelope;
+mod error;
+mod routes;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use mindshop_config::Config;
+use mindshop_wire::identity::IdentitySigner;
+use tokio::net::TcpListener;
+
+pub use edge_identity::RequestContext;
+pub use envelope::Envelope;
+pub use error::ApiError;
+use store::Store;
+
+/// What every handler may use.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub signer: IdentitySigner,
+    /// How far the edge's signing time may be from ours (`internal.max_clock_skew_secs`).
+    pub max_clock_skew_secs: u64,
+    /// Longest a handler may take before the caller gets 504 (`backend.request_timeout_secs`).
+    pub request_timeout: Duration,
+}
+
+impl AppState {
+    pub fn new(config: &Config, store: Arc<dyn Store>, internal_secret: &str) -> Self {
+        Self {
+            store,
+            signer: IdentitySigner::new(internal_secret.as_bytes()),
+            max_clock_skew_secs: config.internal.max_clock_skew_secs,
+            request_timeout: Duration::from_secs(config.backend.request_timeout_secs),
+        }
+    }
+}
+
+/// The whole application. Layers run outside-in: edge identity (which also scopes the request
+/// id, applies the timeout and logs), then catch-panic, then the routes.
+pub fn app(state: AppState) -> Router {
+    routes::router()
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge_identity::require_edge_identity,
+        ))
+        .with_state(state)
+}
+
+/// Serves the application on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(addr = ?listener.local_addr().ok(), "backend listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

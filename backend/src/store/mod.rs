@@ -1,0 +1,214 @@
+//! The store: one interface, [`Store`], implemented on SQLite ([`sqlite`]) and PostgreSQL
+//! ([`postgres`]). Each implementation embeds its own migrations (`migrations/sqlite`,
+//! `migrations/postgres`) so column types stay native to each database; the conformance
+//! suite in `tests/store_conformance.rs` holds both to the same behaviour.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mindshop_config::{DatabaseConfig, DatabaseKind};
+use serde::Serialize;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// A merchant: a store that embeds the widget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Merchant {
+    pub id: String,
+    pub name: String,
+    /// Host names whose pages may call the widget routes with this merchant's keys.
+    pub allowed_domains: Vec<String>,
+    pub plan: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMerchant {
+    pub id: String,
+    pub name: String,
+    pub allowed_domains: Vec<String>,
+    pub plan: String,
+}
+
+/// An API key as stored: never the key itself, only its hash and display prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub id: String,
+    pub merchant_id: String,
+    /// `publishable` or `secret`.
+    pub kind: String,
+    /// `test` or `live`.
+    pub env: String,
+    /// The first characters of the key, e.g. `pk_test_AbCd`, to recognise it by.
+    pub prefix: String,
+    #[serde(skip)]
+    pub key_hash: String,
+    pub permissions: Vec<String>,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub merchant_id: String,
+    pub kind: String,
+    pub env: String,
+    pub prefix: String,
+    pub key_hash: String,
+    pub permissions: Vec<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A row with the same identity exists (e.g. a merchant id).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A row that the operation needs does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot prepare the database directory {path}: {source}")]
+    Directory {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the backend and the operator commands persist.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Applies the embedded migrations that have not run yet.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates a merchant; [`StoreError::Conflict`] if the id is taken.
+    async fn create_merchant(&self, merchant: &NewMerchant) -> StoreResult<Merchant>;
+    async fn get_merchant(&self, id: &str) -> StoreResult<Option<Merchant>>;
+    /// All merchants, oldest first.
+    async fn list_merchants(&self) -> StoreResult<Vec<Merchant>>;
+
+    /// Stores a key for an existing merchant; [`StoreError::NotFound`] if there is none.
+    async fn create_api_key(&self, key: &NewApiKey) -> StoreResult<ApiKey>;
+    /// The merchant's keys, revoked ones included, oldest first.
+    async fn list_api_keys(&self, merchant_id: &str) -> StoreResult<Vec<ApiKey>>;
+    /// The key with this SHA-256 hash, revoked or not.
+    async fn find_api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
+    /// Marks a key revoked (keeping the first revocation time); [`StoreError::NotFound`] if
+    /// there is no such key.
+    async fn revoke_api_key(&self, id: &str) -> StoreResult<ApiKey>;
+}
+
+/// Opens the database named by `database.url` (creating a SQLite file and its directory when
+/// needed) and applies pending migrations.
+pub async fn connect(config: &DatabaseConfig) -> StoreResult<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match config.kind() {
+        DatabaseKind::Sqlite => Arc::new(SqliteStore::connect(config).await?),
+        DatabaseKind::Postgres => Arc::new(PostgresStore::connect(config).await?),
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Maps constraint violations to domain errors; everything else stays a database error.
+fn classify(error: sqlx::Error, conflict: &str, missing: &str) -> StoreError {
+    if let sqlx::Error::Database(db) = &error {
+        if db.is_unique_violation() {
+            return StoreError::Conflict(conflict.to_owned());
+        }
+        if db.is_foreign_key_violation() {
+            return StoreError::NotFound(missing.to_owned());
+        }
+    }
+    StoreError::Database(error)
+}
+
+/// Row shapes shared by both databases: sqlx decodes TEXT/JSON (SQLite) and
+/// TIMESTAMPTZ/JSONB (PostgreSQL) into the same Rust types.
+#[derive(sqlx::FromRow)]
+struct MerchantRow {
+    id: String,
+    name: String,
+    allowed_domains: sqlx::types::Json<Vec<String>>,
+    plan: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<MerchantRow> for Merchant {
+    fn from(row: MerchantRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            allowed_domains: row.allowed_domains.0,
+            plan: row.plan,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ApiKeyRow {
+    id: String,
+    merchant_id: String,
+    kind: String,
+    env: String,
+    prefix: String,
+    key_hash: String,
+    permissions: sqlx::types::Json<Vec<String>>,
+    name: Option<String>,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(row: ApiKeyRow) -> Self {
+        Self {
+            id: row.id,
+            merchant_id: row.merchant_id,
+            kind: row.kind,
+            env: row.env,
+            prefix: row.prefix,
+            key_hash: row.key_hash,
+            permissions: row.permissions.0,
+            name: row.name,
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// SQL that both databases accept as written (`$n` placeholders, `RETURNING`).
+mod sql {
+    pub const INSERT_MERCHANT: &str = "INSERT INTO merchants (id, name, allowed_domains, plan, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5) RETURNING *";
+    pub const GET_MERCHANT: &str = "SELECT * FROM merchants WHERE id = $1";
+    pub const LIST_MERCHANTS: &str = "SELECT * FROM merchants ORDER BY created_at, id";
+    pub const INSERT_API_KEY: &str = "INSERT INTO api_keys (id, merchant_id, kind, env, prefix, key_hash, permissions, name, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *";
+    pub const LIST_API_KEYS: &str =
+        "SELECT * FROM api_keys WHERE merchant_id = $1 ORDER BY created_at, id";
+    pub const FIND_API_KEY_BY_HASH: &str = "SELECT * FROM api_keys WHERE key_hash = $1";
+    pub const REVOKE_API_KEY: &str =
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING *";
+}

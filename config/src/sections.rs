@@ -1,0 +1,201 @@
+//! The configuration sections and their embedded defaults.
+//!
+//! Every default serves the embedded mode: one `mindshop serve` process on loopback ports with
+//! SQLite in `data/`, so a fresh checkout starts without a config file.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Secret, addr};
+
+const fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+/// The Pingora edge: where it listens and how it talks to the backends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Address the public HTTP listener binds to; clients and widgets connect here.
+    #[serde(with = "addr::one")]
+    pub listen: SocketAddr,
+    /// Address of the Prometheus `/metrics` listener, kept apart so it is never public by accident.
+    #[serde(with = "addr::one")]
+    pub metrics_listen: SocketAddr,
+    /// Upstream backends the edge forwards to; empty means "the local `backend.listen`"
+    /// (see [`crate::Config::edge_backends`]).
+    #[serde(with = "addr::many")]
+    pub backends: Vec<SocketAddr>,
+    /// Largest request body the edge accepts before answering 413, in bytes.
+    pub max_body_bytes: u64,
+    /// Worker threads of the edge's Pingora service.
+    pub threads: usize,
+    /// How long SIGTERM lets in-flight requests finish before the edge exits, in seconds.
+    pub shutdown_grace_secs: u64,
+    /// Time allowed to open a connection to a backend before answering 502, in milliseconds.
+    pub upstream_connect_timeout_ms: u64,
+    /// Time allowed between reads from a backend before answering 504, in milliseconds;
+    /// generous because chat answers stream slowly.
+    pub upstream_read_timeout_ms: u64,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            listen: loopback(8080),
+            metrics_listen: loopback(9464),
+            backends: Vec::new(),
+            max_body_bytes: 16 * 1024 * 1024,
+            threads: 2,
+            shutdown_grace_secs: 5,
+            upstream_connect_timeout_ms: 2_000,
+            upstream_read_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// The axum backend: the API behind the edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendConfig {
+    /// Address the backend's HTTP listener binds to; only the edge should reach it.
+    #[serde(with = "addr::one")]
+    pub listen: SocketAddr,
+    /// Longest a backend request may run before it is cut off, in seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            listen: loopback(8081),
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+/// The store: SQLite for the embedded mode, PostgreSQL for deployments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Connection URL: `sqlite:…`, `postgres://…` or `postgresql://…`; it may hold a password,
+    /// which [`crate::Config::redacted_toml`] hides.
+    pub url: String,
+    /// Most connections the pool keeps open at once.
+    pub max_connections: u32,
+    /// Time allowed to obtain a connection before a request fails, in seconds.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/mindshop.db".to_owned(),
+            max_connections: 10,
+            connect_timeout_secs: 5,
+        }
+    }
+}
+
+/// Which database engine a [`DatabaseConfig::url`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// `sqlite:` URLs.
+    Sqlite,
+    /// `postgres://` and `postgresql://` URLs.
+    Postgres,
+}
+
+impl DatabaseConfig {
+    /// The engine the URL names. Call after [`crate::Config::validate`]: an URL with another
+    /// scheme is reported as [`DatabaseKind::Postgres`] here and rejected there.
+    pub fn kind(&self) -> DatabaseKind {
+        if self.url.starts_with(SQLITE_PREFIX) {
+            DatabaseKind::Sqlite
+        } else {
+            DatabaseKind::Postgres
+        }
+    }
+}
+
+pub(crate) const SQLITE_PREFIX: &str = "sqlite:";
+pub(crate) const POSTGRES_PREFIXES: [&str; 2] = ["postgres://", "postgresql://"];
+
+/// Portal authentication (JWTs for merchant users and admins).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HMAC key that signs and verifies portal JWTs, at least 32 bytes; when unset, one is
+    /// created once in `data.dir` (see [`crate::Config::resolve_jwt_secret`]).
+    pub jwt_secret: Option<Secret>,
+}
+
+/// The signed identity headers the edge adds for the backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InternalConfig {
+    /// HMAC key shared by edge and backend, at least 32 bytes; `serve` generates one per run when
+    /// unset, while `edge` and `backend` run apart refuse to start without it.
+    pub secret: Option<Secret>,
+    /// How far a signed request's timestamp may be from the backend's clock, in seconds; bounds
+    /// how long a captured request could be replayed.
+    pub max_clock_skew_secs: u64,
+}
+
+impl Default for InternalConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            max_clock_skew_secs: 30,
+        }
+    }
+}
+
+/// Local files: the SQLite database by default and the generated JWT secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Directory for local state, created when missing; relative paths start at the working
+    /// directory.
+    pub dir: PathBuf,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("data"),
+        }
+    }
+}
+
+/// Process logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` `EnvFilter` directives, e.g. `info` or `mindshop_proxy=debug,info`.
+    pub level: String,
+    /// Line format: `text` for people at a terminal, `json` for log collectors.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}

@@ -1,0 +1,168 @@
+//! [`Config::validate`]: the rules serde's types cannot express.
+
+use crate::sections::{POSTGRES_PREFIXES, SQLITE_PREFIX};
+use crate::{Config, ConfigError, Secret};
+
+/// Shortest accepted HMAC key: 256 bits, the output size of the SHA-256 it keys.
+const MIN_SECRET_BYTES: usize = 32;
+
+impl Config {
+    /// Checks the rules types cannot express (non-zero timeouts, URL schemes, secret lengths)
+    /// and reports the first broken one, naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let edge = &self.edge;
+        positive("edge.max_body_bytes", edge.max_body_bytes)?;
+        positive("edge.threads", edge.threads as u64)?;
+        positive(
+            "edge.upstream_connect_timeout_ms",
+            edge.upstream_connect_timeout_ms,
+        )?;
+        positive(
+            "edge.upstream_read_timeout_ms",
+            edge.upstream_read_timeout_ms,
+        )?;
+        // Both listeners live in one process, so the same address could never bind twice;
+        // port 0 (tests) asks the OS for a fresh port each time.
+        if edge.listen == edge.metrics_listen && edge.listen.port() != 0 {
+            return Err(ConfigError::invalid(
+                "edge.metrics_listen",
+                format!("must differ from edge.listen ({})", edge.listen),
+            ));
+        }
+        positive(
+            "backend.request_timeout_secs",
+            self.backend.request_timeout_secs,
+        )?;
+
+        let db = &self.database;
+        let url = db.url.as_str();
+        if !url.starts_with(SQLITE_PREFIX) && !POSTGRES_PREFIXES.iter().any(|p| url.starts_with(p))
+        {
+            return Err(ConfigError::invalid(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        positive("database.max_connections", u64::from(db.max_connections))?;
+        positive("database.connect_timeout_secs", db.connect_timeout_secs)?;
+
+        long_enough("auth.jwt_secret", self.auth.jwt_secret.as_ref())?;
+        long_enough("internal.secret", self.internal.secret.as_ref())?;
+        positive(
+            "internal.max_clock_skew_secs",
+            self.internal.max_clock_skew_secs,
+        )?;
+
+        if self.data.dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("data.dir", "must not be empty"));
+        }
+        if self.log.level.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "log.level",
+                "must not be empty (an EnvFilter directive such as \"info\")",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn long_enough(key: &str, secret: Option<&Secret>) -> Result<(), ConfigError> {
+    match secret {
+        Some(secret) if secret.expose().len() < MIN_SECRET_BYTES => Err(ConfigError::invalid(
+            key,
+            format!(
+                "must be at least {MIN_SECRET_BYTES} bytes (got {}); generate one with \
+                 `openssl rand -hex 32`",
+                secret.expose().len()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(config: &Config) -> String {
+        match config.validate() {
+            Ok(()) => panic!("expected {config:?} to be rejected"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn zero_limits_name_their_key() {
+        let mut config = Config::default();
+        config.edge.threads = 0;
+        assert!(error_of(&config).starts_with("edge.threads: must be greater than 0"));
+
+        let mut config = Config::default();
+        config.edge.max_body_bytes = 0;
+        assert!(error_of(&config).starts_with("edge.max_body_bytes:"));
+
+        let mut config = Config::default();
+        config.database.max_connections = 0;
+        assert!(error_of(&config).starts_with("database.max_connections:"));
+    }
+
+    #[test]
+    fn database_url_needs_a_known_scheme() {
+        let mut config = Config::default();
+        config.database.url = "mysql://root@localhost/shop".to_owned();
+        assert_eq!(
+            error_of(&config),
+            "database.url: must start with sqlite:, postgres:// or postgresql://"
+        );
+        for ok in ["sqlite::memory:", "postgres://u@h/d", "postgresql://u@h/d"] {
+            config.database.url = ok.to_owned();
+            assert!(config.validate().is_ok(), "{ok} should be accepted");
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_rejected_without_being_shown() {
+        let mut config = Config::default();
+        config.internal.secret = Some(Secret::new("short-internal".to_owned()));
+        let message = error_of(&config);
+        assert!(message.starts_with("internal.secret: must be at least 32 bytes"));
+        assert!(!message.contains("short-internal"));
+
+        let mut config = Config::default();
+        config.auth.jwt_secret = Some(Secret::new("x".repeat(31)));
+        assert!(error_of(&config).starts_with("auth.jwt_secret:"));
+        config.auth.jwt_secret = Some(Secret::new("x".repeat(32)));
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn listeners_must_not_collide_unless_port_zero() {
+        let mut config = Config::default();
+        config.edge.metrics_listen = config.edge.listen;
+        assert!(error_of(&config).starts_with("edge.metrics_listen: must differ"));
+
+        let any_port = "127.0.0.1:0".parse().expect("literal address");
+        config.edge.listen = any_port;
+        config.edge.metrics_listen = any_port;
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn empty_log_level_is_rejected() {
+        let mut config = Config::default();
+        config.log.level = "  ".to_owned();
+        assert!(error_of(&config).starts_with("log.level: must not be empty"));
+    }
+}

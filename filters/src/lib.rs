@@ -1,0 +1,29 @@
+//! The edge's request filters as plain logic: inputs are a method, a path, header values and
+//! config; outputs are decisions. The Pingora adapter in `mindshop-proxy` is thin, so these
+//! are tested without sockets.
+//!
+//! # Layout
+//! - [`route`]: which policy a path falls under (its group, the merchant in the path).
+//! - [`body_limit`]: refusing bodies over `edge.max_body_bytes`.
+//! - [`Rejection`]: an early answer (status + envelope failure) any filter may return.
+
+pub mod body_limit;
+pub mod route;
+
+use mindshop_wire::envelope::Failure;
+
+/// A filter's early answer: the status and the envelope failure to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub status: u16,
+    pub failure: Failure,
+}
+
+impl Rejection {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            failure: Failure::new(code, message),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Route policies: which group a request path belongs to.
+//!
+//! Matching works on path segments, ignoring empty ones, so `/api/chat` and `/api/chat/`
+//! are the same route (and share a rate-limit budget later). A path that matches no policy
+//! is answered 404 by the edge and never reaches the backend.
+
+/// The route groups of the architecture's policy table; also the `route_group` metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteGroup {
+    /// `/health`: liveness, answered by the edge.
+    Health,
+    /// `/ready`: readiness of the backend and database, forwarded to the backend.
+    Ready,
+    /// `/api/chat/**`
+    Chat,
+    /// `/api/sessions/**`
+    Sessions,
+    /// `/api/documents/**`
+    Documents,
+    /// `/api/products/**`
+    Products,
+    /// `/api/merchants/:id/sync/webhook`: the merchant's platform, authenticated by HMAC.
+    SyncWebhook,
+    /// `/api/merchants/:id/**`: the developer portal, authenticated by JWT.
+    Portal,
+}
+
+impl RouteGroup {
+    /// The metric label of the group.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Health => "health",
+            Self::Ready => "ready",
+            Self::Chat => "chat",
+            Self::Sessions => "sessions",
+            Self::Documents => "documents",
+            Self::Products => "products",
+            Self::SyncWebhook => "sync_webhook",
+            Self::Portal => "portal",
+        }
+    }
+}
+
+/// A matched route: its group and, for merchant routes, the merchant id in the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'p> {
+    pub group: RouteGroup,
+    pub merchant_id: Option<&'p str>,
+}
+
+/// The policy for `path` (without the query), or `None` when no route exists.
+pub fn classify(path: &str) -> Option<Route<'_>> {
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    let group = |group| {
+        Some(Route {
+            group,
+            merchant_id: None,
+        })
+    };
+    match (segments.next(), segments.next()) {
+        (Some("health"), None) => group(RouteGroup::Health),
+        (Some("ready"), None) => group(RouteGroup::Ready),
+        (Some("api"), Some("chat")) => group(RouteGroup::Chat),
+        (Some("api"), Some("sessions")) => group(RouteGroup::Sessions),
+        (Some("api"), Some("documents")) => group(RouteGroup::Documents),
+        (Some("api"), Some("products")) => group(RouteGroup::Products),
+        (Some("api"), Some("merchants")) => {
+            let merchant_id = segments.next()?;
+            let rest: [Option<&str>; 3] = [segments.next(), segments.next(), segments.next()];
+            let group = match rest {
+                [Some("sync"), Some("webhook"), None] => RouteGroup::SyncWebhook,
+                _ => RouteGroup::Portal,
+            };
+            Some(Route {
+                group,
+                merchant_id: Some(merchant_id),
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(path: &str) -> Option<RouteGroup> {
+        classify(path).map(|r| r.group)
+    }
+
+    #[test]
+    fn groups_follow_the_policy_table() {
+        assert_eq!(group("/health"), Some(RouteGroup::Health));
+        assert_eq!(group("/ready"), Some(RouteGroup::Ready));
+        assert_eq!(group("/api/chat"), Some(RouteGroup::Chat));
+        assert_eq!(group("/api/chat/sessions"), Some(RouteGroup::Chat));
+        assert_eq!(group("/api/sessions/s1/end"), Some(RouteGroup::Sessions));
+        assert_eq!(group("/api/documents/d1"), Some(RouteGroup::Documents));
+        assert_eq!(group("/api/products"), Some(RouteGroup::Products));
+        assert_eq!(
+            group("/api/merchants/m1/sync/status"),
+            Some(RouteGroup::Portal)
+        );
+        assert_eq!(group("/api/merchants/m1"), Some(RouteGroup::Portal));
+        assert_eq!(
+            group("/api/merchants/m1/sync/webhook"),
+            Some(RouteGroup::SyncWebhook)
+        );
+        assert_eq!(
+            group("/api/merchants/m1/sync/webhook/extra"),
+            Some(RouteGroup::Portal)
+        );
+    }
+
+    #[test]
+    fn trailing_and_doubled_slashes_do_not_change_the_route() {
+        assert_eq!(classify("/api/chat"), classify("/api/chat/"));
+        assert_eq!(classify("/api/chat"), classify("//api//chat"));
+        assert_eq!(
+            classify("/api/merchants/m1/sync/webhook/").map(|r| r.merchant_id),
+            Some(Some("m1"))
+        );
+    }
+
+    #[test]
+    fn unknown_paths_have_no_route() {
+        for path in [
+            "/",
+            "/nope",
+            "/api",
+            "/api/unknown",
+            "/api/merchants",
+            "/healthz",
+            "/health/x",
+        ] {
+            assert_eq!(classify(path), None, "{path}");
+        }
+    }
+}

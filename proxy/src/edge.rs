@@ -1,0 +1,335 @@
+//! [`Edge`]: the `ProxyHttp` implementation. Each hook is one phase of the pipeline:
+//!
+//! 1. `request_filter`: request id, route policy (unknown route → 404), `/health`, body limit.
+//!    Later filters (CORS, authentication, authorization, rate limits) slot in here, in the
+//!    architecture's order.
+//! 2. `upstream_peer` / `fail_to_connect`: round robin over `edge.backends`, trying the next
+//!    backend when one refuses the connection.
+//! 3. `upstream_request_filter`: strip client-sent `X-Mindshop-*`, add the request id and the
+//!    signed identity.
+//! 4. `request_body_filter`: count streamed body bytes against the limit.
+//! 5. `response_filter`: echo the request id.
+//! 6. `fail_to_proxy`: the edge's 502/503/504/413 envelopes.
+//! 7. `logging`: metrics and the access log, for every request.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header;
+use mindshop_config::Config;
+use mindshop_filters::Rejection;
+use mindshop_filters::body_limit::{self, BodyBudget};
+use mindshop_filters::route::{self, RouteGroup};
+use mindshop_wire::envelope::Failure;
+use mindshop_wire::identity::{self, Identity, IdentitySigner, SignedRequest};
+use mindshop_wire::request_id;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+use serde_json::json;
+
+use crate::answer;
+use crate::metrics::EDGE_METRICS;
+
+/// The edge proxy. Holds only configuration and a round-robin cursor: no per-merchant state,
+/// so any number of edges can run side by side.
+pub struct Edge {
+    backends: Vec<SocketAddr>,
+    next_backend: AtomicUsize,
+    signer: IdentitySigner,
+    max_body_bytes: u64,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+impl Edge {
+    pub fn new(config: &Config, internal_secret: &str) -> Self {
+        Self {
+            backends: config.edge_backends(),
+            next_backend: AtomicUsize::new(0),
+            signer: IdentitySigner::new(internal_secret.as_bytes()),
+            max_body_bytes: config.edge.max_body_bytes,
+            connect_timeout: Duration::from_millis(config.edge.upstream_connect_timeout_ms),
+            read_timeout: Duration::from_millis(config.edge.upstream_read_timeout_ms),
+        }
+    }
+}
+
+/// Per-request state shared by the hooks.
+pub struct RequestCtx {
+    request_id: String,
+    /// `None` until matched, and for paths without a route.
+    group: Option<RouteGroup>,
+    started: Instant,
+    body: BodyBudget,
+    /// Set when a hook after `request_filter` refuses the request (e.g. a streamed body over
+    /// the limit), so `fail_to_proxy` answers with it.
+    rejection: Option<Rejection>,
+    /// Index of the first backend tried, and how many have been tried.
+    first_backend: usize,
+    attempts: usize,
+}
+
+#[async_trait]
+impl ProxyHttp for Edge {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            request_id: String::new(),
+            group: None,
+            started: Instant::now(),
+            body: BodyBudget::new(self.max_body_bytes),
+            rejection: None,
+            first_backend: 0,
+            attempts: 0,
+        }
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let request = session.req_header();
+        ctx.request_id = request_id::accept_or_generate(
+            request
+                .headers
+                .get(request_id::HEADER)
+                .map(|v| v.as_bytes()),
+        );
+
+        let Some(route) = route::classify(request.uri.path()) else {
+            let rejection = Rejection::new(
+                404,
+                "ROUTE_NOT_FOUND",
+                format!("No route for {} {}", request.method, request.uri.path()),
+            );
+            answer::reject(session, &ctx.request_id, &rejection).await?;
+            return Ok(true);
+        };
+        ctx.group = Some(route.group);
+
+        if route.group == RouteGroup::Health {
+            answer::success(session, &ctx.request_id, &json!({"status": "ok"})).await?;
+            return Ok(true);
+        }
+
+        let declared = request
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .map(|v| v.as_bytes());
+        if let Err(rejection) = body_limit::check_declared(declared, self.max_body_bytes) {
+            // The body stays unread: do not reuse the connection.
+            session.set_keepalive(None);
+            answer::reject(session, &ctx.request_id, &rejection).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        if ctx.attempts == 0 {
+            ctx.first_backend = self.next_backend.fetch_add(1, Ordering::Relaxed);
+        }
+        let address = self.backends[(ctx.first_backend + ctx.attempts) % self.backends.len()];
+        ctx.attempts += 1;
+        let mut peer = HttpPeer::new(address, false, String::new());
+        peer.options.connection_timeout = Some(self.connect_timeout);
+        peer.options.total_connection_timeout = Some(self.connect_timeout);
+        peer.options.read_timeout = Some(self.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing reached the backend yet, so any method may go to the next one.
+        if ctx.attempts < self.backends.len() {
+            tracing::warn!(request_id = %ctx.request_id, backend = %peer, error = %e, "backend refused; trying the next");
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let spoofed: Vec<_> = upstream
+            .headers
+            .keys()
+            .filter(|name| name.as_str().starts_with(identity::HEADER_PREFIX))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            upstream.remove_header(&name);
+        }
+        upstream.insert_header(request_id::HEADER, &ctx.request_id)?;
+        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+            upstream.insert_header("x-forwarded-for", client.ip().to_string())?;
+        }
+
+        let path_and_query = upstream
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let signed = self.signer.sign(
+            &Identity::anonymous(),
+            SignedRequest {
+                method: upstream.method.as_str(),
+                path_and_query: &path_and_query,
+                request_id: &ctx.request_id,
+            },
+            chrono_now(),
+        );
+        for (name, value) in signed {
+            upstream.insert_header(name, value)?;
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(chunk) = body {
+            if let Err(rejection) = ctx.body.consume(chunk.len()) {
+                ctx.rejection = Some(rejection);
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over edge.max_body_bytes",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        response.insert_header(request_id::HEADER, &ctx.request_id)?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let (status, failure) = match ctx.rejection.take() {
+            Some(rejection) => (rejection.status, rejection.failure),
+            None => match failure_for(e, ctx.group) {
+                Some(answer) => answer,
+                // The client is gone: nobody to answer.
+                None => {
+                    return FailToProxy {
+                        error_code: 0,
+                        can_reuse_downstream: false,
+                    };
+                }
+            },
+        };
+        if session.response_written().is_none() {
+            session.set_keepalive(None);
+            if let Err(write_error) =
+                answer::failure(session, &ctx.request_id, status, &failure).await
+            {
+                tracing::debug!(request_id = %ctx.request_id, error = %write_error, "could not send the error answer");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let group = ctx.group.map_or("unmatched", RouteGroup::label);
+        let took = ctx.started.elapsed();
+        let request = session.req_header();
+        EDGE_METRICS.observe(group, &request.method, status, took);
+        tracing::info!(
+            target: "mindshop::access",
+            request_id = %ctx.request_id,
+            method = %request.method,
+            path = %request.uri.path(),
+            route_group = group,
+            status,
+            latency_ms = took.as_secs_f64() * 1000.0,
+            error = error.map(|e| e.to_string()),
+            "edge request"
+        );
+    }
+}
+
+/// The status and envelope for a proxying error, or `None` when the client went away.
+fn failure_for(e: &Error, group: Option<RouteGroup>) -> Option<(u16, Failure)> {
+    let answer = match (e.esource(), e.etype()) {
+        (
+            ErrorSource::Downstream,
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
+        ) => return None,
+        (_, ErrorType::HTTPStatus(code)) if *code < 500 => (
+            *code,
+            Failure::new("BAD_REQUEST", "The request could not be processed"),
+        ),
+        (ErrorSource::Downstream, _) => (
+            400,
+            Failure::new("BAD_REQUEST", "The request could not be read"),
+        ),
+        (ErrorSource::Upstream, _) if group == Some(RouteGroup::Ready) => (
+            503,
+            Failure::new("NOT_READY", "The backend is down")
+                .with("checks", json!({"backend": "down", "database": "unknown"})),
+        ),
+        (ErrorSource::Upstream, ErrorType::ReadTimedout | ErrorType::WriteTimedout) => (
+            504,
+            Failure::new("BACKEND_TIMEOUT", "The backend did not answer in time"),
+        ),
+        (ErrorSource::Upstream, _) => (
+            502,
+            Failure::new(
+                "BACKEND_UNAVAILABLE",
+                "The backend is unavailable; try again shortly",
+            ),
+        ),
+        _ => (
+            500,
+            Failure::new(
+                "INTERNAL_ERROR",
+                "Internal error; quote the request id to support",
+            ),
+        ),
+    };
+    Some(answer)
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

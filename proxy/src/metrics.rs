@@ -1,0 +1,106 @@
+//! Edge metrics in the default Prometheus registry, and the `/metrics` listener.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{Response, StatusCode, header};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use prometheus::{
+    Encoder, HistogramVec, IntCounterVec, TextEncoder, register_histogram_vec,
+    register_int_counter_vec,
+};
+
+/// Metrics every edge request updates in the logging phase, early answers included.
+#[derive(Debug)]
+pub struct EdgeMetrics {
+    /// `mindshop_http_requests_total{route_group, method, status}`
+    requests: IntCounterVec,
+    /// `mindshop_http_request_duration_seconds{route_group, status}`
+    duration: HistogramVec,
+}
+
+/// Registered once per process, on first use.
+pub static EDGE_METRICS: LazyLock<EdgeMetrics> = LazyLock::new(|| EdgeMetrics {
+    requests: register_int_counter_vec!(
+        "mindshop_http_requests_total",
+        "Requests answered by the edge, by route group, method and status.",
+        &["route_group", "method", "status"]
+    )
+    .expect("metric names are valid and registered once"),
+    duration: register_histogram_vec!(
+        "mindshop_http_request_duration_seconds",
+        "Time from the request's arrival at the edge to the end of its response.",
+        &["route_group", "status"],
+        vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+        ]
+    )
+    .expect("metric names are valid and registered once"),
+});
+
+impl EdgeMetrics {
+    pub fn observe(&self, route_group: &str, method: &http::Method, status: u16, took: Duration) {
+        // StatusCode::as_str reads a static table: no allocation per request.
+        let code = http::StatusCode::from_u16(status).ok();
+        let status = code.as_ref().map_or("none", http::StatusCode::as_str);
+        self.requests
+            .with_label_values(&[route_group, method_label(method), status])
+            .inc();
+        self.duration
+            .with_label_values(&[route_group, status])
+            .observe(took.as_secs_f64());
+    }
+}
+
+/// Methods outside the standard set share one label, so clients cannot grow the series.
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Serves the default registry in the Prometheus text format at `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsEndpoint;
+
+#[async_trait]
+impl ServeHttp for MetricsEndpoint {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        if session.req_header().uri.path() != "/metrics" {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                b"see /metrics\n".to_vec(),
+            );
+        }
+        let encoder = TextEncoder::new();
+        let mut body = Vec::new();
+        if let Err(error) = encoder.encode(&prometheus::gather(), &mut body) {
+            tracing::error!(%error, "cannot encode metrics");
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", Vec::new());
+        }
+        plain(StatusCode::OK, encoder.format_type(), body)
+    }
+}
+
+fn plain(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    let length = response.body().len();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, length.into());
+    response
+}

@@ -1,0 +1,139 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mindshop",
+    version,
+    about = "Edge and backend for shopping assistants"
+)]
+pub struct Cli {
+    /// TOML configuration file (default: ./mindshop.toml when it exists). Environment
+    /// variables MINDSHOP_<SECTION>_<KEY> override it.
+    #[arg(long, global = true, env = "MINDSHOP_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the edge, the backend and the metrics listener in one process (embedded defaults).
+    Serve,
+    /// Run only the edge (needs internal.secret).
+    Edge,
+    /// Run only the backend (needs internal.secret).
+    Backend,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Manage merchants, API keys and portal tokens (prints JSON).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration with secrets redacted; fail if it is invalid.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Merchants.
+    Merchant {
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Issue an HS256 portal JWT signed with auth.jwt_secret.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MerchantCommand {
+    /// Create a merchant.
+    Create {
+        /// Merchant id: letters, digits, '-' and '_', at most 64 characters.
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// An allowed domain for the widget (host name, e.g. acme.com); repeatable.
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+        #[arg(long, default_value = "free")]
+        plan: String,
+    },
+    /// List merchants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key; the key is printed this once.
+    Create {
+        #[arg(long)]
+        merchant: String,
+        #[arg(long, value_enum)]
+        kind: KeyKindArg,
+        #[arg(long, value_enum, default_value_t = KeyEnvArg::Test)]
+        env: KeyEnvArg,
+        /// A permission (e.g. documents:read, *); repeatable. Default: browser-safe set for
+        /// publishable keys, `*` for secret keys.
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List a merchant's keys (prefixes only).
+    List {
+        #[arg(long)]
+        merchant: String,
+    },
+    /// Revoke a key.
+    Revoke {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyKindArg {
+    Publishable,
+    Secret,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyEnvArg {
+    Test,
+    Live,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    #[arg(long)]
+    pub merchant: String,
+    /// A role (e.g. admin); repeatable.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u64,
+    /// The token's subject (default: cli:<merchant>).
+    #[arg(long)]
+    pub sub: Option<String>,
+}

@@ -1,0 +1,169 @@
+//! The long-running processes: `serve` (edge + backend in one process), `edge`, `backend`.
+//!
+//! Shutdown: SIGTERM stops accepting, lets in-flight requests finish within
+//! `edge.shutdown_grace_secs`, and exits 0. SIGINT exits at once.
+
+use std::net::TcpListener as StdTcpListener;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use mindshop_backend::{AppState, store};
+use mindshop_config::Config;
+use pingora::server::{RunArgs, ShutdownWatch};
+use pingora::services::background::{BackgroundService, background_service};
+use rand::Rng;
+
+use crate::admin::run_blocking;
+
+/// Edge, backend and metrics in one process, on the embedded defaults.
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    let internal_secret = match &config.internal.secret {
+        Some(secret) => secret.expose().to_owned(),
+        // Both halves live in this process, so a per-run secret is enough.
+        None => random_secret(),
+    };
+    prepare(&config)?;
+    let backend_listener = bind_backend(&config)?;
+
+    let mut server = mindshop_proxy::new_server(&config);
+    mindshop_proxy::add_edge_services(&mut server, &config, &internal_secret);
+    let handover = Duration::from_secs(config.edge.shutdown_grace_secs).min(Duration::from_secs(1));
+    server.add_service(background_service(
+        "mindshop backend",
+        BackendService {
+            listener: Mutex::new(Some(backend_listener)),
+            config,
+            internal_secret,
+            handover,
+        },
+    ));
+    server.run(RunArgs::default());
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The edge alone, in front of `edge.backends`.
+pub fn edge(config: Config) -> anyhow::Result<()> {
+    let internal_secret = required_internal_secret(&config)?;
+    let mut server = mindshop_proxy::new_server(&config);
+    mindshop_proxy::add_edge_services(&mut server, &config, &internal_secret);
+    server.run(RunArgs::default());
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The backend alone, behind one or more edges.
+pub fn backend(config: Config) -> anyhow::Result<()> {
+    let internal_secret = required_internal_secret(&config)?;
+    let listener = bind_backend(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let store = store::connect(&config.database)
+            .await
+            .context("cannot open the database")?;
+        let state = AppState::new(&config, store, &internal_secret);
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        mindshop_backend::serve(listener, state, termination()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Work done before any listener opens, so a bad database or data directory fails at once:
+/// migrations, and the JWT secret file that `mindshop admin token` must agree with.
+fn prepare(config: &Config) -> anyhow::Result<()> {
+    config.resolve_jwt_secret()?;
+    run_blocking(async {
+        store::connect(&config.database)
+            .await
+            .context("cannot open the database")?;
+        Ok(())
+    })
+}
+
+fn required_internal_secret(config: &Config) -> anyhow::Result<String> {
+    match &config.internal.secret {
+        Some(secret) => Ok(secret.expose().to_owned()),
+        None => bail!(
+            "internal.secret is required when edge and backend run apart: set MINDSHOP_INTERNAL_SECRET \
+             (at least 32 characters) to the same value for every edge and backend"
+        ),
+    }
+}
+
+fn bind_backend(config: &Config) -> anyhow::Result<StdTcpListener> {
+    let listener = StdTcpListener::bind(config.backend.listen)
+        .with_context(|| format!("cannot listen on backend.listen {}", config.backend.listen))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                _ = int.recv() => tracing::info!("SIGINT: draining"),
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stopping on ctrl-c only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The backend as a Pingora background service, so it shares the server's lifecycle.
+struct BackendService {
+    listener: Mutex<Option<StdTcpListener>>,
+    config: Config,
+    internal_secret: String,
+    /// How long the backend keeps serving after shutdown starts, so requests the edge accepted
+    /// just before still reach it.
+    handover: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for BackendService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(listener) = self.listener.lock().ok().and_then(|mut l| l.take()) else {
+            return;
+        };
+        let started = async {
+            let store = store::connect(&self.config.database).await?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            anyhow::Ok((store, listener))
+        };
+        let (store, listener) = match started.await {
+            Ok(started) => started,
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "the backend cannot start");
+                std::process::exit(1);
+            }
+        };
+        let state = AppState::new(&self.config, store, &self.internal_secret);
+        let handover = self.handover;
+        let stop = async move {
+            let _ = shutdown.changed().await;
+            tokio::time::sleep(handover).await;
+        };
+        if let Err(error) = mindshop_backend::serve(listener, state, stop).await {
+            tracing::error!(%error, "the backend stopped with an error");
+        }
+    }
+}
