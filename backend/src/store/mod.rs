@@ -98,6 +98,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn migrate(&self) -> StoreResult<()>;
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
+    /// Closes every connection; later calls fail. For shutdown.
+    async fn close(&self);
 
     /// Creates a merchant; [`StoreError::Conflict`] if the id is taken.
     async fn create_merchant(&self, merchant: &NewMerchant) -> StoreResult<Merchant>;

@@ -46,6 +46,10 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn create_merchant(&self, merchant: &NewMerchant) -> StoreResult<Merchant> {
         sqlx::query_as::<_, MerchantRow>(sql::INSERT_MERCHANT)
             .bind(&merchant.id)

@@ -59,6 +59,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn create_merchant(&self, merchant: &NewMerchant) -> StoreResult<Merchant> {
         sqlx::query_as::<_, MerchantRow>(sql::INSERT_MERCHANT)
             .bind(&merchant.id)
