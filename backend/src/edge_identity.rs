@@ -115,3 +115,52 @@ pub(crate) async fn require_edge_identity(
         .scope(request_id.clone(), handle.instrument(span))
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use mindshop_wire::identity::Identity;
+    use tower::ServiceExt;
+
+    use crate::test_support::{json, signed, state};
+
+    #[tokio::test]
+    async fn unsigned_requests_get_401_with_the_request_id() {
+        let (state, _dir) = state().await;
+        let request = Request::get("/ready")
+            .header("x-request-id", "abc-123")
+            .header("x-mindshop-merchant", "acme")
+            .header("x-mindshop-signature", "00")
+            .body(Body::empty())
+            .unwrap();
+        let response = crate::app(state).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()["x-request-id"], "abc-123");
+        let body = json(response).await;
+        assert_eq!(body["code"], "EDGE_SIGNATURE_REQUIRED");
+        assert_eq!(body["requestId"], "abc-123");
+    }
+
+    #[tokio::test]
+    async fn a_signature_for_another_path_is_refused() {
+        let (state, _dir) = state().await;
+        let mut request = signed("GET", "/ready", &Identity::anonymous());
+        *request.uri_mut() = "/ready?other=1".parse().unwrap();
+        let response = crate::app(state).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn signed_requests_reach_the_routes() {
+        let (state, _dir) = state().await;
+        let response = crate::app(state)
+            .oneshot(signed("GET", "/nothing/here", &Identity::anonymous()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = json(response).await;
+        assert_eq!(body["code"], "NOT_FOUND");
+        assert_eq!(body["requestId"], "req-test");
+    }
+}

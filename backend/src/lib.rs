@@ -80,3 +80,60 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+/// Builders shared by the unit tests of the routers.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, Response};
+    use mindshop_config::{Config, DatabaseConfig};
+    use mindshop_wire::identity::{Identity, SignedRequest};
+    use tempfile::TempDir;
+
+    use crate::AppState;
+    use crate::store::{self, Store};
+
+    pub const SECRET: &str = "test-internal-secret-0123456789abcdef";
+
+    /// An application on a fresh SQLite file; keep the `TempDir` alive while using it.
+    pub async fn state() -> (AppState, TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = DatabaseConfig {
+            url: format!("sqlite://{}/test.db", dir.path().display()),
+            ..DatabaseConfig::default()
+        };
+        let store: Arc<dyn Store> = store::connect(&database).await.expect("store");
+        (AppState::new(&Config::default(), store, SECRET), dir)
+    }
+
+    /// A request as the edge would send it: identity headers signed with [`SECRET`].
+    pub fn signed(method: &str, uri: &str, identity: &Identity) -> Request<Body> {
+        let signer = mindshop_wire::identity::IdentitySigner::new(SECRET.as_bytes());
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("x-request-id", "req-test");
+        let headers = signer.sign(
+            identity,
+            SignedRequest {
+                method,
+                path_and_query: uri,
+                request_id: "req-test",
+            },
+            chrono::Utc::now().timestamp(),
+        );
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.body(Body::empty()).expect("request")
+    }
+
+    pub async fn json(response: Response<Body>) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("JSON body")
+    }
+}

@@ -1,0 +1,797 @@
+//! The store conformance suite: every check runs against SQLite and PostgreSQL, so the two
+//! [`Store`] implementations cannot drift apart.
+//!
+//! # Layout
+//! - The checks: one `async fn name(store: &dyn Store)` each, written once, knowing nothing of
+//!   the database underneath.
+//! - `conformance!`: turns the list of checks into `sqlite::<check>` and `postgres::<check>` tests.
+//! - `on_sqlite` / `on_postgres`: give every test a store on a database of its own (a file in a
+//!   temp dir; a freshly created PostgreSQL database), so parallel tests and reruns never see
+//!   each other's rows.
+//!
+//! PostgreSQL tests are ignored unless asked for, and then need a server:
+//!
+//! ```text
+//! MINDSHOP_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
+//!     cargo test -p mindshop-backend --test store_conformance -- --include-ignored
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use mindshop_backend::store::{self, ApiKey, NewApiKey, NewMerchant, Store, StoreError};
+use mindshop_config::DatabaseConfig;
+use mindshop_wire::api_key::{self, KeyEnv, KeyKind};
+use sqlx::{Connection, PgConnection};
+
+// ---------------------------------------------------------------------------------------------
+// The checks
+// ---------------------------------------------------------------------------------------------
+
+async fn migrate_is_idempotent_and_ping_works(store: &dyn Store) {
+    store.ping().await.expect("ping a freshly connected store");
+    let created = store
+        .create_merchant(&new_merchant("m-before", "Before"))
+        .await
+        .expect("create a merchant");
+
+    // `connect` has already migrated; running again must neither fail nor lose rows.
+    store.migrate().await.expect("migrate a second time");
+    store.migrate().await.expect("migrate a third time");
+
+    store.ping().await.expect("ping after migrating again");
+    assert_eq!(
+        store.get_merchant("m-before").await.expect("get merchant"),
+        Some(created),
+        "migrating again must keep existing rows"
+    );
+    store
+        .create_merchant(&new_merchant("m-after", "After"))
+        .await
+        .expect("the schema still accepts new merchants after migrating again");
+}
+
+async fn merchant_round_trips(store: &dyn Store) {
+    let new = NewMerchant {
+        id: "m-acme".to_owned(),
+        name: "Acme Outdoor".to_owned(),
+        allowed_domains: vec!["shop.acme.test".to_owned(), "acme.test".to_owned()],
+        plan: "pro".to_owned(),
+    };
+
+    let before = Utc::now();
+    let created = store.create_merchant(&new).await.expect("create merchant");
+    let after = Utc::now();
+
+    assert_eq!(created.id, "m-acme");
+    assert_eq!(created.name, "Acme Outdoor");
+    assert_eq!(
+        created.allowed_domains,
+        ["shop.acme.test", "acme.test"],
+        "domains keep the order given"
+    );
+    assert_eq!(created.plan, "pro");
+    assert_stamped_between(created.created_at, before, after, "merchant created_at");
+    assert_eq!(
+        created.updated_at, created.created_at,
+        "a merchant never updated was last updated when created"
+    );
+
+    assert_eq!(
+        store.get_merchant("m-acme").await.expect("get merchant"),
+        Some(created),
+        "get_merchant returns what create_merchant returned"
+    );
+}
+
+async fn unknown_merchant_is_none(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-known", "Known"))
+        .await
+        .expect("create merchant");
+    assert_eq!(
+        store.get_merchant("m-unknown").await.expect("get merchant"),
+        None
+    );
+    assert_eq!(store.get_merchant("").await.expect("get merchant"), None);
+}
+
+async fn merchants_are_listed_oldest_first(store: &dyn Store) {
+    assert_eq!(store.list_merchants().await.expect("list merchants"), []);
+
+    // Ids in reverse alphabetical order of creation, so that only the creation time can put
+    // them in the expected order.
+    let mut created = Vec::new();
+    for id in ["m-charlie", "m-alpha", "m-bravo"] {
+        created.push(
+            store
+                .create_merchant(&new_merchant(id, id))
+                .await
+                .expect("create merchant"),
+        );
+        next_instant().await;
+    }
+
+    let listed = store.list_merchants().await.expect("list merchants");
+    let ids: Vec<&str> = listed.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["m-charlie", "m-alpha", "m-bravo"], "oldest first");
+    assert_eq!(listed, created, "listed merchants are the created ones");
+}
+
+async fn duplicate_merchant_id_conflicts_and_keeps_original(store: &dyn Store) {
+    let original = store
+        .create_merchant(&new_merchant("m-taken", "Original"))
+        .await
+        .expect("create merchant");
+
+    let impostor = NewMerchant {
+        id: "m-taken".to_owned(),
+        name: "Impostor".to_owned(),
+        allowed_domains: vec!["evil.test".to_owned()],
+        plan: "enterprise".to_owned(),
+    };
+    let err = store
+        .create_merchant(&impostor)
+        .await
+        .expect_err("a second merchant with a taken id must be refused");
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "expected Conflict, got {err:?}"
+    );
+
+    assert_eq!(
+        store.get_merchant("m-taken").await.expect("get merchant"),
+        Some(original.clone()),
+        "the original merchant is unchanged"
+    );
+    assert_eq!(
+        store.list_merchants().await.expect("list merchants"),
+        [original],
+        "no second row was stored"
+    );
+}
+
+async fn api_key_round_trips(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-keys", "Keys"))
+        .await
+        .expect("create merchant");
+    let generated = api_key::generate(KeyKind::Secret, KeyEnv::Test);
+    let new = NewApiKey {
+        id: "key-1".to_owned(),
+        merchant_id: "m-keys".to_owned(),
+        kind: KeyKind::Secret.as_str().to_owned(),
+        env: KeyEnv::Test.as_str().to_owned(),
+        prefix: generated.prefix.clone(),
+        key_hash: generated.hash.clone(),
+        // Deliberately not sorted: the store keeps the order given.
+        permissions: vec![
+            "sessions:read".to_owned(),
+            "chat:write".to_owned(),
+            "products:read".to_owned(),
+        ],
+        name: Some("Storefront server".to_owned()),
+    };
+
+    let before = Utc::now();
+    let created = store.create_api_key(&new).await.expect("create API key");
+    let after = Utc::now();
+
+    assert_eq!(created.id, "key-1");
+    assert_eq!(created.merchant_id, "m-keys");
+    assert_eq!(created.kind, "secret");
+    assert_eq!(created.env, "test");
+    assert!(
+        created.prefix.starts_with("sk_test_"),
+        "prefix {:?}",
+        created.prefix
+    );
+    assert_eq!(created.prefix, generated.prefix);
+    assert_eq!(created.key_hash, generated.hash);
+    assert_eq!(
+        created.permissions,
+        ["sessions:read", "chat:write", "products:read"]
+    );
+    assert_eq!(created.name.as_deref(), Some("Storefront server"));
+    assert_stamped_between(created.created_at, before, after, "API key created_at");
+    assert_eq!(created.last_used_at, None);
+    assert_eq!(created.revoked_at, None);
+
+    assert_eq!(
+        store.list_api_keys("m-keys").await.expect("list API keys"),
+        [created],
+        "the key is stored as returned"
+    );
+}
+
+async fn api_key_for_unknown_merchant_is_not_found(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-real", "Real"))
+        .await
+        .expect("create merchant");
+    let key = new_key("key-orphan", "m-ghost");
+
+    let err = store
+        .create_api_key(&key)
+        .await
+        .expect_err("a key for a merchant that does not exist must be refused");
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "expected NotFound, got {err:?}"
+    );
+
+    assert_eq!(
+        store
+            .find_api_key_by_hash(&key.key_hash)
+            .await
+            .expect("find API key"),
+        None,
+        "nothing was stored"
+    );
+    assert_eq!(
+        store.list_api_keys("m-ghost").await.expect("list API keys"),
+        []
+    );
+    assert_eq!(
+        store.list_api_keys("m-real").await.expect("list API keys"),
+        []
+    );
+    assert_eq!(
+        store.get_merchant("m-ghost").await.expect("get merchant"),
+        None,
+        "creating a key does not create its merchant"
+    );
+}
+
+async fn duplicate_api_key_conflicts(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-dup", "Dup"))
+        .await
+        .expect("create merchant");
+    let first = store
+        .create_api_key(&new_key("key-first", "m-dup"))
+        .await
+        .expect("create API key");
+
+    let same_hash = NewApiKey {
+        id: "key-second".to_owned(),
+        name: Some("Copy".to_owned()),
+        ..new_key_with_hash(&first.key_hash, &first.prefix, "m-dup")
+    };
+    let err = store
+        .create_api_key(&same_hash)
+        .await
+        .expect_err("a second key with the same hash must be refused");
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "same hash: expected Conflict, got {err:?}"
+    );
+
+    let same_id = new_key("key-first", "m-dup");
+    let err = store
+        .create_api_key(&same_id)
+        .await
+        .expect_err("a second key with the same id must be refused");
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "same id: expected Conflict, got {err:?}"
+    );
+
+    assert_eq!(
+        store
+            .find_api_key_by_hash(&first.key_hash)
+            .await
+            .expect("find API key"),
+        Some(first.clone()),
+        "the first key is unchanged"
+    );
+    assert_eq!(
+        store.list_api_keys("m-dup").await.expect("list API keys"),
+        [first],
+        "no second key was stored"
+    );
+}
+
+async fn api_key_is_found_by_hash(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-find", "Find"))
+        .await
+        .expect("create merchant");
+    let one = store
+        .create_api_key(&new_key("key-one", "m-find"))
+        .await
+        .expect("create API key");
+    let two = store
+        .create_api_key(&new_key("key-two", "m-find"))
+        .await
+        .expect("create API key");
+
+    assert_eq!(
+        store
+            .find_api_key_by_hash(&one.key_hash)
+            .await
+            .expect("find"),
+        Some(one.clone())
+    );
+    assert_eq!(
+        store
+            .find_api_key_by_hash(&two.key_hash)
+            .await
+            .expect("find"),
+        Some(two)
+    );
+
+    let unknown = api_key::generate(KeyKind::Secret, KeyEnv::Test);
+    assert_eq!(
+        store
+            .find_api_key_by_hash(&unknown.hash)
+            .await
+            .expect("find"),
+        None,
+        "an unknown hash finds nothing"
+    );
+    assert_eq!(
+        store
+            .find_api_key_by_hash(&one.key_hash.to_uppercase())
+            .await
+            .expect("find"),
+        None,
+        "hashes match exactly, not case-insensitively"
+    );
+    assert_eq!(
+        store.find_api_key_by_hash(&one.prefix).await.expect("find"),
+        None,
+        "the display prefix is not a hash"
+    );
+}
+
+async fn api_keys_are_listed_per_merchant_oldest_first(store: &dyn Store) {
+    for id in ["m-north", "m-south", "m-empty"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+
+    // Interleaved between merchants; ids in reverse order of creation, so that only the
+    // creation time can put them in the expected order.
+    let mut north = Vec::new();
+    let mut south = Vec::new();
+    for (id, merchant) in [
+        ("key-n3", "m-north"),
+        ("key-s2", "m-south"),
+        ("key-n2", "m-north"),
+        ("key-s1", "m-south"),
+        ("key-n1", "m-north"),
+    ] {
+        let key = store
+            .create_api_key(&new_key(id, merchant))
+            .await
+            .expect("create API key");
+        if merchant == "m-north" {
+            north.push(key);
+        } else {
+            south.push(key);
+        }
+        next_instant().await;
+    }
+
+    let listed_north = store.list_api_keys("m-north").await.expect("list");
+    assert_eq!(ids(&listed_north), ["key-n3", "key-n2", "key-n1"]);
+    assert_eq!(listed_north, north);
+
+    let listed_south = store.list_api_keys("m-south").await.expect("list");
+    assert_eq!(ids(&listed_south), ["key-s2", "key-s1"]);
+    assert_eq!(listed_south, south);
+
+    assert_eq!(store.list_api_keys("m-empty").await.expect("list"), []);
+    assert_eq!(store.list_api_keys("m-nobody").await.expect("list"), []);
+}
+
+async fn revoking_keeps_the_first_revocation_time(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-rev", "Rev"))
+        .await
+        .expect("create merchant");
+    let doomed = store
+        .create_api_key(&new_key("key-doomed", "m-rev"))
+        .await
+        .expect("create API key");
+    let kept = store
+        .create_api_key(&new_key("key-kept", "m-rev"))
+        .await
+        .expect("create API key");
+
+    let before = Utc::now();
+    let revoked = store
+        .revoke_api_key("key-doomed")
+        .await
+        .expect("revoke API key");
+    let after = Utc::now();
+
+    let first_revocation = revoked.revoked_at.expect("revoked_at is set");
+    assert_stamped_between(first_revocation, before, after, "revoked_at");
+    assert_eq!(
+        revoked,
+        ApiKey {
+            revoked_at: Some(first_revocation),
+            ..doomed.clone()
+        },
+        "revoking changes nothing but revoked_at"
+    );
+
+    next_instant().await;
+    let again = store
+        .revoke_api_key("key-doomed")
+        .await
+        .expect("revoking a revoked key again succeeds");
+    assert_eq!(
+        again.revoked_at,
+        Some(first_revocation),
+        "revoking again keeps the first revocation time"
+    );
+
+    assert_eq!(
+        store
+            .find_api_key_by_hash(&doomed.key_hash)
+            .await
+            .expect("find API key"),
+        Some(revoked.clone()),
+        "a revoked key is still found by its hash, revoked"
+    );
+    assert_eq!(
+        store.list_api_keys("m-rev").await.expect("list API keys"),
+        [revoked, kept],
+        "the list holds the revoked key; the other key is not revoked"
+    );
+}
+
+async fn revoking_unknown_key_is_not_found(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-rev", "Rev"))
+        .await
+        .expect("create merchant");
+    let key = store
+        .create_api_key(&new_key("key-real", "m-rev"))
+        .await
+        .expect("create API key");
+
+    let err = store
+        .revoke_api_key("key-ghost")
+        .await
+        .expect_err("revoking a key that does not exist must fail");
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "expected NotFound, got {err:?}"
+    );
+
+    assert_eq!(
+        store.list_api_keys("m-rev").await.expect("list API keys"),
+        [key],
+        "other keys are left alone"
+    );
+}
+
+async fn unicode_names_and_empty_domains_round_trip(store: &dyn Store) {
+    let new = NewMerchant {
+        id: "m-ünï-東京".to_owned(),
+        name: "Café Zürich — 東京店 🛍️ \"quoted\" 'single' \\ back".to_owned(),
+        allowed_domains: Vec::new(),
+        plan: "free".to_owned(),
+    };
+    let created = store.create_merchant(&new).await.expect("create merchant");
+    assert_eq!(created.id, new.id);
+    assert_eq!(created.name, new.name);
+    assert_eq!(created.allowed_domains, Vec::<String>::new());
+
+    let found = store
+        .get_merchant(&new.id)
+        .await
+        .expect("get merchant")
+        .expect("merchant found by its unicode id");
+    assert_eq!(found, created);
+
+    let unnamed = NewApiKey {
+        name: None,
+        ..new_key("key-unnamed", &new.id)
+    };
+    let named = NewApiKey {
+        name: Some("Clé de l'entrepôt 🔑 倉庫".to_owned()),
+        ..new_key("key-named", &new.id)
+    };
+    let unnamed = store.create_api_key(&unnamed).await.expect("create key");
+    let named = store.create_api_key(&named).await.expect("create key");
+    assert_eq!(unnamed.name, None);
+    assert_eq!(named.name.as_deref(), Some("Clé de l'entrepôt 🔑 倉庫"));
+    assert_eq!(
+        store
+            .find_api_key_by_hash(&named.key_hash)
+            .await
+            .expect("find API key"),
+        Some(named.clone())
+    );
+    let mut listed = store.list_api_keys(&new.id).await.expect("list API keys");
+    listed.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(listed, [named, unnamed]);
+}
+
+async fn calls_fail_after_close(store: &dyn Store) {
+    store.ping().await.expect("ping before close");
+    store.close().await;
+    assert!(
+        store.ping().await.is_err(),
+        "ping must fail once the store is closed"
+    );
+    assert!(
+        store.get_merchant("m-any").await.is_err(),
+        "queries must fail once the store is closed"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+fn new_merchant(id: &str, name: &str) -> NewMerchant {
+    NewMerchant {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        allowed_domains: vec![format!("{id}.shop.test")],
+        plan: "free".to_owned(),
+    }
+}
+
+/// A secret test key with a fresh random hash.
+fn new_key(id: &str, merchant_id: &str) -> NewApiKey {
+    let generated = api_key::generate(KeyKind::Secret, KeyEnv::Test);
+    NewApiKey {
+        id: id.to_owned(),
+        ..new_key_with_hash(&generated.hash, &generated.prefix, merchant_id)
+    }
+}
+
+fn new_key_with_hash(key_hash: &str, prefix: &str, merchant_id: &str) -> NewApiKey {
+    NewApiKey {
+        id: format!("key-{key_hash}"),
+        merchant_id: merchant_id.to_owned(),
+        kind: KeyKind::Secret.as_str().to_owned(),
+        env: KeyEnv::Test.as_str().to_owned(),
+        prefix: prefix.to_owned(),
+        key_hash: key_hash.to_owned(),
+        permissions: vec!["*".to_owned()],
+        name: Some("server".to_owned()),
+    }
+}
+
+fn ids(keys: &[ApiKey]) -> Vec<&str> {
+    keys.iter().map(|k| k.id.as_str()).collect()
+}
+
+/// The store stamps rows with the wall clock (PostgreSQL keeps microseconds) and breaks ties
+/// by id; a short pause makes sure the next row is stamped later, so that ordering checks
+/// test the creation order and not the tie-break.
+async fn next_instant() {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+}
+
+/// `at` lies within the call that stamped it. PostgreSQL keeps microseconds, so the lower
+/// bound is truncated to them.
+fn assert_stamped_between(
+    at: DateTime<Utc>,
+    before: DateTime<Utc>,
+    after: DateTime<Utc>,
+    what: &str,
+) {
+    assert!(
+        before.trunc_subsecs(6) <= at && at <= after,
+        "{what} is {at}, outside the call ({before} .. {after})"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// Declares, for every check, `sqlite::<check>` and `postgres::<check>` tests.
+macro_rules! conformance {
+    ($($check:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    super::on_sqlite(|store| async move { super::$check(&*store).await }).await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[ignore = "needs MINDSHOP_TEST_POSTGRES_URL"]
+                async fn $check() {
+                    super::on_postgres(|store| async move { super::$check(&*store).await }).await;
+                }
+            )+
+        }
+    };
+}
+
+conformance![
+    migrate_is_idempotent_and_ping_works,
+    merchant_round_trips,
+    unknown_merchant_is_none,
+    merchants_are_listed_oldest_first,
+    duplicate_merchant_id_conflicts_and_keeps_original,
+    api_key_round_trips,
+    api_key_for_unknown_merchant_is_not_found,
+    duplicate_api_key_conflicts,
+    api_key_is_found_by_hash,
+    api_keys_are_listed_per_merchant_oldest_first,
+    revoking_keeps_the_first_revocation_time,
+    revoking_unknown_key_is_not_found,
+    unicode_names_and_empty_domains_round_trip,
+    calls_fail_after_close,
+];
+
+/// Runs `check` on a store over a new SQLite file in a temp dir of its own.
+async fn on_sqlite<F, Fut>(check: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("create a temp dir");
+    let url = format!("sqlite://{}/test.db", dir.path().display());
+    let store = store::connect(&DatabaseConfig {
+        url: url.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    check(Arc::clone(&store)).await;
+    store.close().await;
+}
+
+const POSTGRES_URL_VAR: &str = "MINDSHOP_TEST_POSTGRES_URL";
+
+/// Runs `check` on a store over a PostgreSQL database created for this test alone, then drops
+/// the database, whether the check passed or not.
+async fn on_postgres<F, Fut>(check: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let server_url = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{POSTGRES_URL_VAR} is not set: PostgreSQL conformance tests need a server to create \
+             databases on, e.g. {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/test"
+        )
+    });
+    let database = FreshDatabase::create(&server_url).await;
+
+    let store = match store::connect(&DatabaseConfig {
+        url: database.url.clone(),
+        ..Default::default()
+    })
+    .await
+    {
+        Ok(store) => store,
+        Err(e) => {
+            database.drop_best_effort().await;
+            panic!("open the store on {}: {e}", database.name);
+        }
+    };
+
+    // Run on a task of its own so that a failed assertion comes back as a value and the
+    // database is still dropped; the panic is resumed afterwards.
+    let outcome = tokio::spawn(check(Arc::clone(&store))).await;
+    store.close().await;
+    database.drop_best_effort().await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+}
+
+/// A database created for one test, on the server named by [`POSTGRES_URL_VAR`].
+struct FreshDatabase {
+    /// The URL the test was given, used to create and drop the database.
+    server_url: String,
+    name: String,
+    /// `server_url` pointing at the new database.
+    url: String,
+}
+
+impl FreshDatabase {
+    async fn create(server_url: &str) -> Self {
+        let name = format!("mindshop_t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(server_url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {POSTGRES_URL_VAR} ({server_url}): {e}"));
+        // The name is ours (a prefix and hex digits), so formatting it into SQL is safe.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        admin.close().await.ok();
+
+        let url = with_database(server_url, &name);
+        // Guard against an URL form that `with_database` got wrong: the store must not land
+        // on a shared database.
+        let mut probe = PgConnection::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to the fresh database {url}: {e}"));
+        let current: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&mut probe)
+            .await
+            .expect("ask the fresh database its name");
+        probe.close().await.ok();
+        assert_eq!(current, name, "{url} does not point at the fresh database");
+
+        Self {
+            server_url: server_url.to_owned(),
+            name,
+            url,
+        }
+    }
+
+    /// Drops the database; a failure is reported but does not fail the test.
+    async fn drop_best_effort(&self) {
+        let name = &self.name;
+        let dropped = async {
+            let mut admin = PgConnection::connect(&self.server_url).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await?;
+            admin.close().await
+        }
+        .await;
+        if let Err(e) = dropped {
+            eprintln!("warning: could not drop test database {name}: {e}");
+        }
+    }
+}
+
+/// `url` with its database (the path) replaced by `database`; scheme, credentials, host,
+/// port and query parameters stay as they are.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{database}", &base[..authority_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+#[test]
+fn with_database_replaces_only_the_database() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/test", "fresh"),
+        "postgres://postgres@127.0.0.1:5432/fresh"
+    );
+    assert_eq!(
+        with_database(
+            "postgresql://u:p%2Fw@db.internal/app?sslmode=disable",
+            "fresh"
+        ),
+        "postgresql://u:p%2Fw@db.internal/fresh?sslmode=disable"
+    );
+    assert_eq!(
+        with_database("postgres://localhost:5432", "fresh"),
+        "postgres://localhost:5432/fresh"
+    );
+    assert_eq!(
+        with_database("postgres://localhost?application_name=t", "fresh"),
+        "postgres://localhost/fresh?application_name=t"
+    );
+}

@@ -1,0 +1,179 @@
+//! `mindshop edge` and `mindshop backend` run apart: the shared secret, a backend that is down,
+//! what the edge forwards upstream, and refusing to start without `internal.secret`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use mindshop_wire::identity::{IdentitySigner, SignedRequest};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use support::upstream::RecordingUpstream;
+use support::{Launch, OTHER_SECRET, Reply, SECRET, Workdir, client, free_addr};
+
+#[tokio::test]
+async fn an_edge_whose_backend_is_down_answers_502_and_not_ready() {
+    // A port where nothing listens.
+    let nowhere = free_addr();
+    let edge = Launch::edge(SECRET, &[nowhere]).start().await;
+    let client = client();
+
+    let started = Instant::now();
+    let reply = Reply::of(
+        client
+            .get(edge.url("/api/merchants/acme/sync/status"))
+            .header("X-Request-ID", "down-1"),
+    )
+    .await;
+    let took = started.elapsed();
+    reply.failure(502, "BACKEND_UNAVAILABLE");
+    assert_eq!(reply.request_id(), "down-1");
+    assert!(took < Duration::from_secs(5), "the 502 took {took:?}");
+
+    let reply = Reply::of(client.get(edge.url("/ready"))).await;
+    let envelope = reply.failure(503, "NOT_READY");
+    assert_eq!(envelope["checks"]["backend"], "down", "{reply:?}");
+
+    // The edge itself stays alive.
+    Reply::of(client.get(edge.url("/health")))
+        .await
+        .success(200);
+}
+
+#[tokio::test]
+async fn edge_and_backend_with_the_same_secret_serve_ready() {
+    let backend = Launch::backend(SECRET).start().await;
+    let edge = Launch::edge(SECRET, &[backend.backend]).start().await;
+
+    let reply = Reply::of(
+        client()
+            .get(edge.url("/ready"))
+            .header("X-Request-ID", "apart-1"),
+    )
+    .await;
+    let data = reply.success(200);
+    assert_eq!(data["checks"]["backend"], "up", "{reply:?}");
+    assert_eq!(data["checks"]["database"], "up", "{reply:?}");
+    assert_eq!(reply.request_id(), "apart-1");
+}
+
+#[tokio::test]
+async fn a_backend_with_another_secret_refuses_the_edge() {
+    let backend = Launch::backend(OTHER_SECRET).start().await;
+    let edge = Launch::edge(SECRET, &[backend.backend]).start().await;
+
+    let reply = Reply::of(
+        client()
+            .get(edge.url("/ready"))
+            .header("X-Request-ID", "wrong-secret"),
+    )
+    .await;
+    reply.failure(401, "EDGE_SIGNATURE_REQUIRED");
+    assert_eq!(reply.request_id(), "wrong-secret");
+}
+
+#[tokio::test]
+async fn client_sent_identity_headers_never_reach_the_backend() {
+    let mut upstream = RecordingUpstream::start().await;
+    let edge = Launch::edge(SECRET, &[upstream.addr]).start().await;
+
+    let reply = Reply::of(
+        client()
+            .get(edge.url("/ready?probe=1"))
+            .header("X-Request-ID", "spoof-1")
+            .header("X-Mindshop-Merchant", "acme")
+            .header("X-Mindshop-Principal", "user:mallory")
+            .header("X-Mindshop-Roles", "admin")
+            .header("X-Mindshop-Extra", "anything"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.request_id(), "spoof-1");
+
+    let seen = upstream.next_request().await;
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.target, "/ready?probe=1");
+    assert_eq!(seen.one("x-mindshop-merchant"), Some(""), "{seen:?}");
+    assert_eq!(seen.one("x-mindshop-principal"), Some("anonymous"), "{seen:?}");
+    assert_eq!(seen.one("x-mindshop-roles"), Some(""), "{seen:?}");
+    assert!(seen.all("x-mindshop-extra").is_empty(), "{seen:?}");
+    assert_eq!(seen.one("x-request-id"), Some("spoof-1"), "{seen:?}");
+    let signature = seen.one("x-mindshop-signature").unwrap_or_default();
+    assert!(!signature.is_empty(), "no signature: {seen:?}");
+
+    // The signature is one the backend accepts with the shared secret, for this request only.
+    let mut headers = HeaderMap::new();
+    for (name, value) in &seen.headers {
+        headers.append(
+            HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+            HeaderValue::from_str(value).expect("a header value"),
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64;
+    let request = SignedRequest {
+        method: "GET",
+        path_and_query: "/ready?probe=1",
+        request_id: "spoof-1",
+    };
+    let identity = IdentitySigner::new(SECRET.as_bytes())
+        .verify(&headers, request, now, 30)
+        .expect("the edge's signature verifies with the shared secret");
+    assert_eq!(identity.merchant, None);
+    let replayed = SignedRequest {
+        path_and_query: "/api/merchants/acme/keys",
+        ..request
+    };
+    assert!(
+        IdentitySigner::new(SECRET.as_bytes())
+            .verify(&headers, replayed, now, 30)
+            .is_err(),
+        "a signature must not verify for another path"
+    );
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_gets_413() {
+    let upstream = RecordingUpstream::start().await;
+    let edge = Launch::edge(SECRET, &[upstream.addr])
+        .env("MINDSHOP_EDGE_MAX_BODY_BYTES", "1000")
+        .start()
+        .await;
+
+    // No Content-Length: the edge only learns the size while streaming.
+    let chunks = (0..4).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 600]));
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let reply = Reply::of(
+        client()
+            .post(edge.url("/api/chat"))
+            .header("X-Request-ID", "chunked-1")
+            .body(body),
+    )
+    .await;
+    reply.failure(413, "PAYLOAD_TOO_LARGE");
+    assert_eq!(reply.request_id(), "chunked-1");
+
+    // Under the limit, the same kind of body goes through.
+    let chunks = (0..2).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 400]));
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let reply = Reply::of(client().post(edge.url("/api/chat")).body(body)).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
+#[test]
+fn edge_and_backend_refuse_to_start_without_the_internal_secret() {
+    let workdir = Workdir::new();
+    let (edge, metrics, backend) = (free_addr(), free_addr(), free_addr());
+    let env = [
+        ("MINDSHOP_EDGE_LISTEN", edge.to_string()),
+        ("MINDSHOP_EDGE_METRICS_LISTEN", metrics.to_string()),
+        ("MINDSHOP_BACKEND_LISTEN", backend.to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    for command in ["edge", "backend"] {
+        workdir
+            .run(&[command], &env)
+            .fails_with("internal.secret");
+    }
+}

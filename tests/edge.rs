@@ -1,0 +1,214 @@
+//! `mindshop serve` seen from a client: health, request ids, routing, readiness, the backend's
+//! refusal of unsigned requests, metrics and the body limit.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Launch, Reply, client, is_uuid};
+
+#[tokio::test]
+async fn health_answers_ok_in_the_envelope() {
+    let server = Launch::serve().start().await;
+    let reply = Reply::of(client().get(server.url("/health"))).await;
+
+    let data = reply.success(200);
+    assert_eq!(data, serde_json::json!({"status": "ok"}));
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/json"),
+        "{reply:?}"
+    );
+    assert!(is_uuid(reply.request_id()), "{reply:?}");
+}
+
+#[tokio::test]
+async fn a_sane_request_id_is_echoed_by_the_edge_the_backend_and_the_404() {
+    let server = Launch::serve().start().await;
+    let client = client();
+    for (path, status) in [("/health", 200), ("/ready", 200), ("/nope", 404)] {
+        let reply = Reply::of(
+            client
+                .get(server.url(path))
+                .header("X-Request-ID", "abc-123"),
+        )
+        .await;
+        assert_eq!(reply.status, status, "{path}: {reply:?}");
+        assert_eq!(reply.request_id(), "abc-123", "{path}: {reply:?}");
+        assert_eq!(reply.json()["requestId"], "abc-123", "{path}: {reply:?}");
+        // One id per answer, not the edge's and the backend's side by side.
+        assert_eq!(
+            reply.headers.get_all("x-request-id").iter().count(),
+            1,
+            "{path}: {reply:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unusable_request_id_is_replaced_by_a_generated_one() {
+    let server = Launch::serve().start().await;
+    let client = client();
+    let too_long = "a".repeat(200);
+    for path in ["/health", "/ready"] {
+        for sent in [too_long.as_str(), "has space", &"b".repeat(129)] {
+            let reply = Reply::of(client.get(server.url(path)).header("X-Request-ID", sent)).await;
+            reply.success(200);
+            let id = reply.request_id();
+            assert_ne!(id, sent, "{path}: {reply:?}");
+            assert!(is_uuid(id), "{path}: generated id {id:?} is not a UUID");
+        }
+    }
+    // The longest accepted id is kept as it is.
+    let longest = "c".repeat(128);
+    let reply = Reply::of(
+        client
+            .get(server.url("/health"))
+            .header("X-Request-ID", &longest),
+    )
+    .await;
+    assert_eq!(reply.request_id(), longest);
+}
+
+#[tokio::test]
+async fn unknown_routes_get_404_envelopes_from_the_edge_and_the_backend() {
+    let server = Launch::serve().start().await;
+    let client = client();
+
+    let reply = Reply::of(client.get(server.url("/nope"))).await;
+    reply.failure(404, "ROUTE_NOT_FOUND");
+    assert!(is_uuid(reply.request_id()), "{reply:?}");
+
+    // A known prefix reaches the backend, which has no such route.
+    let reply = Reply::of(
+        client
+            .get(server.url("/api/merchants/acme/nothing"))
+            .header("X-Request-ID", "req-404"),
+    )
+    .await;
+    let envelope = reply.failure(404, "NOT_FOUND");
+    assert_eq!(reply.request_id(), "req-404");
+    assert_eq!(envelope["requestId"], "req-404");
+}
+
+#[tokio::test]
+async fn ready_reports_backend_and_database_up() {
+    let server = Launch::serve().start().await;
+    let reply = Reply::of(client().get(server.url("/ready"))).await;
+    let data = reply.success(200);
+    assert_eq!(data["checks"]["backend"], "up", "{reply:?}");
+    assert_eq!(data["checks"]["database"], "up", "{reply:?}");
+}
+
+#[tokio::test]
+async fn the_backend_port_refuses_requests_that_did_not_come_through_the_edge() {
+    let server = Launch::serve().start().await;
+    let client = client();
+
+    let reply = Reply::of(
+        client
+            .get(server.backend_url("/ready"))
+            .header("X-Request-ID", "direct-1"),
+    )
+    .await;
+    reply.failure(401, "EDGE_SIGNATURE_REQUIRED");
+    assert_eq!(reply.request_id(), "direct-1");
+
+    // Forged identity headers, with a fresh timestamp, are refused all the same.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+        .to_string();
+    let reply = Reply::of(
+        client
+            .get(server.backend_url("/api/merchants/acme/sync/status"))
+            .header("X-Mindshop-Merchant", "acme")
+            .header("X-Mindshop-Principal", "user:mallory")
+            .header("X-Mindshop-Permissions", "*")
+            .header("X-Mindshop-Roles", "admin")
+            .header("X-Mindshop-Timestamp", &now)
+            .header("X-Mindshop-Signature", "00"),
+    )
+    .await;
+    reply.failure(401, "EDGE_SIGNATURE_REQUIRED");
+}
+
+/// The value of `mindshop_http_requests_total` for GET /health answered 200, if present.
+fn health_requests(metrics: &str) -> Option<u64> {
+    metrics.lines().find_map(|line| {
+        let labels = line
+            .strip_prefix("mindshop_http_requests_total{")?
+            .split_once('}')?;
+        let (labels, value) = labels;
+        let mut labels: Vec<&str> = labels.split(',').collect();
+        labels.sort_unstable();
+        (labels == ["method=\"GET\"", "route_group=\"health\"", "status=\"200\""])
+            .then(|| value.trim().parse().expect("a counter value"))
+    })
+}
+
+#[tokio::test]
+async fn metrics_count_every_health_request() {
+    let server = Launch::serve().start().await;
+    let client = client();
+    let scrape = || async {
+        let reply = Reply::of(client.get(server.metrics_url())).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body
+    };
+
+    // The readiness probe of the harness already made at least one.
+    let metrics = scrape().await;
+    let before = health_requests(&metrics)
+        .unwrap_or_else(|| panic!("no health counter after a health request:\n{metrics}"));
+    assert!(
+        metrics.lines().any(|l| {
+            l.starts_with("mindshop_http_request_duration_seconds_bucket{")
+                && l.contains("route_group=\"health\"")
+        }),
+        "no duration histogram for health:\n{metrics}"
+    );
+
+    const N: u64 = 5;
+    for _ in 0..N {
+        Reply::of(client.get(server.url("/health")))
+            .await
+            .success(200);
+    }
+    // The edge counts a request in its logging phase, just after the answer is sent: poll.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        let metrics = scrape().await;
+        let now = health_requests(&metrics).expect("the health counter");
+        if now >= before + N || Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(after - before, N, "counter went from {before} to {after}");
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_gets_413() {
+    let server = Launch::serve()
+        .env("MINDSHOP_EDGE_MAX_BODY_BYTES", "1000")
+        .start()
+        .await;
+    let client = client();
+
+    let reply = Reply::of(
+        client
+            .post(server.url("/api/chat"))
+            .header("content-type", "application/json")
+            .header("X-Request-ID", "big-1")
+            .body(vec![b'x'; 2000]),
+    )
+    .await;
+    reply.failure(413, "PAYLOAD_TOO_LARGE");
+    assert_eq!(reply.request_id(), "big-1");
+
+    // Under the limit, the request goes on to the backend (which has no chat route yet).
+    let reply = Reply::of(client.post(server.url("/api/chat")).body(vec![b'x'; 1000])).await;
+    assert_ne!(reply.status, 413, "{reply:?}");
+}
