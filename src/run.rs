@@ -25,6 +25,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         None => random_secret(),
     };
     prepare(&config)?;
+    check_edge_ports_free(&config)?;
     let backend_listener = bind_backend(&config)?;
 
     let mut server = mindshop_proxy::new_server(&config);
@@ -47,6 +48,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 /// The edge alone, in front of `edge.backends`.
 pub fn edge(config: Config) -> anyhow::Result<()> {
     let internal_secret = required_internal_secret(&config)?;
+    check_edge_ports_free(&config)?;
     let mut server = mindshop_proxy::new_server(&config);
     mindshop_proxy::add_edge_services(&mut server, &config, &internal_secret);
     server.run(RunArgs::default());
@@ -94,6 +96,18 @@ fn required_internal_secret(config: &Config) -> anyhow::Result<String> {
              (at least 32 characters) to the same value for every edge and backend"
         ),
     }
+}
+
+/// Pingora retries a busy port for a long while; an operator is better served by an error now.
+fn check_edge_ports_free(config: &Config) -> anyhow::Result<()> {
+    for (key, address) in [
+        ("edge.listen", config.edge.listen),
+        ("edge.metrics_listen", config.edge.metrics_listen),
+    ] {
+        StdTcpListener::bind(address)
+            .with_context(|| format!("cannot listen on {key} {address}"))?;
+    }
+    Ok(())
 }
 
 fn bind_backend(config: &Config) -> anyhow::Result<StdTcpListener> {
