@@ -3,6 +3,7 @@
 //! `migrations/postgres`) so column types stay native to each database; the conformance
 //! suite in `tests/store_conformance.rs` holds both to the same behaviour.
 
+mod portable;
 mod postgres;
 mod sqlite;
 
