@@ -174,7 +174,8 @@ impl Default for DataConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// `tracing` `EnvFilter` directives, e.g. `info` or `mindshop_proxy=debug,info`.
+    /// `tracing` `EnvFilter` directives, e.g. `info` or `mindshop_proxy=debug,info`; the default
+    /// keeps sqlx's per-statement notices out.
     pub level: String,
     /// Line format: `text` for people at a terminal, `json` for log collectors.
     pub format: LogFormat,
@@ -183,7 +184,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            level: "info".to_owned(),
+            level: "info,sqlx=warn".to_owned(),
             format: LogFormat::Text,
         }
     }
