@@ -93,7 +93,11 @@ async fn client_sent_identity_headers_never_reach_the_backend() {
     assert_eq!(seen.method, "GET");
     assert_eq!(seen.target, "/ready?probe=1");
     assert_eq!(seen.one("x-mindshop-merchant"), Some(""), "{seen:?}");
-    assert_eq!(seen.one("x-mindshop-principal"), Some("anonymous"), "{seen:?}");
+    assert_eq!(
+        seen.one("x-mindshop-principal"),
+        Some("anonymous"),
+        "{seen:?}"
+    );
     assert_eq!(seen.one("x-mindshop-roles"), Some(""), "{seen:?}");
     assert!(seen.all("x-mindshop-extra").is_empty(), "{seen:?}");
     assert_eq!(seen.one("x-request-id"), Some("spoof-1"), "{seen:?}");
@@ -172,8 +176,6 @@ fn edge_and_backend_refuse_to_start_without_the_internal_secret() {
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (*n, v.as_str())).collect();
     for command in ["edge", "backend"] {
-        workdir
-            .run(&[command], &env)
-            .fails_with("internal.secret");
+        workdir.run(&[command], &env).fails_with("internal.secret");
     }
 }

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Launch, Reply, client, is_uuid};
+use support::{Launch, Reply, Server, client, is_uuid};
 
 #[tokio::test]
 async fn health_answers_ok_in_the_envelope() {
@@ -148,20 +148,30 @@ fn health_requests(metrics: &str) -> Option<u64> {
     })
 }
 
+/// Scrapes `/metrics` until the health counter reaches `at_least` (the edge counts a request in
+/// its logging phase, just after the answer is sent); returns the last scrape and its count.
+async fn scrape_until(server: &Server, at_least: u64) -> (String, Option<u64>) {
+    let client = client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = Reply::of(client.get(server.metrics_url())).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let count = health_requests(&reply.body);
+        if count.is_some_and(|c| c >= at_least) || Instant::now() > deadline {
+            return (reply.body, count);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn metrics_count_every_health_request() {
     let server = Launch::serve().start().await;
-    let client = client();
-    let scrape = || async {
-        let reply = Reply::of(client.get(server.metrics_url())).await;
-        assert_eq!(reply.status, 200, "{reply:?}");
-        reply.body
-    };
 
-    // The readiness probe of the harness already made at least one.
-    let metrics = scrape().await;
-    let before = health_requests(&metrics)
-        .unwrap_or_else(|| panic!("no health counter after a health request:\n{metrics}"));
+    // The harness's readiness probe made one.
+    let (metrics, before) = scrape_until(&server, 1).await;
+    let before =
+        before.unwrap_or_else(|| panic!("no health counter after a health request:\n{metrics}"));
     assert!(
         metrics.lines().any(|l| {
             l.starts_with("mindshop_http_request_duration_seconds_bucket{")
@@ -171,22 +181,18 @@ async fn metrics_count_every_health_request() {
     );
 
     const N: u64 = 5;
+    let client = client();
     for _ in 0..N {
         Reply::of(client.get(server.url("/health")))
             .await
             .success(200);
     }
-    // The edge counts a request in its logging phase, just after the answer is sent: poll.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let after = loop {
-        let metrics = scrape().await;
-        let now = health_requests(&metrics).expect("the health counter");
-        if now >= before + N || Instant::now() > deadline {
-            break now;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(after - before, N, "counter went from {before} to {after}");
+    let (metrics, after) = scrape_until(&server, before + N).await;
+    assert_eq!(
+        after,
+        Some(before + N),
+        "the counter was {before} before {N} requests:\n{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -211,14 +211,14 @@ impl ProxyHttp for Edge {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let Some(chunk) = body {
-            if let Err(rejection) = ctx.body.consume(chunk.len()) {
-                ctx.rejection = Some(rejection);
-                return Error::e_explain(
-                    ErrorType::HTTPStatus(413),
-                    "request body over edge.max_body_bytes",
-                );
-            }
+        if let Some(chunk) = body
+            && let Err(rejection) = ctx.body.consume(chunk.len())
+        {
+            ctx.rejection = Some(rejection);
+            return Error::e_explain(
+                ErrorType::HTTPStatus(413),
+                "request body over edge.max_body_bytes",
+            );
         }
         Ok(())
     }

@@ -59,7 +59,9 @@ pub fn free_addr() -> SocketAddr {
     static HANDED_OUT: LazyLock<Mutex<HashSet<u16>>> = LazyLock::new(Default::default);
     loop {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local address of a bound listener");
+        let addr = listener
+            .local_addr()
+            .expect("local address of a bound listener");
         let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
         if handed_out.insert(addr.port()) {
             return addr;
@@ -127,7 +129,8 @@ impl Workdir {
                 command.env_remove(&name);
             }
         }
-        command.env("RUST_LOG", "info");
+        // Plain log lines, readable when a failing test prints them.
+        command.env("RUST_LOG", "info").env("NO_COLOR", "1");
         command
     }
 
@@ -172,6 +175,20 @@ impl Workdir {
         full.extend_from_slice(args);
         self.run(&full, &[])
     }
+}
+
+/// Whether process `pid` has a handler for SIGTERM, from the `SigCgt` mask in
+/// `/proc/<pid>/status`. Where that file cannot be read, assume it has.
+fn catches_sigterm(pid: u32) -> bool {
+    const SIGTERM: u32 = 15;
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (SIGTERM - 1)) != 0)
 }
 
 fn read_lossy(path: &Path) -> String {
@@ -301,7 +318,7 @@ impl Launch {
     }
 
     /// Starts the server in `workdir` and waits until it answers: `/health` on the edge and a
-    /// connection to the metrics listener, or a connection to the backend's port.
+    /// connection to the metrics listener, or any HTTP answer from the backend alone.
     pub async fn start_in(self, workdir: Workdir) -> Server {
         let mut workdir = Some(workdir);
         let mut last_log = String::new();
@@ -311,7 +328,9 @@ impl Launch {
                 metrics: free_addr(),
                 backend: free_addr(),
             };
-            let dir = workdir.take().expect("the working directory is handed back on failure");
+            let dir = workdir
+                .take()
+                .expect("the working directory is handed back on failure");
             let log = dir.log_path(self.mode.command());
             let mut command = dir.command(&[self.mode.command()]);
             command
@@ -395,7 +414,9 @@ impl Server {
     }
 
     pub fn workdir(&self) -> &Workdir {
-        self.workdir.as_ref().expect("a started server has its working directory")
+        self.workdir
+            .as_ref()
+            .expect("a started server has its working directory")
     }
 
     /// Everything the server wrote to stdout and stderr so far.
@@ -403,8 +424,22 @@ impl Server {
         read_lossy(&self.log)
     }
 
-    /// Sends SIGTERM, without waiting.
-    pub fn send_sigterm(&self) {
+    /// Sends SIGTERM, without waiting for the exit.
+    ///
+    /// A server answers requests a moment before its signal handlers are installed, and a
+    /// SIGTERM in that moment would kill it outright; so this first waits until the process
+    /// catches SIGTERM.
+    pub async fn send_sigterm(&self) {
+        let deadline = Instant::now() + START_DEADLINE;
+        while !catches_sigterm(self.child.id()) {
+            assert!(
+                Instant::now() < deadline,
+                "mindshop {} never installed a SIGTERM handler; log:\n{}",
+                self.mode.command(),
+                self.log()
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -431,7 +466,7 @@ impl Server {
 
     /// SIGTERM, then the exit status.
     pub async fn terminate(&mut self) -> ExitStatus {
-        self.send_sigterm();
+        self.send_sigterm().await;
         self.wait_exit().await
     }
 
@@ -469,7 +504,14 @@ impl Server {
 
     async fn answers(&self, client: &reqwest::Client) -> bool {
         if !self.mode.has_edge() {
-            return tokio::net::TcpStream::connect(self.backend).await.is_ok();
+            // The port accepts connections before the database is open; any HTTP answer (401
+            // for this unsigned request) means the application serves.
+            return client
+                .get(self.backend_url("/ready"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok();
         }
         let health = client
             .get(self.url("/health"))

@@ -36,7 +36,11 @@ impl Recorded {
     /// The single value of `name`, `None` if absent; fails the test if repeated.
     pub fn one(&self, name: &str) -> Option<&str> {
         let values = self.all(name);
-        assert!(values.len() <= 1, "{name} sent {} times: {self:?}", values.len());
+        assert!(
+            values.len() <= 1,
+            "{name} sent {} times: {self:?}",
+            values.len()
+        );
         values.first().copied()
     }
 }
@@ -83,11 +87,6 @@ impl RecordingUpstream {
             .await
             .expect("no request reached the upstream within 10 s")
             .expect("the upstream stopped")
-    }
-
-    /// A request that already arrived, if any.
-    pub fn try_next_request(&mut self) -> Option<Recorded> {
-        self.received.try_recv().ok()
     }
 }
 

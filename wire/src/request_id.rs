@@ -37,7 +37,7 @@ mod tests {
 
     #[test]
     fn replaces_empty_long_or_unprintable_ids() {
-        let long = vec![b'a'; MAX_LEN + 1];
+        let long = [b'a'; MAX_LEN + 1];
         for bad in [
             &b""[..],
             &long,
@@ -50,7 +50,7 @@ mod tests {
             assert_ne!(id.as_bytes(), bad);
             assert!(uuid::Uuid::parse_str(&id).is_ok(), "generated id {id:?}");
         }
-        assert!(accept(Some(&vec![b'a'; MAX_LEN])).is_some());
+        assert!(accept(Some(&[b'a'; MAX_LEN])).is_some());
     }
 
     #[test]
