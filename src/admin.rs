@@ -99,7 +99,7 @@ async fn key(store: &dyn Store, command: KeyCommand) -> anyhow::Result<()> {
             let generated = api_key::generate(kind, env);
             let stored = store
                 .create_api_key(&NewApiKey {
-                    id: format!("key_{}", uuid_simple()),
+                    id: mindshop_wire::ids::new_id("key"),
                     merchant_id: merchant,
                     kind: kind.as_str().to_owned(),
                     env: env.as_str().to_owned(),
@@ -211,10 +211,6 @@ fn explain(error: StoreError) -> anyhow::Error {
         StoreError::NotFound(what) => anyhow!("{what} not found"),
         other => anyhow::Error::new(other),
     }
-}
-
-fn uuid_simple() -> String {
-    mindshop_wire::request_id::generate().replace('-', "")
 }
 
 fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {

@@ -196,7 +196,7 @@ impl ProxyHttp for Edge {
                 path_and_query: &path_and_query,
                 request_id: &ctx.request_id,
             },
-            chrono_now(),
+            unix_now(),
         );
         for (name, value) in signed {
             upstream.insert_header(name, value)?;
@@ -328,8 +328,44 @@ fn failure_for(e: &Error, group: Option<RouteGroup>) -> Option<(u16, Failure)> {
     Some(answer)
 }
 
-fn chrono_now() -> i64 {
+fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(kind: ErrorType) -> Box<Error> {
+        let mut e = Error::new(kind);
+        e.esource = ErrorSource::Upstream;
+        e
+    }
+
+    #[test]
+    fn an_unreachable_backend_is_a_502_or_a_503_on_ready() {
+        let refused = upstream(ErrorType::ConnectRefused);
+        let (status, failure) = failure_for(&refused, Some(RouteGroup::Portal)).unwrap();
+        assert_eq!((status, failure.code), (502, "BACKEND_UNAVAILABLE"));
+
+        let (status, failure) = failure_for(&refused, Some(RouteGroup::Ready)).unwrap();
+        assert_eq!((status, failure.code), (503, "NOT_READY"));
+        assert_eq!(failure.extra["checks"]["backend"], "down");
+    }
+
+    #[test]
+    fn a_slow_backend_is_a_504() {
+        let (status, failure) =
+            failure_for(&upstream(ErrorType::ReadTimedout), Some(RouteGroup::Chat)).unwrap();
+        assert_eq!((status, failure.code), (504, "BACKEND_TIMEOUT"));
+    }
+
+    #[test]
+    fn a_departed_client_gets_no_answer() {
+        let mut gone = Error::new(ErrorType::ConnectionClosed);
+        gone.esource = ErrorSource::Downstream;
+        assert!(failure_for(&gone, Some(RouteGroup::Chat)).is_none());
+    }
 }

@@ -104,3 +104,15 @@ fn plain(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
         .insert(header::CONTENT_LENGTH, length.into());
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusual_methods_share_one_label() {
+        assert_eq!(method_label(&http::Method::GET), "GET");
+        let custom = http::Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(method_label(&custom), "OTHER");
+    }
+}

@@ -8,10 +8,12 @@
 //! - [`request_id`]: accepting a client's `X-Request-ID` or generating one.
 //! - [`identity`]: the identity the edge asserts to the backend, signed with HMAC-SHA256 over
 //!   the request line, the request id and a timestamp.
+//! - [`ids`]: prefixed resource ids (`key_…`, `evt_…`).
 //! - [`api_key`]: the shape of API keys (`pk_test_…`, `sk_live_…`), their SHA-256 hash and the
 //!   permission catalogue.
 
 pub mod api_key;
 pub mod envelope;
 pub mod identity;
+pub mod ids;
 pub mod request_id;
