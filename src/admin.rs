@@ -1,13 +1,15 @@
 //! Operator commands: they open the store named by the configuration, act, and print JSON.
 
 use std::future::Future;
+use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
 use jsonwebtoken::{EncodingKey, Header};
-use mindshop_backend::store::{self, NewApiKey, NewMerchant, Store, StoreError};
+use mindshop_backend::store::{self, NewApiKey, NewMerchant, Store};
 use mindshop_config::Config;
 use mindshop_wire::api_key::{self, KeyEnv, KeyKind};
+use mindshop_wire::merchant;
 use serde::Serialize;
 use serde_json::json;
 
@@ -54,10 +56,17 @@ async fn merchant(store: &dyn Store, command: MerchantCommand) -> anyhow::Result
             if name.trim().is_empty() {
                 bail!("--name must not be empty");
             }
-            let allowed_domains = domains
-                .iter()
-                .map(|d| normalize_domain(d))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            if plan.is_empty() || !plan.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                bail!("--plan {plan:?}: use letters, digits or '_' (e.g. free, pro)");
+            }
+            let mut allowed_domains = Vec::with_capacity(domains.len());
+            for domain in &domains {
+                let domain =
+                    merchant::normalize_domain(domain).with_context(|| "--domain".to_owned())?;
+                if !allowed_domains.contains(&domain) {
+                    allowed_domains.push(domain);
+                }
+            }
             let merchant = store
                 .create_merchant(&NewMerchant {
                     id,
@@ -65,8 +74,7 @@ async fn merchant(store: &dyn Store, command: MerchantCommand) -> anyhow::Result
                     allowed_domains,
                     plan,
                 })
-                .await
-                .map_err(explain)?;
+                .await?;
             print_json(&merchant)
         }
         MerchantCommand::List => print_json(&store.list_merchants().await?),
@@ -108,8 +116,7 @@ async fn key(store: &dyn Store, command: KeyCommand) -> anyhow::Result<()> {
                     permissions,
                     name,
                 })
-                .await
-                .map_err(explain)?;
+                .await?;
             #[derive(Serialize)]
             struct Created<'a> {
                 #[serde(flatten)]
@@ -126,7 +133,7 @@ async fn key(store: &dyn Store, command: KeyCommand) -> anyhow::Result<()> {
             require_merchant(store, &merchant).await?;
             print_json(&store.list_api_keys(&merchant).await?)
         }
-        KeyCommand::Revoke { id } => print_json(&store.revoke_api_key(&id).await.map_err(explain)?),
+        KeyCommand::Revoke { id } => print_json(&store.revoke_api_key(&id).await?),
     }
 }
 
@@ -173,69 +180,23 @@ async fn require_merchant(store: &dyn Store, id: &str) -> anyhow::Result<()> {
 
 /// Merchant ids appear in paths and headers: letters, digits, `-`, `_`; 1 to 64 characters.
 fn check_merchant_id(id: &str) -> anyhow::Result<()> {
-    let valid = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !valid {
+    if !merchant::is_valid_id(id) {
         bail!("--id {id:?}: use 1 to 64 letters, digits, '-' or '_'");
     }
     Ok(())
 }
 
-/// An allowed domain is a bare host name (`acme.com`): no scheme, port, path or wildcard.
-fn normalize_domain(domain: &str) -> anyhow::Result<String> {
-    let host = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-    let label_ok = |label: &str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
-        bail!(
-            "--domain {domain:?}: give a host name such as acme.com (no scheme, port, path or wildcard)"
-        );
-    }
-    Ok(host)
-}
-
-/// Store errors as sentences for an operator.
-fn explain(error: StoreError) -> anyhow::Error {
-    match error {
-        StoreError::Conflict(what) => anyhow!("{what} already exists"),
-        StoreError::NotFound(what) => anyhow!("{what} not found"),
-        other => anyhow::Error::new(other),
-    }
-}
-
+/// Writes JSON to stdout; a closed pipe (`| head`) is an error, not a panic.
 fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn domains_are_bare_host_names() {
-        assert_eq!(normalize_domain("Shop.Acme.com").unwrap(), "shop.acme.com");
-        for bad in [
-            "https://acme.com",
-            "acme.com:443",
-            "acme.com/x",
-            "*.acme.com",
-            "",
-            "-a.com",
-        ] {
-            assert!(normalize_domain(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn merchant_ids_are_path_safe() {

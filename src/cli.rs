@@ -127,8 +127,8 @@ pub enum KeyEnvArg {
 pub struct TokenArgs {
     #[arg(long)]
     pub merchant: String,
-    /// A role (e.g. admin); repeatable.
-    #[arg(long = "role")]
+    /// A role; `admin` may act on every merchant. Repeatable.
+    #[arg(long = "role", value_parser = ["admin"])]
     pub roles: Vec<String>,
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]

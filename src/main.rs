@@ -12,6 +12,7 @@ mod admin;
 mod cli;
 mod run;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -29,7 +30,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&config.log);
+    if let Err(error) = init_tracing(&config.log) {
+        eprintln!("error: invalid configuration: {error}");
+        return ExitCode::from(2);
+    }
 
     let outcome = match cli.command {
         Command::Serve => run::serve(config),
@@ -37,10 +41,9 @@ fn main() -> ExitCode {
         Command::Backend => run::backend(config),
         Command::Config {
             command: ConfigCommand::Check,
-        } => {
-            print!("{}", config.redacted_toml());
-            Ok(())
-        }
+        } => std::io::stdout()
+            .write_all(config.redacted_toml().as_bytes())
+            .map_err(anyhow::Error::from),
         Command::Migrate => admin::run_blocking(admin::migrate(&config)),
         Command::Admin { command } => admin::run_blocking(admin::run(&config, command)),
     };
@@ -54,11 +57,13 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr (stdout is for the JSON of admin commands). `RUST_LOG`, when set,
-/// overrides `log.level`.
-fn init_tracing(log: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+/// overrides `log.level`; an invalid `log.level` is a configuration error.
+fn init_tracing(log: &LogConfig) -> Result<(), String> {
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(_) => EnvFilter::try_new(&log.level)
+            .map_err(|error| format!("log.level: {error} in {:?}", log.level))?,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -66,4 +71,5 @@ fn init_tracing(log: &LogConfig) {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    Ok(())
 }

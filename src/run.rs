@@ -1,7 +1,8 @@
 //! The long-running processes: `serve` (edge + backend in one process), `edge`, `backend`.
 //!
 //! Shutdown: SIGTERM stops accepting, lets in-flight requests finish within
-//! `edge.shutdown_grace_secs`, and exits 0. SIGINT exits at once.
+//! `edge.shutdown_grace_secs`, and exits 0. SIGINT exits at once. Pingora (`serve`, `edge`)
+//! always waits out the whole grace period; the backend alone stops as soon as it is drained.
 
 use std::net::TcpListener as StdTcpListener;
 use std::sync::Mutex;
@@ -31,7 +32,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let mut server = mindshop_proxy::new_server(&config);
     mindshop_proxy::add_edge_services(&mut server, &config, &internal_secret);
     let handover = Duration::from_secs(config.edge.shutdown_grace_secs).min(Duration::from_secs(1));
-    server.add_service(background_service(
+    let mut backend = background_service(
         "mindshop backend",
         BackendService {
             listener: Mutex::new(Some(backend_listener)),
@@ -39,7 +40,10 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             internal_secret,
             handover,
         },
-    ));
+    );
+    // Pingora gives a background service one thread unless told otherwise.
+    backend.threads = Some(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    server.add_service(backend);
     server.run(RunArgs::default());
     tracing::info!("stopped");
     Ok(())
@@ -68,9 +72,30 @@ pub fn backend(config: Config) -> anyhow::Result<()> {
         let store = store::connect(&config.database)
             .await
             .context("cannot open the database")?;
-        let state = AppState::new(&config, store, &internal_secret);
+        let state = AppState::new(&config, store.clone(), &internal_secret);
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        mindshop_backend::serve(listener, state, termination()).await?;
+
+        let (signalled, mut signal) = tokio::sync::watch::channel(None);
+        tokio::spawn(async move {
+            let _ = signalled.send(Some(termination().await));
+        });
+        let mut stop = signal.clone();
+        let server = mindshop_backend::serve(listener, state, async move {
+            let _ = stop.wait_for(Option::is_some).await;
+        });
+        // SIGTERM drains for at most the grace period; SIGINT does not wait.
+        let grace = Duration::from_secs(config.edge.shutdown_grace_secs);
+        let deadline = async move {
+            let received = signal.wait_for(Option::is_some).await.ok().and_then(|s| *s);
+            if received == Some(Termination::Graceful) {
+                tokio::time::sleep(grace).await;
+            }
+        };
+        tokio::select! {
+            served = server => served?,
+            () = deadline => tracing::warn!("stopping with requests still in flight"),
+        }
+        store.close().await;
         tracing::info!("stopped");
         Ok(())
     })
@@ -122,8 +147,16 @@ fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn termination() {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Termination {
+    /// SIGTERM: stop accepting, let in-flight requests finish within the grace period.
+    Graceful,
+    /// SIGINT (Ctrl-C): stop now.
+    Immediate,
+}
+
+/// Resolves on SIGTERM or SIGINT, saying which.
+async fn termination() -> Termination {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::terminate()),
@@ -131,13 +164,20 @@ async fn termination() {
     ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: draining"),
-                _ = int.recv() => tracing::info!("SIGINT: draining"),
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: draining");
+                    Termination::Graceful
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: stopping");
+                    Termination::Immediate
+                }
             }
         }
         _ => {
             tracing::error!("cannot install signal handlers; stopping on ctrl-c only");
             let _ = tokio::signal::ctrl_c().await;
+            Termination::Immediate
         }
     }
 }
@@ -159,7 +199,8 @@ impl BackgroundService for BackendService {
             return;
         };
         let started = async {
-            let store = store::connect(&self.config.database).await?;
+            // `serve` migrated before starting (see `prepare`).
+            let store = store::open(&self.config.database).await?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
             anyhow::Ok((store, listener))
         };
@@ -170,7 +211,7 @@ impl BackgroundService for BackendService {
                 std::process::exit(1);
             }
         };
-        let state = AppState::new(&self.config, store, &self.internal_secret);
+        let state = AppState::new(&self.config, store.clone(), &self.internal_secret);
         let handover = self.handover;
         let stop = async move {
             let _ = shutdown.changed().await;
@@ -179,5 +220,6 @@ impl BackgroundService for BackendService {
         if let Err(error) = mindshop_backend::serve(listener, state, stop).await {
             tracing::error!(%error, "the backend stopped with an error");
         }
+        store.close().await;
     }
 }

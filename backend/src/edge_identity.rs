@@ -12,7 +12,7 @@ use axum::http::HeaderValue;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use mindshop_wire::identity::{Identity, SignedRequest};
+use mindshop_wire::identity::{self, Identity, SignedRequest};
 use mindshop_wire::request_id;
 use tracing::Instrument;
 
@@ -66,16 +66,11 @@ pub(crate) async fn require_edge_identity(
         path = %request.uri().path(),
     );
     let handle = async {
-        let path_and_query = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
         let verified = state.signer.verify(
             request.headers(),
             SignedRequest {
                 method: request.method().as_str(),
-                path_and_query: &path_and_query,
+                path_and_query: request.uri().path_and_query().map_or("/", |p| p.as_str()),
                 request_id: &request_id,
             },
             chrono::Utc::now().timestamp(),
@@ -84,11 +79,15 @@ pub(crate) async fn require_edge_identity(
         let mut response = match verified {
             Err(reason) => {
                 tracing::warn!(%reason, "refused a request without a valid edge signature");
-                ApiError::Unauthorized {
+                let mut response = ApiError::Unauthorized {
                     code: "EDGE_SIGNATURE_REQUIRED",
                     message: "Requests must come through the mindshop edge".to_owned(),
                 }
-                .into_response()
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(identity::REJECTED, HeaderValue::from_static("signature"));
+                response
             }
             Ok(identity) => {
                 request.extensions_mut().insert(RequestContext {

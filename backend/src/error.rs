@@ -18,6 +18,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("{message}")]
     Unauthorized { code: &'static str, message: String },
     #[error("not ready")]
@@ -34,6 +36,10 @@ impl ApiError {
             Self::NotFound(message) => (
                 StatusCode::NOT_FOUND,
                 Failure::new("NOT_FOUND", message.clone()),
+            ),
+            Self::Conflict(message) => (
+                StatusCode::CONFLICT,
+                Failure::new("CONFLICT", message.clone()),
             ),
             Self::MethodNotAllowed(message) => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -69,6 +75,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(what) => Self::NotFound(format!("{what} not found")),
+            StoreError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -41,6 +41,9 @@ pub struct AppState {
     pub max_clock_skew_secs: u64,
     /// Longest a handler may take before the caller gets 504 (`backend.request_timeout_secs`).
     pub request_timeout: Duration,
+    /// Largest body a handler may read: the edge's `edge.max_body_bytes`, so a body the edge
+    /// let through is never refused again with a different answer.
+    pub max_body_bytes: usize,
 }
 
 impl AppState {
@@ -50,14 +53,16 @@ impl AppState {
             signer: IdentitySigner::new(internal_secret.as_bytes()),
             max_clock_skew_secs: config.internal.max_clock_skew_secs,
             request_timeout: Duration::from_secs(config.backend.request_timeout_secs),
+            max_body_bytes: usize::try_from(config.edge.max_body_bytes).unwrap_or(usize::MAX),
         }
     }
 }
 
 /// The whole application. Layers run outside-in: edge identity (which also scopes the request
-/// id, applies the timeout and logs), then catch-panic, then the routes.
+/// id, applies the timeout and logs), then catch-panic, then the body limit, then the routes.
 pub fn app(state: AppState) -> Router {
     routes::router()
+        .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
         ))

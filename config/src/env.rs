@@ -3,14 +3,21 @@
 //! A variable maps to `section.key` (`MINDSHOP_EDGE_METRICS_LISTEN` → `edge.metrics_listen`).
 //! Its text is coerced to the TOML type the key has in the serialized config (the key guide,
 //! see [`crate::load::key_guide`]), so `MINDSHOP_EDGE_THREADS=4` becomes an integer and
-//! `MINDSHOP_EDGE_BACKENDS=a,b` an array. Variables whose section is not a config section
-//! belong to other tools (`MINDSHOP_CONFIG`, `MINDSHOP_TEST_POSTGRES_URL`) and are ignored.
+//! `MINDSHOP_EDGE_BACKENDS=a,b` an array. `MINDSHOP_CONFIG` (the file, read by the CLI) and
+//! `MINDSHOP_TEST_*` (the test suites' services) are not configuration keys and are skipped;
+//! any other `MINDSHOP_*` variable that names no key is an error, so a typo such as
+//! `MINDSHOP_DATABSE_URL` cannot silently leave the default in place.
 
 use toml::{Table, Value};
 
 use crate::ConfigError;
 
 const PREFIX: &str = "MINDSHOP_";
+
+/// `MINDSHOP_*` variables that are not configuration keys.
+fn belongs_to_another_tool(rest: &str) -> bool {
+    rest == "CONFIG" || rest.starts_with("TEST_")
+}
 
 /// One variable that sets one key.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,13 +50,16 @@ pub(crate) fn overrides(
         let Some(rest) = var.strip_prefix(PREFIX) else {
             continue;
         };
+        if belongs_to_another_tool(rest) {
+            continue;
+        }
         let (section, key) = rest.split_once('_').unwrap_or((rest, ""));
         let section = section.to_ascii_lowercase();
-        let Some(Value::Table(fields)) = guide.get(&section) else {
-            continue;
-        };
         let key = key.to_ascii_lowercase();
         let path = format!("{section}.{key}");
+        let Some(Value::Table(fields)) = guide.get(&section) else {
+            return Err(ConfigError::UnknownEnvKey { var, key: path });
+        };
         let Some(expected) = fields.get(&key) else {
             return Err(ConfigError::UnknownEnvKey { var, key: path });
         };
@@ -203,10 +213,18 @@ mod tests {
         let env = [
             ("MINDSHOP_TEST_POSTGRES_URL", "postgres://x"),
             ("MINDSHOP_CONFIG", "/etc/mindshop.toml"),
-            ("MINDSHOP_REDIS_URL", "redis://localhost"),
             ("PATH", "/usr/bin"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
         assert_eq!(overrides(env, &guide()).expect("nothing to reject"), vec![]);
+    }
+
+    #[test]
+    fn a_mistyped_section_is_an_error_not_a_silent_default() {
+        for var in ["MINDSHOP_DATABSE_URL", "MINDSHOP_REDIS_URL"] {
+            let env = [(var.to_owned(), "postgres://x".to_owned())];
+            let error = overrides(env, &guide()).expect_err(var).to_string();
+            assert!(error.starts_with(var), "{error}");
+        }
     }
 }

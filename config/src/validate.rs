@@ -21,13 +21,30 @@ impl Config {
             "edge.upstream_read_timeout_ms",
             edge.upstream_read_timeout_ms,
         )?;
-        // Both listeners live in one process, so the same address could never bind twice;
+        // `serve` binds all three listeners in one process, so no two may share an address;
         // port 0 (tests) asks the OS for a fresh port each time.
-        if edge.listen == edge.metrics_listen && edge.listen.port() != 0 {
-            return Err(ConfigError::invalid(
+        let backend = self.backend.listen;
+        for (key, address, other_key, other) in [
+            (
                 "edge.metrics_listen",
-                format!("must differ from edge.listen ({})", edge.listen),
-            ));
+                edge.metrics_listen,
+                "edge.listen",
+                edge.listen,
+            ),
+            ("backend.listen", backend, "edge.listen", edge.listen),
+            (
+                "backend.listen",
+                backend,
+                "edge.metrics_listen",
+                edge.metrics_listen,
+            ),
+        ] {
+            if address == other && address.port() != 0 {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must differ from {other_key} ({other})"),
+                ));
+            }
         }
         positive(
             "backend.request_timeout_secs",
@@ -152,6 +169,9 @@ mod tests {
         let mut config = Config::default();
         config.edge.metrics_listen = config.edge.listen;
         assert!(error_of(&config).starts_with("edge.metrics_listen: must differ"));
+        let mut config = Config::default();
+        config.backend.listen = config.edge.listen;
+        assert!(error_of(&config).starts_with("backend.listen: must differ from edge.listen"));
 
         let any_port = "127.0.0.1:0".parse().expect("literal address");
         config.edge.listen = any_port;

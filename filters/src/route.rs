@@ -4,6 +4,8 @@
 //! are the same route (and share a rate-limit budget later). A path that matches no policy
 //! is answered 404 by the edge and never reaches the backend.
 
+use mindshop_wire::merchant;
+
 /// The route groups of the architecture's policy table; also the `route_group` metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RouteGroup {
@@ -65,7 +67,8 @@ pub fn classify(path: &str) -> Option<Route<'_>> {
         (Some("api"), Some("documents")) => group(RouteGroup::Documents),
         (Some("api"), Some("products")) => group(RouteGroup::Products),
         (Some("api"), Some("merchants")) => {
-            let merchant_id = segments.next()?;
+            // An id that could be escaped or mean something else to the backend has no route.
+            let merchant_id = segments.next().filter(|id| merchant::is_valid_id(id))?;
             let rest: [Option<&str>; 3] = [segments.next(), segments.next(), segments.next()];
             let group = match rest {
                 [Some("sync"), Some("webhook"), None] => RouteGroup::SyncWebhook,

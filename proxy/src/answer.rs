@@ -49,6 +49,10 @@ async fn write(
     status: u16,
     body: Vec<u8>,
 ) -> pingora::Result<()> {
+    // An unread request body would be drained, uncapped, to reuse the connection: close it.
+    if !session.is_body_empty() {
+        session.set_keepalive(None);
+    }
     let mut response = ResponseHeader::build(status, Some(4))?;
     response.insert_header(header::CONTENT_TYPE, "application/json")?;
     response.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;

@@ -35,6 +35,9 @@ use serde_json::json;
 use crate::answer;
 use crate::metrics::EDGE_METRICS;
 
+/// Longest wait for a backend's answer to `/ready`.
+const READY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The edge proxy. Holds only configuration and a round-robin cursor: no per-merchant state,
 /// so any number of edges can run side by side.
 pub struct Edge {
@@ -124,8 +127,6 @@ impl ProxyHttp for Edge {
             .get(header::CONTENT_LENGTH)
             .map(|v| v.as_bytes());
         if let Err(rejection) = body_limit::check_declared(declared, self.max_body_bytes) {
-            // The body stays unread: do not reuse the connection.
-            session.set_keepalive(None);
             answer::reject(session, &ctx.request_id, &rejection).await?;
             return Ok(true);
         }
@@ -139,13 +140,20 @@ impl ProxyHttp for Edge {
     ) -> pingora::Result<Box<HttpPeer>> {
         if ctx.attempts == 0 {
             ctx.first_backend = self.next_backend.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // A retry replays the buffered body through `request_body_filter`: count it afresh.
+            ctx.body = BodyBudget::new(self.max_body_bytes);
         }
         let address = self.backends[(ctx.first_backend + ctx.attempts) % self.backends.len()];
         ctx.attempts += 1;
         let mut peer = HttpPeer::new(address, false, String::new());
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.total_connection_timeout = Some(self.connect_timeout);
-        peer.options.read_timeout = Some(self.read_timeout);
+        peer.options.read_timeout = Some(match ctx.group {
+            // A readiness probe wants an answer soon, not after a minute.
+            Some(RouteGroup::Ready) => self.read_timeout.min(READY_READ_TIMEOUT),
+            _ => self.read_timeout,
+        });
         Ok(Box::new(peer))
     }
 
@@ -184,16 +192,11 @@ impl ProxyHttp for Edge {
             upstream.insert_header("x-forwarded-for", client.ip().to_string())?;
         }
 
-        let path_and_query = upstream
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
         let signed = self.signer.sign(
             &Identity::anonymous(),
             SignedRequest {
                 method: upstream.method.as_str(),
-                path_and_query: &path_and_query,
+                path_and_query: upstream.uri.path_and_query().map_or("/", |p| p.as_str()),
                 request_id: &ctx.request_id,
             },
             unix_now(),
@@ -229,6 +232,14 @@ impl ProxyHttp for Edge {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if response.remove_header(identity::REJECTED).is_some() {
+            tracing::error!(
+                request_id = %ctx.request_id,
+                "a backend refused this edge's identity signature: internal.secret differs \
+                 between edge and backend, or their clocks are further apart than \
+                 internal.max_clock_skew_secs"
+            );
+        }
         response.insert_header(request_id::HEADER, &ctx.request_id)?;
         Ok(())
     }
@@ -293,10 +304,15 @@ fn failure_for(e: &Error, group: Option<RouteGroup>) -> Option<(u16, Failure)> {
             ErrorSource::Downstream,
             ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed,
         ) => return None,
-        (_, ErrorType::HTTPStatus(code)) if *code < 500 => (
-            *code,
-            Failure::new("BAD_REQUEST", "The request could not be processed"),
-        ),
+        (_, ErrorType::HTTPStatus(code)) if *code < 500 => {
+            let (code_name, message) = match *code {
+                408 => ("REQUEST_TIMEOUT", "The request was not received in time"),
+                413 => ("PAYLOAD_TOO_LARGE", "The request body is too large"),
+                431 => ("HEADERS_TOO_LARGE", "The request headers are too large"),
+                _ => ("BAD_REQUEST", "The request could not be processed"),
+            };
+            (*code, Failure::new(code_name, message))
+        }
         (ErrorSource::Downstream, _) => (
             400,
             Failure::new("BAD_REQUEST", "The request could not be read"),

@@ -19,6 +19,9 @@ pub const PERMISSIONS: &str = "x-mindshop-permissions";
 pub const ROLES: &str = "x-mindshop-roles";
 pub const TIMESTAMP: &str = "x-mindshop-timestamp";
 pub const SIGNATURE: &str = "x-mindshop-signature";
+/// Set by the backend on its 401 for a bad signature, so the edge can tell its operator that
+/// the edge's own configuration is wrong (the edge removes it before the client sees it).
+pub const REJECTED: &str = "x-mindshop-rejected";
 
 /// Principal of a request that carried no credential.
 pub const ANONYMOUS: &str = "anonymous";
@@ -94,8 +97,8 @@ impl IdentitySigner {
         request: SignedRequest<'_>,
         unix_secs: i64,
     ) -> [(&'static str, String); 6] {
-        let permissions = identity.permissions.join(",");
-        let roles = identity.roles.join(",");
+        let permissions = join_list(&identity.permissions);
+        let roles = join_list(&identity.roles);
         let merchant = identity.merchant.clone().unwrap_or_default();
         let timestamp = unix_secs.to_string();
         let signature = hex::encode(self.digest(
@@ -185,6 +188,29 @@ fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Ide
         .ok_or(IdentityError::MissingHeader(name))
 }
 
+/// Whether a permission or role can travel in a comma-separated header: a non-empty run of
+/// letters, digits and `:*_.-`.
+fn is_list_item(item: &str) -> bool {
+    !item.is_empty()
+        && item
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'*' | b'_' | b'.' | b'-'))
+}
+
+/// Joins the items that can travel in the header. Others are dropped, never merged: a role
+/// `"x,admin"` from a token must not arrive at the backend as `x` and `admin`. Dropping only
+/// ever removes privileges.
+fn join_list(items: &[String]) -> String {
+    let mut joined = String::new();
+    for item in items.iter().filter(|item| is_list_item(item)) {
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(item);
+    }
+    joined
+}
+
 fn split_list(value: &str) -> Vec<String> {
     value
         .split(',')
@@ -231,6 +257,19 @@ mod tests {
             signer.verify(&anon, REQ, 1_000, 30),
             Ok(Identity::anonymous())
         );
+    }
+
+    #[test]
+    fn list_items_that_would_split_are_dropped_not_merged() {
+        let signer = IdentitySigner::new(b"0123456789abcdef0123456789abcdef");
+        let sneaky = Identity {
+            roles: vec!["x,admin".into(), "".into(), "viewer".into()],
+            ..key_identity()
+        };
+        let headers = signed(&signer, &sneaky, 1_000);
+        let verified = signer.verify(&headers, REQ, 1_000, 30).unwrap();
+        assert_eq!(verified.roles, ["viewer"]);
+        assert_eq!(verified.permissions, key_identity().permissions);
     }
 
     #[test]

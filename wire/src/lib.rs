@@ -9,6 +9,7 @@
 //! - [`identity`]: the identity the edge asserts to the backend, signed with HMAC-SHA256 over
 //!   the request line, the request id and a timestamp.
 //! - [`ids`]: prefixed resource ids (`key_…`, `evt_…`).
+//! - [`merchant`]: merchant ids and allowed domains.
 //! - [`api_key`]: the shape of API keys (`pk_test_…`, `sk_live_…`), their SHA-256 hash and the
 //!   permission catalogue.
 
@@ -16,4 +17,5 @@ pub mod api_key;
 pub mod envelope;
 pub mod identity;
 pub mod ids;
+pub mod merchant;
 pub mod request_id;

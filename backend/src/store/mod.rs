@@ -122,12 +122,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// Opens the database named by `database.url` (creating a SQLite file and its directory when
 /// needed) and applies pending migrations.
 pub async fn connect(config: &DatabaseConfig) -> StoreResult<Arc<dyn Store>> {
-    let store: Arc<dyn Store> = match config.kind() {
-        DatabaseKind::Sqlite => Arc::new(SqliteStore::connect(config).await?),
-        DatabaseKind::Postgres => Arc::new(PostgresStore::connect(config).await?),
-    };
+    let store = open(config).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// Opens the database without migrating, for processes that run after [`connect`] has.
+pub async fn open(config: &DatabaseConfig) -> StoreResult<Arc<dyn Store>> {
+    Ok(match config.kind() {
+        DatabaseKind::Sqlite => Arc::new(SqliteStore::connect(config).await?),
+        DatabaseKind::Postgres => Arc::new(PostgresStore::connect(config).await?),
+    })
 }
 
 /// Maps constraint violations to domain errors; everything else stays a database error.
