@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mindshop_config::{Config, LogConfig, LogFormat};
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command, ConfigCommand};
@@ -30,10 +31,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(error) = init_tracing(&config.log) {
-        eprintln!("error: invalid configuration: {error}");
-        return ExitCode::from(2);
-    }
+    // Held until main returns, so buffered log lines are written before the process exits.
+    let _log_writer = match init_tracing(&config.log) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
 
     let outcome = match cli.command {
         Command::Serve => run::serve(config),
@@ -56,20 +61,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr (stdout is for the JSON of admin commands). `RUST_LOG`, when set,
-/// overrides `log.level`; an invalid `log.level` is a configuration error.
-fn init_tracing(log: &LogConfig) -> Result<(), String> {
+/// Logs go to stderr (stdout is for the JSON of admin commands) through a writer thread, so
+/// the edge's workers never block on a slow log pipe. `RUST_LOG`, when set, overrides
+/// `log.level`; an invalid `log.level` is a configuration error.
+fn init_tracing(log: &LogConfig) -> Result<WorkerGuard, String> {
     let filter = match EnvFilter::try_from_default_env() {
         Ok(filter) => filter,
         Err(_) => EnvFilter::try_new(&log.level)
             .map_err(|error| format!("log.level: {error} in {:?}", log.level))?,
     };
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    Ok(())
+    Ok(guard)
 }

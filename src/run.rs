@@ -207,7 +207,8 @@ impl BackgroundService for BackendService {
         let (store, listener) = match started.await {
             Ok(started) => started,
             Err(error) => {
-                tracing::error!(error = %format!("{error:#}"), "the backend cannot start");
+                // Straight to stderr: the log writer thread would not outlive `exit`.
+                eprintln!("error: the backend cannot start: {error:#}");
                 std::process::exit(1);
             }
         };

@@ -69,6 +69,16 @@ async fn a_backend_with_another_secret_refuses_the_edge() {
     .await;
     reply.failure(401, "EDGE_SIGNATURE_REQUIRED");
     assert_eq!(reply.request_id(), "wrong-secret");
+    // The backend's marker stays internal; the edge's operator is told what to fix.
+    assert_eq!(reply.header("x-mindshop-rejected"), None, "{reply:?}");
+    // Log lines reach the file through a writer thread: poll for this one.
+    let told = |log: &str| log.contains("internal.secret differs") && log.contains("wrong-secret");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !told(&edge.log()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = edge.log();
+    assert!(told(&log), "{log}");
 }
 
 #[tokio::test]
