@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_mistyped_section_is_an_error_not_a_silent_default() {
-        for var in ["MINDSHOP_DATABSE_URL", "MINDSHOP_REDIS_URL"] {
+        for var in ["MINDSHOP_DATABSE_URL", "MINDSHOP_REDSI_URL"] {
             let env = [(var.to_owned(), "postgres://x".to_owned())];
             let error = overrides(env, &guide()).expect_err(var).to_string();
             assert!(error.starts_with(var), "{error}");

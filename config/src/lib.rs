@@ -10,7 +10,8 @@
 //!
 //! # Layout
 //! - `lib.rs`: [`Config`] and its entry points ([`Config::load`], [`Config::redacted_toml`], …).
-//! - `sections`: one struct per TOML section, with its defaults.
+//! - `sections`: one struct per TOML section, with its defaults; `policy`: the sections that
+//!   steer the edge's filters (`[cors]`, `[limits]`, `[redis]`).
 //! - `load`: merges file and environment into one TOML table, deserializes it once and
 //!   attributes errors to the file or variable the value came from.
 //! - `env`: maps `MINDSHOP_*` variables to keys and coerces their text to each key's type.
@@ -26,6 +27,7 @@ mod env;
 mod error;
 mod jwt_secret;
 mod load;
+mod policy;
 mod redact;
 mod secret;
 mod sections;
@@ -39,9 +41,10 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
 pub use secret::Secret;
+pub use policy::{CorsConfig, LimitStore, LimitsConfig, OnLimitStoreError, RedisConfig};
 pub use sections::{
     AuthConfig, BackendConfig, DataConfig, DatabaseConfig, DatabaseKind, EdgeConfig,
-    InternalConfig, LogConfig, LogFormat,
+    InternalConfig, JwtAlgorithm, LogConfig, LogFormat,
 };
 
 /// The file [`Config::load`] reads when no path is given, if it exists.
@@ -65,6 +68,12 @@ pub struct Config {
     pub data: DataConfig,
     /// `[log]`: log filter and format.
     pub log: LogConfig,
+    /// `[cors]`: origins admitted on widget and portal routes.
+    pub cors: CorsConfig,
+    /// `[limits]`: rate limits per credential and route group.
+    pub limits: LimitsConfig,
+    /// `[redis]`: the shared store for limits across edges.
+    pub redis: RedisConfig,
 }
 
 impl Config {

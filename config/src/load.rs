@@ -19,6 +19,10 @@ pub(crate) fn key_guide() -> Table {
     let mut sample = Config::default();
     sample.auth.jwt_secret = Some(Secret::new(String::new()));
     sample.internal.secret = Some(Secret::new(String::new()));
+    sample.auth.jwt_public_key_file = Some(std::path::PathBuf::new());
+    sample.auth.jwt_issuer = Some(String::new());
+    sample.auth.jwt_audience = Some(String::new());
+    sample.redis.url = Some(Secret::new(String::new()));
     Table::try_from(&sample).expect("the default config serializes to a TOML table")
 }
 

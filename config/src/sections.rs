@@ -123,13 +123,53 @@ impl DatabaseConfig {
 pub(crate) const SQLITE_PREFIX: &str = "sqlite:";
 pub(crate) const POSTGRES_PREFIXES: [&str; 2] = ["postgres://", "postgresql://"];
 
-/// Portal authentication (JWTs for merchant users and admins).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// Credentials: portal JWTs for merchant users and admins, and the edge's API-key cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// HMAC key that signs and verifies portal JWTs, at least 32 bytes; when unset, one is
-    /// created once in `data.dir` (see [`crate::Config::resolve_jwt_secret`]).
+    /// HMAC key that signs and verifies portal JWTs (HS256), at least 32 bytes; when unset, one
+    /// is created once in `data.dir` (see [`crate::Config::resolve_jwt_secret`]).
     pub jwt_secret: Option<Secret>,
+    /// The one algorithm portal JWTs may use: `HS256` (with `jwt_secret`), `RS256` or `ES256`
+    /// (with `jwt_public_key_file`). Tokens with any other `alg` are refused.
+    pub jwt_algorithm: JwtAlgorithm,
+    /// PEM public key that verifies RS256/ES256 tokens.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required `iss` claim, when set.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim, when set.
+    pub jwt_audience: Option<String>,
+    /// Clock tolerance for `exp` and `nbf`, in seconds.
+    pub jwt_leeway_secs: u64,
+    /// How long an edge reuses an API-key lookup, in seconds: a revoked key or a changed
+    /// permission takes effect at every edge within this time.
+    pub key_cache_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwt_algorithm: JwtAlgorithm::Hs256,
+            jwt_public_key_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway_secs: 30,
+            key_cache_ttl_secs: 5,
+        }
+    }
+}
+
+/// The signing algorithm pinned for portal JWTs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum JwtAlgorithm {
+    #[default]
+    #[serde(rename = "HS256")]
+    Hs256,
+    #[serde(rename = "RS256")]
+    Rs256,
+    #[serde(rename = "ES256")]
+    Es256,
 }
 
 /// The signed identity headers the edge adds for the backend.

@@ -171,9 +171,9 @@ fn unknown_key_in_the_file_is_named_with_the_file() {
         format!("unknown key edge.lisen in {}", path.display())
     );
 
-    let (_dir, path) = file_with("[redis]\nurl = \"redis://x\"\n");
+    let (_dir, path) = file_with("[rediss]\nurl = \"redis://x\"\n");
     let message = load_error(Some(&path), &[]);
-    assert_eq!(message, format!("unknown key redis in {}", path.display()));
+    assert_eq!(message, format!("unknown key rediss in {}", path.display()));
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! [`Config::validate`]: the rules serde's types cannot express.
 
 use crate::sections::{POSTGRES_PREFIXES, SQLITE_PREFIX};
-use crate::{Config, ConfigError, Secret};
+use mindshop_wire::origin::Origin;
+
+use crate::{Config, ConfigError, JwtAlgorithm, LimitStore, Secret};
 
 /// Shortest accepted HMAC key: 256 bits, the output size of the SHA-256 it keys.
 const MIN_SECRET_BYTES: usize = 32;
@@ -70,6 +72,8 @@ impl Config {
             self.internal.max_clock_skew_secs,
         )?;
 
+        self.validate_policy()?;
+
         if self.data.dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid("data.dir", "must not be empty"));
         }
@@ -77,6 +81,82 @@ impl Config {
             return Err(ConfigError::invalid(
                 "log.level",
                 "must not be empty (an EnvFilter directive such as \"info\")",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `[auth]` beyond secrets, `[cors]`, `[limits]`, `[redis]`.
+    fn validate_policy(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        if auth.jwt_algorithm != JwtAlgorithm::Hs256 && auth.jwt_public_key_file.is_none() {
+            return Err(ConfigError::invalid(
+                "auth.jwt_public_key_file",
+                "is required when auth.jwt_algorithm is RS256 or ES256",
+            ));
+        }
+        positive("auth.key_cache_ttl_secs", auth.key_cache_ttl_secs)?;
+
+        for (key, origins) in [
+            ("cors.allowed_origins", &self.cors.allowed_origins),
+            ("cors.portal_origins", &self.cors.portal_origins),
+        ] {
+            for origin in origins {
+                if Origin::parse(origin).is_none() {
+                    return Err(ConfigError::invalid(
+                        key,
+                        format!("{origin:?} is not an origin such as https://shop.example.com[:port]"),
+                    ));
+                }
+            }
+        }
+
+        let limits = &self.limits;
+        positive("limits.window_secs", limits.window_secs)?;
+        for (key, limit) in [
+            ("limits.chat", limits.chat),
+            ("limits.sessions", limits.sessions),
+            ("limits.widget_per_ip", limits.widget_per_ip),
+            ("limits.documents", limits.documents),
+            ("limits.products", limits.products),
+            ("limits.portal", limits.portal),
+            ("limits.sync_writes", limits.sync_writes),
+            ("limits.sync_webhook", limits.sync_webhook),
+            ("limits.anonymous_per_ip", limits.anonymous_per_ip),
+        ] {
+            positive(key, u64::from(limit))?;
+        }
+        for (plan, multiplier) in &limits.plan_multipliers {
+            if !(multiplier.is_finite() && *multiplier > 0.0) {
+                return Err(ConfigError::invalid(
+                    &format!("limits.plan_multipliers.{plan}"),
+                    "must be a number greater than 0",
+                ));
+            }
+        }
+
+        match &self.redis.url {
+            Some(url) if !["redis://", "rediss://"].iter().any(|s| url.expose().starts_with(s)) => {
+                return Err(ConfigError::invalid(
+                    "redis.url",
+                    "must start with redis:// or rediss://",
+                ));
+            }
+            None if limits.store == LimitStore::Redis => {
+                return Err(ConfigError::invalid(
+                    "redis.url",
+                    "is required when limits.store is \"redis\"",
+                ));
+            }
+            _ => {}
+        }
+        let prefix = &self.redis.key_prefix;
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::invalid(
+                "redis.key_prefix",
+                "must be non-empty visible ASCII",
             ));
         }
         Ok(())
@@ -162,6 +242,32 @@ mod tests {
         assert!(error_of(&config).starts_with("auth.jwt_secret:"));
         config.auth.jwt_secret = Some(Secret::new("x".repeat(32)));
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn edge_policy_settings_are_checked() {
+        let mut config = Config::default();
+        config.auth.jwt_algorithm = JwtAlgorithm::Rs256;
+        assert!(error_of(&config).starts_with("auth.jwt_public_key_file:"));
+
+        let mut config = Config::default();
+        config.cors.allowed_origins = vec!["https://ok.example".into(), "ok.example/x".into()];
+        assert!(error_of(&config).starts_with("cors.allowed_origins:"));
+
+        let mut config = Config::default();
+        config.limits.store = LimitStore::Redis;
+        assert!(error_of(&config).starts_with("redis.url: is required"));
+        config.redis.url = Some(Secret::new("http://localhost".into()));
+        assert!(error_of(&config).starts_with("redis.url: must start"));
+        config.redis.url = Some(Secret::new("redis://127.0.0.1:6379".into()));
+        assert!(config.validate().is_ok());
+
+        let mut config = Config::default();
+        config.limits.sync_writes = 0;
+        assert!(error_of(&config).starts_with("limits.sync_writes:"));
+        let mut config = Config::default();
+        config.limits.plan_multipliers.insert("pro".into(), -1.0);
+        assert!(error_of(&config).starts_with("limits.plan_multipliers.pro:"));
     }
 
     #[test]

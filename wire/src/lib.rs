@@ -10,6 +10,7 @@
 //!   the request line, the request id and a timestamp.
 //! - [`ids`]: prefixed resource ids (`key_…`, `evt_…`).
 //! - [`merchant`]: merchant ids and allowed domains.
+//! - [`origin`]: browser origins and which allowed domain admits them.
 //! - [`api_key`]: the shape of API keys (`pk_test_…`, `sk_live_…`), their SHA-256 hash and the
 //!   permission catalogue.
 
@@ -18,4 +19,5 @@ pub mod envelope;
 pub mod identity;
 pub mod ids;
 pub mod merchant;
+pub mod origin;
 pub mod request_id;

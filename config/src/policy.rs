@@ -1,0 +1,126 @@
+//! The sections that steer the edge's filters: `[cors]`, `[limits]` and `[redis]`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Secret;
+
+/// Which browser origins may call which routes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins (`https://host[:port]`) admitted on the widget routes for every merchant, on top
+    /// of each merchant's own allowed domains; e.g. a staging storefront.
+    pub allowed_origins: Vec<String>,
+    /// Origins of the developer portal, admitted on `/api/merchants/:id/**`.
+    pub portal_origins: Vec<String>,
+    /// How long a browser may cache a preflight answer, in seconds.
+    pub max_age_secs: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            portal_origins: Vec::new(),
+            max_age_secs: 600,
+        }
+    }
+}
+
+/// Where rate-limit counters live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitStore {
+    /// In this process: the embedded default, exact for a single edge.
+    #[default]
+    Memory,
+    /// In Redis (`redis.url`): one budget shared by every edge.
+    Redis,
+}
+
+/// What the edge does with a request when the limit store fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLimitStoreError {
+    /// Let the request through (and count the error): availability first.
+    #[default]
+    Allow,
+    /// Answer 503: protection first.
+    Deny,
+}
+
+/// Rate limits: requests per window, per credential and route group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Where counters live: `memory` or `redis`.
+    pub store: LimitStore,
+    /// `allow` or `deny` (503) requests while the limit store fails.
+    pub on_store_error: OnLimitStoreError,
+    /// Length of one window, in seconds; every limit below counts requests per window.
+    pub window_secs: u64,
+    /// `/api/chat/**`, per API key.
+    pub chat: u32,
+    /// `/api/sessions/**`, per API key.
+    pub sessions: u32,
+    /// Chat and sessions again, per client IP: one shopper cannot use up a store's budget.
+    pub widget_per_ip: u32,
+    /// `/api/documents/**`, per API key.
+    pub documents: u32,
+    /// `/api/products/**`, per API key.
+    pub products: u32,
+    /// `/api/merchants/:id/**`, per portal user.
+    pub portal: u32,
+    /// Sync writes (`POST|PUT …/sync/configure`, `POST …/sync/trigger`, `POST …/sync/upload`),
+    /// per portal user; 20 per minute as the original design has it.
+    pub sync_writes: u32,
+    /// `POST /api/merchants/:id/sync/webhook`, per merchant.
+    pub sync_webhook: u32,
+    /// Requests without a credential (e.g. `/v1/widget.js`), per client IP.
+    pub anonymous_per_ip: u32,
+    /// Multiplier of every per-key and per-merchant limit by merchant plan, e.g. `pro = 5.0`;
+    /// plans not listed get 1.
+    pub plan_multipliers: BTreeMap<String, f64>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            store: LimitStore::Memory,
+            on_store_error: OnLimitStoreError::Allow,
+            window_secs: 60,
+            chat: 120,
+            sessions: 120,
+            widget_per_ip: 60,
+            documents: 300,
+            products: 300,
+            portal: 300,
+            sync_writes: 20,
+            sync_webhook: 120,
+            anonymous_per_ip: 600,
+            plan_multipliers: BTreeMap::new(),
+        }
+    }
+}
+
+/// Redis, for limits shared by several edges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://[:password@]host:port[/db]` (or `rediss://`); required by `limits.store = "redis"`.
+    /// Redacted when printed: it may hold a password.
+    pub url: Option<Secret>,
+    /// Prefix of every key mindshop writes, so several deployments can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "mindshop".to_owned(),
+        }
+    }
+}
