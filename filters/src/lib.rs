@@ -3,11 +3,18 @@
 //! are tested without sockets.
 //!
 //! # Layout
-//! - [`route`]: which policy a path falls under (its group, the merchant in the path).
+//! - [`route`]: which policy a path falls under: its group, the merchant in the path, how the
+//!   caller authenticates, its CORS rule and the permission it needs.
+//! - [`cors`]: origin rules and CORS headers.
+//! - [`credential`]: finding the API key or JWT in a request.
+//! - [`jwt`]: verifying portal JWTs with one pinned algorithm.
 //! - [`body_limit`]: refusing bodies over `edge.max_body_bytes`.
 //! - [`Rejection`]: an early answer (status + envelope failure) any filter may return.
 
 pub mod body_limit;
+pub mod cors;
+pub mod credential;
+pub mod jwt;
 pub mod route;
 
 use mindshop_wire::envelope::Failure;

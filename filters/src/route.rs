@@ -6,6 +6,8 @@
 
 use mindshop_wire::merchant;
 
+use crate::cors::CorsPolicy;
+
 /// The route groups of the architecture's policy table; also the `route_group` metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RouteGroup {
@@ -40,6 +42,68 @@ impl RouteGroup {
             Self::SyncWebhook => "sync_webhook",
             Self::Portal => "portal",
         }
+    }
+}
+
+/// How a route's caller proves who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    /// Nobody needs to.
+    None,
+    /// An API key of the merchant.
+    ApiKey,
+    /// A portal JWT with access to the merchant in the path.
+    Jwt,
+    /// The merchant's platform: an HMAC of the raw body, verified by the backend, which holds
+    /// the sync secret and reads the body.
+    BodySignature,
+}
+
+impl RouteGroup {
+    pub fn auth(self) -> AuthKind {
+        match self {
+            Self::Health | Self::Ready => AuthKind::None,
+            Self::Chat | Self::Sessions | Self::Documents | Self::Products => AuthKind::ApiKey,
+            Self::SyncWebhook => AuthKind::BodySignature,
+            Self::Portal => AuthKind::Jwt,
+        }
+    }
+
+    pub fn cors(self) -> CorsPolicy {
+        match self {
+            Self::Health | Self::Ready | Self::SyncWebhook => CorsPolicy::None,
+            Self::Chat | Self::Sessions | Self::Documents | Self::Products => CorsPolicy::Merchant,
+            Self::Portal => CorsPolicy::Portal,
+        }
+    }
+
+    /// The API-key permission a request needs: reads need `<resource>:read`, other methods
+    /// `<resource>:write`; chat needs `chat:write`.
+    pub fn required_permission(self, method: &http::Method) -> Option<&'static str> {
+        let read = matches!(*method, http::Method::GET | http::Method::HEAD);
+        Some(match (self, read) {
+            (Self::Chat, _) => "chat:write",
+            (Self::Sessions, true) => "sessions:read",
+            (Self::Sessions, false) => "sessions:write",
+            (Self::Documents, true) => "documents:read",
+            (Self::Documents, false) => "documents:write",
+            (Self::Products, true) => "products:read",
+            (Self::Products, false) => "products:write",
+            _ => return None,
+        })
+    }
+}
+
+/// Sync writes, limited apart (20 per minute per user by default) whether or not the backend
+/// route exists yet: `POST|PUT …/sync/configure`, `POST …/sync/trigger`, `POST …/sync/upload`.
+pub fn is_sync_write(method: &http::Method, path: &str) -> bool {
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    let tail: Vec<&str> = segments.by_ref().skip(3).collect();
+    let is_post = *method == http::Method::POST;
+    match tail.as_slice() {
+        ["sync", "configure"] => is_post || *method == http::Method::PUT,
+        ["sync", "trigger"] | ["sync", "upload"] => is_post,
+        _ => false,
     }
 }
 
@@ -123,6 +187,28 @@ mod tests {
             classify("/api/merchants/m1/sync/webhook/").map(|r| r.merchant_id),
             Some(Some("m1"))
         );
+    }
+
+    #[test]
+    fn sync_writes_are_recognised_by_method_and_path() {
+        use http::Method;
+        let path = "/api/merchants/m1/sync/configure";
+        assert!(is_sync_write(&Method::POST, path));
+        assert!(is_sync_write(&Method::PUT, "/api/merchants/m1/sync/configure/"));
+        assert!(!is_sync_write(&Method::GET, path));
+        assert!(is_sync_write(&Method::POST, "/api/merchants/m1/sync/trigger"));
+        assert!(is_sync_write(&Method::POST, "/api/merchants/m1/sync/upload"));
+        assert!(!is_sync_write(&Method::POST, "/api/merchants/m1/sync/webhook"));
+        assert!(!is_sync_write(&Method::GET, "/api/merchants/m1/sync/status"));
+    }
+
+    #[test]
+    fn permissions_follow_the_method() {
+        use http::Method;
+        assert_eq!(RouteGroup::Documents.required_permission(&Method::GET), Some("documents:read"));
+        assert_eq!(RouteGroup::Documents.required_permission(&Method::DELETE), Some("documents:write"));
+        assert_eq!(RouteGroup::Chat.required_permission(&Method::POST), Some("chat:write"));
+        assert_eq!(RouteGroup::Portal.required_permission(&Method::GET), None);
     }
 
     #[test]

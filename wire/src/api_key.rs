@@ -135,6 +135,21 @@ pub const BROWSER_SAFE: &[&str] = &[
     "products:read",
 ];
 
+/// Whether the permissions a key holds grant `required`: the permission itself, `*`, or the
+/// resource's wildcard (`documents:*` grants `documents:read` and `documents:write`).
+pub fn permission_grants(held: &[String], required: &str) -> bool {
+    let resource = required.split_once(':').map(|(resource, _)| resource);
+    held.iter().any(|permission| {
+        permission == "*"
+            || permission == required
+            || resource.is_some_and(|resource| {
+                permission
+                    .strip_suffix(":*")
+                    .is_some_and(|held| held == resource)
+            })
+    })
+}
+
 /// Why a permission list was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PermissionError {
@@ -183,6 +198,18 @@ mod tests {
             secret.plaintext,
             generate(KeyKind::Secret, KeyEnv::Live).plaintext
         );
+    }
+
+    #[test]
+    fn wildcards_grant_what_they_name_and_no_more() {
+        let held = |p: &[&str]| p.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(permission_grants(&held(&["*"]), "documents:write"));
+        assert!(permission_grants(&held(&["documents:*"]), "documents:write"));
+        assert!(permission_grants(&held(&["documents:read"]), "documents:read"));
+        assert!(!permission_grants(&held(&["documents:read"]), "documents:write"));
+        assert!(!permission_grants(&held(&["documents:*"]), "sessions:read"));
+        assert!(!permission_grants(&held(&["docs:*"]), "documents:read"));
+        assert!(!permission_grants(&held(&[]), "chat:write"));
     }
 
     #[test]

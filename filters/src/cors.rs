@@ -1,0 +1,192 @@
+//! CORS: which origins may read which routes' answers, and the headers that say so.
+//!
+//! - Widget routes admit the origins within the allowed domains of the merchant that owns the
+//!   API key, plus `cors.allowed_origins`. The key's merchant is only known after the key is
+//!   resolved, so [`CorsPolicy::Merchant`] is decided in two steps: preflights and answers to
+//!   unauthenticated requests admit an origin that *some* merchant allows (the browser must be
+//!   able to read a 401); the actual request is held to the key's own merchant.
+//! - Portal routes admit `cors.portal_origins`; `/v1/widget.js` admits any origin.
+//! - A request without `Origin` is not a CORS request and passes.
+
+use mindshop_wire::origin::Origin;
+
+use crate::Rejection;
+
+/// Methods a preflight may ask for.
+pub const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
+/// Request headers a preflight may ask for.
+pub const ALLOW_HEADERS: &str = "Content-Type, Authorization, X-Request-ID, X-Merchant-ID, \
+     X-User-ID, X-Impersonation-Token, X-API-Key";
+/// Response headers a page's script may read.
+pub const EXPOSE_HEADERS: &str = "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, \
+     X-Request-ID, X-Impersonating, X-Impersonated-By, RateLimit, RateLimit-Policy, Retry-After";
+
+/// The CORS rule of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CorsPolicy {
+    /// Not meant for browsers: no CORS headers, origins not checked.
+    None,
+    /// Any origin, without credentials (`/v1/widget.js`).
+    AnyOrigin,
+    /// `cors.portal_origins`.
+    Portal,
+    /// The key's merchant's domains plus `cors.allowed_origins`.
+    Merchant,
+}
+
+/// Why an origin was refused; the `reason` label of `mindshop_cors_rejections_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CorsRefusal {
+    /// Not `scheme://host[:port]` (`null`, a path, …).
+    Malformed,
+    /// Well formed, but not admitted by the route's rule.
+    NotAllowed,
+}
+
+impl CorsRefusal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed_origin",
+            Self::NotAllowed => "origin_not_allowed",
+        }
+    }
+
+    pub fn rejection(self, origin: &str) -> Rejection {
+        Rejection::new(
+            403,
+            "CORS_ORIGIN_NOT_ALLOWED",
+            format!(
+                "Origin {origin:?} is not allowed; add its domain to the merchant's allowed \
+                 domains"
+            ),
+        )
+    }
+}
+
+/// The origins configured globally, parsed once.
+#[derive(Debug, Clone, Default)]
+pub struct CorsOrigins {
+    widget: Vec<Origin>,
+    portal: Vec<Origin>,
+}
+
+impl CorsOrigins {
+    /// From `cors.allowed_origins` and `cors.portal_origins` (validated by the config).
+    pub fn new(allowed: &[String], portal: &[String]) -> Self {
+        let parse = |list: &[String]| list.iter().filter_map(|o| Origin::parse(o)).collect();
+        Self {
+            widget: parse(allowed),
+            portal: parse(portal),
+        }
+    }
+
+    /// Whether the global list admits `origin` on widget routes.
+    pub fn widget_admits(&self, origin: &Origin) -> bool {
+        self.widget.contains(origin)
+    }
+
+    /// Whether `cors.portal_origins` admits `origin`.
+    pub fn portal_admits(&self, origin: &Origin) -> bool {
+        self.portal.contains(origin)
+    }
+}
+
+/// Whether `origin` is within one of `domains` (a merchant's allowed domains, normalized).
+/// Any scheme and port of an allowed host is admitted: merchants list host names.
+pub fn domains_admit(domains: &[String], origin: &Origin) -> bool {
+    domains.iter().any(|domain| origin.host_within(domain))
+}
+
+/// Parses an `Origin` header value.
+pub fn parse_origin(value: &[u8]) -> Result<Origin, CorsRefusal> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(Origin::parse)
+        .ok_or(CorsRefusal::Malformed)
+}
+
+/// The headers of an admitted answer (the actual request or an early answer).
+pub fn allow_headers(policy: CorsPolicy, origin: &str) -> Vec<(&'static str, String)> {
+    match policy {
+        CorsPolicy::None => Vec::new(),
+        CorsPolicy::AnyOrigin => vec![
+            ("access-control-allow-origin", "*".to_owned()),
+            ("access-control-expose-headers", EXPOSE_HEADERS.to_owned()),
+        ],
+        CorsPolicy::Portal | CorsPolicy::Merchant => vec![
+            ("access-control-allow-origin", origin.to_owned()),
+            ("access-control-allow-credentials", "true".to_owned()),
+            ("access-control-expose-headers", EXPOSE_HEADERS.to_owned()),
+            ("vary", "Origin".to_owned()),
+        ],
+    }
+}
+
+/// The headers of a 204 preflight answer for an admitted origin.
+pub fn preflight_headers(
+    policy: CorsPolicy,
+    origin: &str,
+    max_age_secs: u64,
+) -> Vec<(&'static str, String)> {
+    let mut headers = allow_headers(policy, origin);
+    headers.retain(|(name, _)| *name != "access-control-expose-headers");
+    headers.extend([
+        ("access-control-allow-methods", ALLOW_METHODS.to_owned()),
+        ("access-control-allow-headers", ALLOW_HEADERS.to_owned()),
+        ("access-control-max-age", max_age_secs.to_string()),
+    ]);
+    if !headers.iter().any(|(name, _)| *name == "vary") {
+        headers.push(("vary", "Origin".to_owned()));
+    }
+    headers
+}
+
+/// Whether a request is a preflight: `OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`.
+pub fn is_preflight(method: &http::Method, origin: bool, request_method: bool) -> bool {
+    method == http::Method::OPTIONS && origin && request_method
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(value: &str) -> Origin {
+        parse_origin(value.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn merchant_domains_admit_their_hosts_and_subdomains_only() {
+        let domains = vec!["merchant-store.com".to_owned()];
+        assert!(domains_admit(&domains, &origin("https://merchant-store.com")));
+        assert!(domains_admit(&domains, &origin("https://shop.merchant-store.com")));
+        assert!(!domains_admit(&domains, &origin("https://merchant-store.com.evil.io")));
+        assert!(!domains_admit(&domains, &origin("https://evilmerchant-store.com")));
+        assert_eq!(parse_origin(b"null"), Err(CorsRefusal::Malformed));
+    }
+
+    #[test]
+    fn global_origins_match_scheme_host_and_port_exactly() {
+        let origins = CorsOrigins::new(&["https://staging.example:8443".to_owned()], &[]);
+        assert!(origins.widget_admits(&origin("https://staging.example:8443")));
+        assert!(!origins.widget_admits(&origin("http://staging.example:8443")));
+        assert!(!origins.widget_admits(&origin("https://staging.example")));
+        assert!(!origins.portal_admits(&origin("https://staging.example:8443")));
+    }
+
+    #[test]
+    fn preflight_headers_name_methods_headers_and_age() {
+        let headers = preflight_headers(CorsPolicy::Merchant, "https://a.com", 600);
+        let get = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+        assert_eq!(get("access-control-allow-origin"), Some("https://a.com"));
+        assert_eq!(get("access-control-allow-credentials"), Some("true"));
+        assert_eq!(get("access-control-max-age"), Some("600"));
+        assert_eq!(get("vary"), Some("Origin"));
+        for header in ["X-API-Key", "X-Impersonation-Token", "Authorization", "X-Request-ID"] {
+            assert!(get("access-control-allow-headers").unwrap().contains(header));
+        }
+        let any = allow_headers(CorsPolicy::AnyOrigin, "https://a.com");
+        assert_eq!(any[0], ("access-control-allow-origin", "*".to_owned()));
+        assert!(!any.iter().any(|(n, _)| *n == "access-control-allow-credentials"));
+    }
+}
