@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
 use jsonwebtoken::{EncodingKey, Header};
-use mindshop_backend::store::{self, NewApiKey, NewMerchant, Store};
+use mindshop_backend::keys::{self, KeyRequest};
+use mindshop_backend::store::{self, NewMerchant, Store};
 use mindshop_config::Config;
-use mindshop_wire::api_key::{self, KeyEnv, KeyKind};
+use mindshop_wire::api_key::{KeyEnv, KeyKind};
 use mindshop_wire::merchant;
 use serde::Serialize;
 use serde_json::json;
@@ -98,36 +99,19 @@ async fn key(store: &dyn Store, command: KeyCommand) -> anyhow::Result<()> {
                 KeyEnvArg::Test => KeyEnv::Test,
                 KeyEnvArg::Live => KeyEnv::Live,
             };
-            let requested = if permissions.is_empty() {
-                kind.default_permissions()
-            } else {
-                permissions
-            };
-            let permissions = api_key::validate_permissions(kind, &requested)?;
-            let generated = api_key::generate(kind, env);
-            let stored = store
-                .create_api_key(&NewApiKey {
-                    id: mindshop_wire::ids::new_id("key"),
+            let created = keys::create(
+                store,
+                KeyRequest {
                     merchant_id: merchant,
-                    kind: kind.as_str().to_owned(),
-                    env: env.as_str().to_owned(),
-                    prefix: generated.prefix,
-                    key_hash: generated.hash,
-                    permissions,
+                    kind,
+                    env,
+                    // No --permission: the kind's defaults.
+                    permissions: (!permissions.is_empty()).then_some(permissions),
                     name,
-                })
-                .await?;
-            #[derive(Serialize)]
-            struct Created<'a> {
-                #[serde(flatten)]
-                stored: &'a store::ApiKey,
-                /// The only time the key is shown.
-                key: &'a str,
-            }
-            print_json(&Created {
-                stored: &stored,
-                key: &generated.plaintext,
-            })
+                },
+            )
+            .await?;
+            print_json(&created)
         }
         KeyCommand::List { merchant } => {
             require_merchant(store, &merchant).await?;

@@ -6,10 +6,12 @@
 //! # Layout
 //! - `cli`: the clap definitions of every command.
 //! - `run`: the long-running processes and their shutdown.
+//! - `directory`: the edge's view of API keys and merchant domains, over the store.
 //! - `admin`: operator commands that print JSON on stdout.
 
 mod admin;
 mod cli;
+mod directory;
 mod run;
 
 use std::io::Write;

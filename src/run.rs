@@ -5,18 +5,19 @@
 //! always waits out the whole grace period; the backend alone stops as soon as it is drained.
 
 use std::net::TcpListener as StdTcpListener;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
 use mindshop_backend::{AppState, store};
-use mindshop_config::Config;
+use mindshop_config::{Config, JwtAlgorithm};
 use pingora::server::{RunArgs, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
 use rand::Rng;
 
 use crate::admin::run_blocking;
+use crate::directory::StoreDirectory;
 
 /// Edge, backend and metrics in one process, on the embedded defaults.
 pub fn serve(config: Config) -> anyhow::Result<()> {
@@ -30,7 +31,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let backend_listener = bind_backend(&config)?;
 
     let mut server = mindshop_proxy::new_server(&config);
-    mindshop_proxy::add_edge_services(&mut server, &config, &internal_secret);
+    add_edge(&mut server, &config, &internal_secret)?;
     let handover = Duration::from_secs(config.edge.shutdown_grace_secs).min(Duration::from_secs(1));
     let mut backend = background_service(
         "mindshop backend",
@@ -54,7 +55,7 @@ pub fn edge(config: Config) -> anyhow::Result<()> {
     let internal_secret = required_internal_secret(&config)?;
     check_edge_ports_free(&config)?;
     let mut server = mindshop_proxy::new_server(&config);
-    mindshop_proxy::add_edge_services(&mut server, &config, &internal_secret);
+    add_edge(&mut server, &config, &internal_secret)?;
     server.run(RunArgs::default());
     tracing::info!("stopped");
     Ok(())
@@ -99,6 +100,30 @@ pub fn backend(config: Config) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The edge's services, with the store as its directory of keys and domains.
+fn add_edge(
+    server: &mut pingora::server::Server,
+    config: &Config,
+    internal_secret: &str,
+) -> anyhow::Result<()> {
+    let jwt_key = match config.auth.jwt_algorithm {
+        JwtAlgorithm::Hs256 => config.resolve_jwt_secret()?.expose().as_bytes().to_vec(),
+        JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 => {
+            let path = config
+                .auth
+                .jwt_public_key_file
+                .as_ref()
+                .context("auth.jwt_public_key_file is required for RS256/ES256")?;
+            std::fs::read(path).with_context(|| {
+                format!("cannot read auth.jwt_public_key_file {}", path.display())
+            })?
+        }
+    };
+    let directory = Arc::new(StoreDirectory::new(config.database.clone()));
+    mindshop_proxy::add_edge_services(server, config, internal_secret, directory, &jwt_key)
+        .map_err(anyhow::Error::msg)
 }
 
 /// Work done before any listener opens, so a bad database or data directory fails at once:

@@ -79,10 +79,11 @@ async fn unknown_routes_get_404_envelopes_from_the_edge_and_the_backend() {
     reply.failure(404, "ROUTE_NOT_FOUND");
     assert!(is_uuid(reply.request_id()), "{reply:?}");
 
-    // A known prefix reaches the backend, which has no such route.
+    // A known prefix that needs no credential at the edge reaches the backend, which has no
+    // such route.
     let reply = Reply::of(
         client
-            .get(server.url("/api/merchants/acme/nothing"))
+            .get(server.url("/api/merchants/acme/sync/webhook"))
             .header("X-Request-ID", "req-404"),
     )
     .await;

@@ -18,10 +18,29 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
-    #[error("{0}")]
-    Conflict(String),
+    /// The request conflicts with the resource's state; `code` says how (`CONFLICT`,
+    /// `SESSION_ENDED`, …).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("{message}")]
     Unauthorized { code: &'static str, message: String },
+    /// The caller is known but may not do this (`FORBIDDEN`, `MERCHANT_MISMATCH`, …).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// The caller's permissions grant none of `required`.
+    #[error("insufficient permissions, need {required:?}")]
+    InsufficientPermissions { required: Vec<String> },
+    /// One input was refused; `field` names it as the caller wrote it (`title`, `tags[3]`,
+    /// `allowedDomains[0]`, `limit`).
+    #[error("{field}: {message}")]
+    Validation { field: String, message: String },
+    /// The body is not JSON at all.
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("the body is not declared as JSON")]
+    UnsupportedMediaType,
+    #[error("the body is larger than allowed")]
+    PayloadTooLarge,
     #[error("not ready")]
     NotReady(serde_json::Value),
     #[error("the request took longer than {0}s")]
@@ -37,10 +56,9 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 Failure::new("NOT_FOUND", message.clone()),
             ),
-            Self::Conflict(message) => (
-                StatusCode::CONFLICT,
-                Failure::new("CONFLICT", message.clone()),
-            ),
+            Self::Conflict { code, message } => {
+                (StatusCode::CONFLICT, Failure::new(code, message.clone()))
+            }
             Self::MethodNotAllowed(message) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 Failure::new("METHOD_NOT_ALLOWED", message.clone()),
@@ -48,6 +66,37 @@ impl ApiError {
             Self::Unauthorized { code, message } => (
                 StatusCode::UNAUTHORIZED,
                 Failure::new(code, message.clone()),
+            ),
+            Self::Forbidden { code, message } => {
+                (StatusCode::FORBIDDEN, Failure::new(code, message.clone()))
+            }
+            Self::InsufficientPermissions { required } => (
+                StatusCode::FORBIDDEN,
+                Failure::new("FORBIDDEN", "Insufficient permissions")
+                    .with("requiredPermissions", serde_json::json!(required)),
+            ),
+            Self::Validation { field, message } => (
+                StatusCode::BAD_REQUEST,
+                Failure::new("VALIDATION_ERROR", format!("{field}: {message}"))
+                    .with("field", serde_json::Value::String(field.clone())),
+            ),
+            Self::InvalidJson(detail) => (
+                StatusCode::BAD_REQUEST,
+                Failure::new(
+                    "INVALID_JSON",
+                    format!("The body is not valid JSON: {detail}"),
+                ),
+            ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Failure::new(
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    "Send the body as JSON with Content-Type: application/json",
+                ),
+            ),
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Failure::new("PAYLOAD_TOO_LARGE", "The request body is too large"),
             ),
             Self::NotReady(checks) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -71,11 +120,24 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A refused input: 400 `VALIDATION_ERROR` naming `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(what) => Self::NotFound(format!("{what} not found")),
-            StoreError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
+            StoreError::Conflict(what) => Self::Conflict {
+                code: "CONFLICT",
+                message: format!("{what} already exists"),
+            },
             other => Self::Internal(other.to_string()),
         }
     }

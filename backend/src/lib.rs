@@ -6,15 +6,23 @@
 //!
 //! # Layout
 //! - [`store`]: the [`store::Store`] interface and its SQLite and PostgreSQL implementations.
+//! - [`keys`]: creating API keys, the rules the portal and `mindshop admin key create` share.
 //! - `edge_identity`: the middleware that verifies the edge's signature, scopes the request id,
 //!   bounds handler time and writes the access log.
 //! - `envelope`: [`Envelope`], a success answer in the shared envelope.
 //! - `error`: [`ApiError`], the one place where failures become status + envelope.
-//! - `routes`: the routers, one module per resource.
+//! - `access`: who may do what (permissions, the key's merchant, portal merchant access),
+//!   checked again here after the edge.
+//! - `extract`: `ApiJson`, `ApiPath`, `ApiQuery`: extractors whose rejections are envelopes
+//!   naming the bad field.
+//! - `routes`: the routers, one module per resource (settings, API keys, documents, sessions).
 
+mod access;
 mod edge_identity;
 mod envelope;
 mod error;
+mod extract;
+pub mod keys;
 mod routes;
 pub mod store;
 
@@ -92,10 +100,11 @@ pub(crate) mod test_support {
     use std::sync::Arc;
 
     use axum::body::Body;
-    use axum::http::{Request, Response};
+    use axum::http::{Request, Response, StatusCode};
     use mindshop_config::{Config, DatabaseConfig};
     use mindshop_wire::identity::{Identity, SignedRequest};
     use tempfile::TempDir;
+    use tower::ServiceExt;
 
     use crate::AppState;
     use crate::store::{self, Store};
@@ -115,11 +124,41 @@ pub(crate) mod test_support {
 
     /// A request as the edge would send it: identity headers signed with [`SECRET`].
     pub fn signed(method: &str, uri: &str, identity: &Identity) -> Request<Body> {
+        signed_with_body(method, uri, identity, None, Body::empty())
+    }
+
+    /// [`signed`] with a JSON body (`Content-Type: application/json`).
+    pub fn signed_json(
+        method: &str,
+        uri: &str,
+        identity: &Identity,
+        body: &serde_json::Value,
+    ) -> Request<Body> {
+        signed_with_body(
+            method,
+            uri,
+            identity,
+            Some("application/json"),
+            Body::from(body.to_string()),
+        )
+    }
+
+    /// [`signed`] with any body and content type, for malformed requests.
+    pub fn signed_with_body(
+        method: &str,
+        uri: &str,
+        identity: &Identity,
+        content_type: Option<&str>,
+        body: Body,
+    ) -> Request<Body> {
         let signer = mindshop_wire::identity::IdentitySigner::new(SECRET.as_bytes());
         let mut request = Request::builder()
             .method(method)
             .uri(uri)
             .header("x-request-id", "req-test");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
         let headers = signer.sign(
             identity,
             SignedRequest {
@@ -132,7 +171,63 @@ pub(crate) mod test_support {
         for (name, value) in headers {
             request = request.header(name, value);
         }
-        request.body(Body::empty()).expect("request")
+        request.body(body).expect("request")
+    }
+
+    /// What the edge sends for an API key of `merchant` holding `permissions`.
+    pub fn key(merchant: &str, permissions: &[&str]) -> Identity {
+        Identity {
+            merchant: Some(merchant.to_owned()),
+            principal: format!("key:key_{merchant}"),
+            permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+            roles: Vec::new(),
+        }
+    }
+
+    /// What the edge sends for a portal user of `merchant`.
+    pub fn user(merchant: &str) -> Identity {
+        Identity {
+            merchant: Some(merchant.to_owned()),
+            principal: format!("user:owner-of-{merchant}"),
+            permissions: Vec::new(),
+            roles: Vec::new(),
+        }
+    }
+
+    /// What the edge sends for a portal admin with no merchant of their own.
+    pub fn admin() -> Identity {
+        Identity {
+            merchant: None,
+            principal: "user:operator".to_owned(),
+            permissions: Vec::new(),
+            roles: vec!["admin".to_owned()],
+        }
+    }
+
+    /// Creates merchants `acme` (allowed domain `acme.com`) and `globex` (`globex.com`).
+    pub async fn with_merchants(state: &AppState) {
+        for (id, domain) in [("acme", "acme.com"), ("globex", "globex.com")] {
+            state
+                .store
+                .create_merchant(&store::NewMerchant {
+                    id: id.to_owned(),
+                    name: id.to_owned(),
+                    allowed_domains: vec![domain.to_owned()],
+                    plan: "free".to_owned(),
+                })
+                .await
+                .expect("create merchant");
+        }
+    }
+
+    /// Sends one request to a fresh application on `state`; returns the status and JSON body.
+    pub async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = crate::app(state.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        (status, json(response).await)
     }
 
     pub async fn json(response: Response<Body>) -> serde_json::Value {

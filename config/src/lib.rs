@@ -40,8 +40,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
-pub use secret::Secret;
 pub use policy::{CorsConfig, LimitStore, LimitsConfig, OnLimitStoreError, RedisConfig};
+pub use secret::Secret;
 pub use sections::{
     AuthConfig, BackendConfig, DataConfig, DatabaseConfig, DatabaseKind, EdgeConfig,
     InternalConfig, JwtAlgorithm, LogConfig, LogFormat,

@@ -107,7 +107,9 @@ impl Config {
                 if Origin::parse(origin).is_none() {
                     return Err(ConfigError::invalid(
                         key,
-                        format!("{origin:?} is not an origin such as https://shop.example.com[:port]"),
+                        format!(
+                            "{origin:?} is not an origin such as https://shop.example.com[:port]"
+                        ),
                     ));
                 }
             }
@@ -138,7 +140,11 @@ impl Config {
         }
 
         match &self.redis.url {
-            Some(url) if !["redis://", "rediss://"].iter().any(|s| url.expose().starts_with(s)) => {
+            Some(url)
+                if !["redis://", "rediss://"]
+                    .iter()
+                    .any(|s| url.expose().starts_with(s)) =>
+            {
                 return Err(ConfigError::invalid(
                     "redis.url",
                     "must start with redis:// or rediss://",

@@ -158,10 +158,22 @@ mod tests {
     #[test]
     fn merchant_domains_admit_their_hosts_and_subdomains_only() {
         let domains = vec!["merchant-store.com".to_owned()];
-        assert!(domains_admit(&domains, &origin("https://merchant-store.com")));
-        assert!(domains_admit(&domains, &origin("https://shop.merchant-store.com")));
-        assert!(!domains_admit(&domains, &origin("https://merchant-store.com.evil.io")));
-        assert!(!domains_admit(&domains, &origin("https://evilmerchant-store.com")));
+        assert!(domains_admit(
+            &domains,
+            &origin("https://merchant-store.com")
+        ));
+        assert!(domains_admit(
+            &domains,
+            &origin("https://shop.merchant-store.com")
+        ));
+        assert!(!domains_admit(
+            &domains,
+            &origin("https://merchant-store.com.evil.io")
+        ));
+        assert!(!domains_admit(
+            &domains,
+            &origin("https://evilmerchant-store.com")
+        ));
         assert_eq!(parse_origin(b"null"), Err(CorsRefusal::Malformed));
     }
 
@@ -177,16 +189,33 @@ mod tests {
     #[test]
     fn preflight_headers_name_methods_headers_and_age() {
         let headers = preflight_headers(CorsPolicy::Merchant, "https://a.com", 600);
-        let get = |name: &str| headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("access-control-allow-origin"), Some("https://a.com"));
         assert_eq!(get("access-control-allow-credentials"), Some("true"));
         assert_eq!(get("access-control-max-age"), Some("600"));
         assert_eq!(get("vary"), Some("Origin"));
-        for header in ["X-API-Key", "X-Impersonation-Token", "Authorization", "X-Request-ID"] {
-            assert!(get("access-control-allow-headers").unwrap().contains(header));
+        for header in [
+            "X-API-Key",
+            "X-Impersonation-Token",
+            "Authorization",
+            "X-Request-ID",
+        ] {
+            assert!(
+                get("access-control-allow-headers")
+                    .unwrap()
+                    .contains(header)
+            );
         }
         let any = allow_headers(CorsPolicy::AnyOrigin, "https://a.com");
         assert_eq!(any[0], ("access-control-allow-origin", "*".to_owned()));
-        assert!(!any.iter().any(|(n, _)| *n == "access-control-allow-credentials"));
+        assert!(
+            !any.iter()
+                .any(|(n, _)| *n == "access-control-allow-credentials")
+        );
     }
 }

@@ -44,12 +44,18 @@ mod tests {
 
     #[test]
     fn finds_keys_in_either_header_and_jwts_in_bearer() {
-        assert_eq!(extract(Some(b"pk_test_abc"), None), Credential::ApiKey("pk_test_abc"));
+        assert_eq!(
+            extract(Some(b"pk_test_abc"), None),
+            Credential::ApiKey("pk_test_abc")
+        );
         assert_eq!(
             extract(None, Some(b"Bearer sk_live_abc")),
             Credential::ApiKey("sk_live_abc")
         );
-        assert_eq!(extract(None, Some(b"bearer eyJ.x.y")), Credential::Jwt("eyJ.x.y"));
+        assert_eq!(
+            extract(None, Some(b"bearer eyJ.x.y")),
+            Credential::Jwt("eyJ.x.y")
+        );
         assert_eq!(extract(None, Some(b"Basic abc")), Credential::None);
         assert_eq!(extract(None, Some(b"Bearer ")), Credential::None);
         assert_eq!(extract(None, None), Credential::None);

@@ -63,7 +63,9 @@ impl JwtRefusal {
             Self::Expired => "The token has expired",
             Self::NotYetValid => "The token is not valid yet",
             Self::BadSignature => "The token's signature is invalid",
-            Self::WrongAlgorithm => "The token is signed with an algorithm this API does not accept",
+            Self::WrongAlgorithm => {
+                "The token is signed with an algorithm this API does not accept"
+            }
             Self::WrongIssuer => "The token was issued by someone else",
             Self::WrongAudience => "The token is meant for another audience",
             Self::Malformed => "The token is malformed",
@@ -171,8 +173,12 @@ mod tests {
     }
 
     fn token(claims: serde_json::Value, secret: &[u8]) -> String {
-        jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(secret))
-            .unwrap()
+        jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -199,9 +205,15 @@ mod tests {
         let v = verifier();
         let expired = token(json!({"sub": "u", "exp": now() - 60}), SECRET);
         assert_eq!(v.verify(&expired), Err(JwtRefusal::Expired));
-        let forged = token(json!({"sub": "u", "exp": now() + 60}), b"another-secret-another-secret-xx");
+        let forged = token(
+            json!({"sub": "u", "exp": now() + 60}),
+            b"another-secret-another-secret-xx",
+        );
         assert_eq!(v.verify(&forged), Err(JwtRefusal::BadSignature));
-        let early = token(json!({"sub": "u", "exp": now() + 600, "nbf": now() + 300}), SECRET);
+        let early = token(
+            json!({"sub": "u", "exp": now() + 600, "nbf": now() + 300}),
+            SECRET,
+        );
         assert_eq!(v.verify(&early), Err(JwtRefusal::NotYetValid));
 
         // alg: none — header {"alg":"none","typ":"JWT"}, no signature.
@@ -236,8 +248,15 @@ mod tests {
         let good = json!({"sub": "u", "exp": now() + 60, "iss": "https://portal.mindshop", "aud": "mindshop-api"});
         assert!(v.verify(&token(good, SECRET)).is_ok());
         let other_iss = json!({"sub": "u", "exp": now() + 60, "iss": "x", "aud": "mindshop-api"});
-        assert_eq!(v.verify(&token(other_iss, SECRET)), Err(JwtRefusal::WrongIssuer));
-        let other_aud = json!({"sub": "u", "exp": now() + 60, "iss": "https://portal.mindshop", "aud": "x"});
-        assert_eq!(v.verify(&token(other_aud, SECRET)), Err(JwtRefusal::WrongAudience));
+        assert_eq!(
+            v.verify(&token(other_iss, SECRET)),
+            Err(JwtRefusal::WrongIssuer)
+        );
+        let other_aud =
+            json!({"sub": "u", "exp": now() + 60, "iss": "https://portal.mindshop", "aud": "x"});
+        assert_eq!(
+            v.verify(&token(other_aud, SECRET)),
+            Err(JwtRefusal::WrongAudience)
+        );
     }
 }

@@ -9,12 +9,15 @@
 //! - [`credential`]: finding the API key or JWT in a request.
 //! - [`jwt`]: verifying portal JWTs with one pinned algorithm.
 //! - [`body_limit`]: refusing bodies over `edge.max_body_bytes`.
+//! - [`rate_limit`]: counting requests per credential and route group, in memory or in Redis,
+//!   and the rate-limit headers.
 //! - [`Rejection`]: an early answer (status + envelope failure) any filter may return.
 
 pub mod body_limit;
 pub mod cors;
 pub mod credential;
 pub mod jwt;
+pub mod rate_limit;
 pub mod route;
 
 use mindshop_wire::envelope::Failure;

@@ -194,20 +194,44 @@ mod tests {
         use http::Method;
         let path = "/api/merchants/m1/sync/configure";
         assert!(is_sync_write(&Method::POST, path));
-        assert!(is_sync_write(&Method::PUT, "/api/merchants/m1/sync/configure/"));
+        assert!(is_sync_write(
+            &Method::PUT,
+            "/api/merchants/m1/sync/configure/"
+        ));
         assert!(!is_sync_write(&Method::GET, path));
-        assert!(is_sync_write(&Method::POST, "/api/merchants/m1/sync/trigger"));
-        assert!(is_sync_write(&Method::POST, "/api/merchants/m1/sync/upload"));
-        assert!(!is_sync_write(&Method::POST, "/api/merchants/m1/sync/webhook"));
-        assert!(!is_sync_write(&Method::GET, "/api/merchants/m1/sync/status"));
+        assert!(is_sync_write(
+            &Method::POST,
+            "/api/merchants/m1/sync/trigger"
+        ));
+        assert!(is_sync_write(
+            &Method::POST,
+            "/api/merchants/m1/sync/upload"
+        ));
+        assert!(!is_sync_write(
+            &Method::POST,
+            "/api/merchants/m1/sync/webhook"
+        ));
+        assert!(!is_sync_write(
+            &Method::GET,
+            "/api/merchants/m1/sync/status"
+        ));
     }
 
     #[test]
     fn permissions_follow_the_method() {
         use http::Method;
-        assert_eq!(RouteGroup::Documents.required_permission(&Method::GET), Some("documents:read"));
-        assert_eq!(RouteGroup::Documents.required_permission(&Method::DELETE), Some("documents:write"));
-        assert_eq!(RouteGroup::Chat.required_permission(&Method::POST), Some("chat:write"));
+        assert_eq!(
+            RouteGroup::Documents.required_permission(&Method::GET),
+            Some("documents:read")
+        );
+        assert_eq!(
+            RouteGroup::Documents.required_permission(&Method::DELETE),
+            Some("documents:write")
+        );
+        assert_eq!(
+            RouteGroup::Chat.required_permission(&Method::POST),
+            Some("chat:write")
+        );
         assert_eq!(RouteGroup::Portal.required_permission(&Method::GET), None);
     }
 

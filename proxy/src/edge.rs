@@ -1,18 +1,18 @@
 //! [`Edge`]: the `ProxyHttp` implementation. Each hook is one phase of the pipeline:
 //!
-//! 1. `request_filter`: request id, route policy (unknown route → 404), `/health`, body limit.
-//!    Later filters (CORS, authentication, authorization, rate limits) slot in here, in the
-//!    architecture's order.
+//! 1. `request_filter`: request id, route policy (unknown route → 404), `/health`, body limit,
+//!    then the [`Gate`]: CORS, authentication, authorization, rate limits.
 //! 2. `upstream_peer` / `fail_to_connect`: round robin over `edge.backends`, trying the next
 //!    backend when one refuses the connection.
 //! 3. `upstream_request_filter`: strip client-sent `X-Mindshop-*`, add the request id and the
-//!    signed identity.
+//!    signed identity the gate resolved.
 //! 4. `request_body_filter`: count streamed body bytes against the limit.
-//! 5. `response_filter`: echo the request id.
+//! 5. `response_filter`: echo the request id, add the CORS and rate-limit headers owed.
 //! 6. `fail_to_proxy`: the edge's 502/503/504/413 envelopes.
 //! 7. `logging`: metrics and the access log, for every request.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ use pingora::{Error, ErrorSource, ErrorType};
 use serde_json::json;
 
 use crate::answer;
+use crate::directory::Directory;
+use crate::gate::{Gate, OwedHeaders, RequestView, Verdict};
 use crate::metrics::EDGE_METRICS;
 
 /// Longest wait for a backend's answer to `/ready`.
@@ -41,6 +43,7 @@ const READY_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The edge proxy. Holds only configuration and a round-robin cursor: no per-merchant state,
 /// so any number of edges can run side by side.
 pub struct Edge {
+    gate: Gate,
     backends: Vec<SocketAddr>,
     next_backend: AtomicUsize,
     signer: IdentitySigner,
@@ -50,15 +53,22 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn new(config: &Config, internal_secret: &str) -> Self {
-        Self {
+    /// `jwt_key`: the HS256 secret, or the PEM public key for RS256/ES256.
+    pub fn new(
+        config: &Config,
+        internal_secret: &str,
+        directory: Arc<dyn Directory>,
+        jwt_key: &[u8],
+    ) -> Result<Self, String> {
+        Ok(Self {
+            gate: Gate::new(config, directory, jwt_key)?,
             backends: config.edge_backends(),
             next_backend: AtomicUsize::new(0),
             signer: IdentitySigner::new(internal_secret.as_bytes()),
             max_body_bytes: config.edge.max_body_bytes,
             connect_timeout: Duration::from_millis(config.edge.upstream_connect_timeout_ms),
             read_timeout: Duration::from_millis(config.edge.upstream_read_timeout_ms),
-        }
+        })
     }
 }
 
@@ -75,6 +85,10 @@ pub struct RequestCtx {
     /// Index of the first backend tried, and how many have been tried.
     first_backend: usize,
     attempts: usize,
+    /// Who is calling, as the gate resolved it; signed for the backend.
+    identity: Identity,
+    /// CORS and rate-limit headers every answer to this request carries.
+    owed: OwedHeaders,
 }
 
 #[async_trait]
@@ -90,6 +104,8 @@ impl ProxyHttp for Edge {
             rejection: None,
             first_backend: 0,
             attempts: 0,
+            identity: Identity::anonymous(),
+            owed: OwedHeaders::new(),
         }
     }
 
@@ -130,7 +146,46 @@ impl ProxyHttp for Edge {
             answer::reject(session, &ctx.request_id, &rejection).await?;
             return Ok(true);
         }
-        Ok(false)
+
+        let header = |name: http::HeaderName| request.headers.get(name).map(|v| v.as_bytes());
+        let view = RequestView {
+            method: &request.method,
+            path: request.uri.path(),
+            route,
+            origin: header(header::ORIGIN),
+            asks_preflight: request
+                .headers
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD),
+            api_key: header(http::HeaderName::from_static("x-api-key")),
+            authorization: header(header::AUTHORIZATION),
+            client_ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+        };
+        match self.gate.admit(&view).await {
+            Verdict::Admit { identity, headers } => {
+                ctx.identity = identity;
+                ctx.owed = headers;
+                Ok(false)
+            }
+            Verdict::Answer {
+                status,
+                failure: Some(failure),
+                headers,
+            } => {
+                answer::failure(session, &ctx.request_id, status, &failure, &headers).await?;
+                Ok(true)
+            }
+            Verdict::Answer {
+                status,
+                failure: None,
+                headers,
+            } => {
+                answer::empty(session, &ctx.request_id, status, &headers).await?;
+                Ok(true)
+            }
+        }
     }
 
     async fn upstream_peer(
@@ -193,7 +248,7 @@ impl ProxyHttp for Edge {
         }
 
         let signed = self.signer.sign(
-            &Identity::anonymous(),
+            &ctx.identity,
             SignedRequest {
                 method: upstream.method.as_str(),
                 path_and_query: upstream.uri.path_and_query().map_or("/", |p| p.as_str()),
@@ -241,6 +296,9 @@ impl ProxyHttp for Edge {
             );
         }
         response.insert_header(request_id::HEADER, &ctx.request_id)?;
+        for (name, value) in &ctx.owed {
+            response.append_header(*name, value)?;
+        }
         Ok(())
     }
 
@@ -266,7 +324,7 @@ impl ProxyHttp for Edge {
         if session.response_written().is_none() {
             session.set_keepalive(None);
             if let Err(write_error) =
-                answer::failure(session, &ctx.request_id, status, &failure).await
+                answer::failure(session, &ctx.request_id, status, &failure, &ctx.owed).await
             {
                 tracing::debug!(request_id = %ctx.request_id, error = %write_error, "could not send the error answer");
             }

@@ -3,13 +3,21 @@
 //!
 //! # Layout
 //! - [`Edge`] (`edge.rs`): the `ProxyHttp` implementation; one hook per pipeline phase.
+//! - `gate.rs`: the admission steps after routing: CORS, authentication, authorization,
+//!   rate limits.
+//! - [`directory`]: API keys and merchant domains as the edge sees them, cached for
+//!   `auth.key_cache_ttl_secs`.
 //! - `answer.rs`: writing the edge's own answers (404, 413, 502, …) as envelopes.
 //! - [`metrics`]: the Prometheus metrics and the `/metrics` listener.
 //! - [`add_edge_services`] / [`new_server`]: assembling the Pingora server from config.
 
 mod answer;
+pub mod directory;
 mod edge;
+mod gate;
 pub mod metrics;
+
+use std::sync::Arc;
 
 use mindshop_config::Config;
 use pingora::apps::http_app::HttpServer;
@@ -17,6 +25,7 @@ use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
 
+pub use directory::{Directory, DirectoryError, ResolvedKey};
 pub use edge::Edge;
 
 /// A Pingora server configured from `edge.*`: worker threads and the SIGTERM grace period
@@ -32,8 +41,15 @@ pub fn new_server(config: &Config) -> Server {
 }
 
 /// Adds the proxy on `edge.listen` and the metrics listener on `edge.metrics_listen`.
-pub fn add_edge_services(server: &mut Server, config: &Config, internal_secret: &str) {
-    let edge = Edge::new(config, internal_secret);
+/// `jwt_key` is the HS256 secret, or the PEM public key for RS256/ES256.
+pub fn add_edge_services(
+    server: &mut Server,
+    config: &Config,
+    internal_secret: &str,
+    directory: Arc<dyn Directory>,
+    jwt_key: &[u8],
+) -> Result<(), String> {
+    let edge = Edge::new(config, internal_secret, directory, jwt_key)?;
     let mut proxy =
         pingora::proxy::http_proxy_service_with_name(&server.configuration, edge, "mindshop edge");
     proxy.add_tcp(&config.edge.listen.to_string());
@@ -51,4 +67,5 @@ pub fn add_edge_services(server: &mut Server, config: &Config, internal_secret: 
         backends = ?config.edge_backends(),
         "edge configured"
     );
+    Ok(())
 }

@@ -19,6 +19,14 @@ pub struct EdgeMetrics {
     requests: IntCounterVec,
     /// `mindshop_http_request_duration_seconds{route_group, status}`
     duration: HistogramVec,
+    /// `mindshop_auth_failures_total{reason}`
+    pub auth_failures: IntCounterVec,
+    /// `mindshop_cors_rejections_total{reason}`
+    pub cors_rejections: IntCounterVec,
+    /// `mindshop_ratelimit_limited_total{route_group}`
+    pub rate_limited: IntCounterVec,
+    /// `mindshop_ratelimit_backend_errors_total{reason}`
+    pub rate_limit_errors: IntCounterVec,
 }
 
 /// Registered once per process, on first use.
@@ -38,9 +46,42 @@ pub static EDGE_METRICS: LazyLock<EdgeMetrics> = LazyLock::new(|| EdgeMetrics {
         ]
     )
     .expect("metric names are valid and registered once"),
+    auth_failures: counter(
+        "mindshop_auth_failures_total",
+        "Requests refused by authentication or authorization at the edge, by reason.",
+        &["reason"],
+    ),
+    cors_rejections: counter(
+        "mindshop_cors_rejections_total",
+        "Requests refused because of their Origin, by reason.",
+        &["reason"],
+    ),
+    rate_limited: counter(
+        "mindshop_ratelimit_limited_total",
+        "Requests refused with 429, by route group.",
+        &["route_group"],
+    ),
+    rate_limit_errors: counter(
+        "mindshop_ratelimit_backend_errors_total",
+        "Rate-limit store failures (e.g. Redis unreachable), by reason.",
+        &["reason"],
+    ),
 });
 
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register_int_counter_vec!(name, help, labels)
+        .expect("metric names are valid and registered once")
+}
+
 impl EdgeMetrics {
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    pub fn cors_rejection(&self, reason: &str) {
+        self.cors_rejections.with_label_values(&[reason]).inc();
+    }
+
     pub fn observe(&self, route_group: &str, method: &http::Method, status: u16, took: Duration) {
         // StatusCode::as_str reads a static table: no allocation per request.
         let code = http::StatusCode::from_u16(status).ok();

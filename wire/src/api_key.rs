@@ -204,9 +204,18 @@ mod tests {
     fn wildcards_grant_what_they_name_and_no_more() {
         let held = |p: &[&str]| p.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         assert!(permission_grants(&held(&["*"]), "documents:write"));
-        assert!(permission_grants(&held(&["documents:*"]), "documents:write"));
-        assert!(permission_grants(&held(&["documents:read"]), "documents:read"));
-        assert!(!permission_grants(&held(&["documents:read"]), "documents:write"));
+        assert!(permission_grants(
+            &held(&["documents:*"]),
+            "documents:write"
+        ));
+        assert!(permission_grants(
+            &held(&["documents:read"]),
+            "documents:read"
+        ));
+        assert!(!permission_grants(
+            &held(&["documents:read"]),
+            "documents:write"
+        ));
         assert!(!permission_grants(&held(&["documents:*"]), "sessions:read"));
         assert!(!permission_grants(&held(&["docs:*"]), "documents:read"));
         assert!(!permission_grants(&held(&[]), "chat:write"));

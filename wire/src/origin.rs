@@ -38,14 +38,19 @@ impl Origin {
         let (host, port) = rest.split_at(split_at);
         let port = match port {
             "" => None,
-            port => Some(port.strip_prefix(':')?.parse::<u16>().ok().filter(|p| *p != 0)?),
+            port => Some(
+                port.strip_prefix(':')?
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)?,
+            ),
         };
         let host = host.to_ascii_lowercase();
         let valid_host = !host.is_empty()
             && host.len() <= 253
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+            && host.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':')
+            });
         if !valid_host {
             return None;
         }
@@ -133,7 +138,8 @@ mod tests {
 
     #[test]
     fn hosts_are_within_a_domain_or_its_subdomains_only() {
-        let within = |origin: &str, domain: &str| Origin::parse(origin).unwrap().host_within(domain);
+        let within =
+            |origin: &str, domain: &str| Origin::parse(origin).unwrap().host_within(domain);
         assert!(within("https://acme.com", "acme.com"));
         assert!(within("https://shop.acme.com", "acme.com"));
         assert!(!within("https://evilacme.com", "acme.com"));
@@ -145,6 +151,9 @@ mod tests {
     fn parents_run_from_the_host_up() {
         let origin = Origin::parse("https://a.shop.acme.com").unwrap();
         let parents: Vec<&str> = origin.host_and_parents().collect();
-        assert_eq!(parents, ["a.shop.acme.com", "shop.acme.com", "acme.com", "com"]);
+        assert_eq!(
+            parents,
+            ["a.shop.acme.com", "shop.acme.com", "acme.com", "com"]
+        );
     }
 }

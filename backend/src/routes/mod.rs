@@ -1,6 +1,11 @@
 //! The backend's routers, one module per resource, merged here.
 
+mod api_keys;
+mod documents;
 mod health;
+mod page;
+mod sessions;
+mod settings;
 
 use axum::Router;
 use axum::http::{Method, Uri};
@@ -10,6 +15,10 @@ use crate::{ApiError, AppState};
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .merge(health::router())
+        .merge(settings::router())
+        .merge(api_keys::router())
+        .merge(documents::router())
+        .merge(sessions::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -2,9 +2,19 @@
 //! ([`postgres`]). Each implementation embeds its own migrations (`migrations/sqlite`,
 //! `migrations/postgres`) so column types stay native to each database; the conformance
 //! suite in `tests/store_conformance.rs` holds both to the same behaviour.
+//!
+//! # Layout
+//! - this module: the [`Store`] trait, merchants and API keys, errors.
+//! - [`documents`] and [`sessions`]: the knowledge base and chat sessions.
+//! - `merchant_domains`: the index behind [`Store::any_merchant_allows_host`].
+//! - `portable`: the trait's implementation, written once in SQL both databases accept.
+//! - `sqlite` / `postgres`: connecting, embedded migrations.
 
+pub mod documents;
+mod merchant_domains;
 mod portable;
 mod postgres;
+pub mod sessions;
 mod sqlite;
 
 use std::sync::Arc;
@@ -14,7 +24,9 @@ use chrono::{DateTime, Utc};
 use mindshop_config::{DatabaseConfig, DatabaseKind};
 use serde::Serialize;
 
+pub use documents::{Document, DocumentFields, NewDocument, PageKey};
 pub use postgres::PostgresStore;
+pub use sessions::{ChatSession, NewChatSession, SessionEnding};
 pub use sqlite::SqliteStore;
 
 /// A merchant: a store that embeds the widget.
@@ -36,6 +48,15 @@ pub struct NewMerchant {
     pub name: String,
     pub allowed_domains: Vec<String>,
     pub plan: String,
+}
+
+/// What the portal may change about a merchant.
+#[derive(Debug, Clone)]
+pub struct MerchantSettings {
+    /// Replaces the whole list; kept in the order given.
+    pub allowed_domains: Vec<String>,
+    /// `None` keeps the current plan.
+    pub plan: Option<String>,
 }
 
 /// An API key as stored: never the key itself, only its hash and display prefix.
@@ -107,6 +128,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_merchant(&self, id: &str) -> StoreResult<Option<Merchant>>;
     /// All merchants, oldest first.
     async fn list_merchants(&self) -> StoreResult<Vec<Merchant>>;
+    /// Replaces the merchant's allowed domains (and the plan, when given), bumps `updated_at`;
+    /// [`StoreError::NotFound`] if there is no such merchant.
+    async fn update_merchant_settings(
+        &self,
+        id: &str,
+        settings: &MerchantSettings,
+    ) -> StoreResult<Merchant>;
+    /// True when some merchant's allowed domain is `host` or a parent domain of it
+    /// (`acme.com` allows `shop.acme.com`, never `evilacme.com` or `acme.com.evil.io`).
+    /// Case and a trailing dot do not matter; a host that is not a host name is never allowed.
+    async fn any_merchant_allows_host(&self, host: &str) -> StoreResult<bool>;
 
     /// Stores a key for an existing merchant; [`StoreError::NotFound`] if there is none.
     async fn create_api_key(&self, key: &NewApiKey) -> StoreResult<ApiKey>;
@@ -117,6 +149,45 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Marks a key revoked (keeping the first revocation time); [`StoreError::NotFound`] if
     /// there is no such key.
     async fn revoke_api_key(&self, id: &str) -> StoreResult<ApiKey>;
+    /// [`Store::revoke_api_key`] for a key of this merchant only: another merchant's key is
+    /// [`StoreError::NotFound`] and stays as it is.
+    async fn revoke_merchant_api_key(&self, merchant_id: &str, id: &str) -> StoreResult<ApiKey>;
+
+    /// Stores a document of an existing merchant; [`StoreError::NotFound`] if there is none,
+    /// [`StoreError::Conflict`] if the id is taken.
+    async fn create_document(&self, document: &NewDocument) -> StoreResult<Document>;
+    /// The merchant's document with this id; another merchant's is `None`.
+    async fn get_document(&self, merchant_id: &str, id: &str) -> StoreResult<Option<Document>>;
+    /// Up to `limit` of the merchant's documents, newest first, after `after` when given.
+    async fn list_documents(
+        &self,
+        merchant_id: &str,
+        after: Option<&PageKey>,
+        limit: u32,
+    ) -> StoreResult<Vec<Document>>;
+    /// Replaces the fields of the merchant's document and bumps `updated_at`;
+    /// [`StoreError::NotFound`] if the merchant has no such document.
+    async fn update_document(
+        &self,
+        merchant_id: &str,
+        id: &str,
+        fields: &DocumentFields,
+    ) -> StoreResult<Document>;
+    /// Deletes the merchant's document; [`StoreError::NotFound`] if it has no such document.
+    async fn delete_document(&self, merchant_id: &str, id: &str) -> StoreResult<()>;
+
+    /// Opens an active session for an existing merchant; [`StoreError::NotFound`] if there is
+    /// none.
+    async fn create_chat_session(&self, session: &NewChatSession) -> StoreResult<ChatSession>;
+    /// The merchant's session with this id; another merchant's is `None`.
+    async fn get_chat_session(
+        &self,
+        merchant_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<ChatSession>>;
+    /// Ends the merchant's session (status `ended`, `ended_at` stamped once);
+    /// [`StoreError::NotFound`] if the merchant has no such session.
+    async fn end_chat_session(&self, merchant_id: &str, id: &str) -> StoreResult<SessionEnding>;
 }
 
 /// Opens the database named by `database.url` (creating a SQLite file and its directory when
@@ -210,6 +281,8 @@ impl From<ApiKeyRow> for ApiKey {
 mod sql {
     pub const INSERT_MERCHANT: &str = "INSERT INTO merchants (id, name, allowed_domains, plan, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $5) RETURNING *";
+    pub const UPDATE_MERCHANT_SETTINGS: &str = "UPDATE merchants \
+         SET allowed_domains = $2, plan = COALESCE($3, plan), updated_at = $4 WHERE id = $1 RETURNING *";
     pub const GET_MERCHANT: &str = "SELECT * FROM merchants WHERE id = $1";
     pub const LIST_MERCHANTS: &str = "SELECT * FROM merchants ORDER BY created_at, id";
     pub const INSERT_API_KEY: &str = "INSERT INTO api_keys (id, merchant_id, kind, env, prefix, key_hash, permissions, name, created_at) \
@@ -219,4 +292,6 @@ mod sql {
     pub const FIND_API_KEY_BY_HASH: &str = "SELECT * FROM api_keys WHERE key_hash = $1";
     pub const REVOKE_API_KEY: &str =
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING *";
+    pub const REVOKE_MERCHANT_API_KEY: &str = "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) \
+         WHERE merchant_id = $1 AND id = $2 RETURNING *";
 }

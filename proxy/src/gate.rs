@@ -1,0 +1,512 @@
+//! The admission steps of the pipeline, after the route is known: CORS, authentication,
+//! authorization and rate limits, in the architecture's order. [`Gate::admit`] takes a plain
+//! view of the request and returns either the identity to forward (with the headers every
+//! answer owes) or the early answer to send.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use mindshop_config::{Config, LimitStore, LimitsConfig, OnLimitStoreError};
+use mindshop_filters::cors::{self, CorsOrigins, CorsPolicy, CorsRefusal};
+use mindshop_filters::credential::{self, Credential};
+use mindshop_filters::jwt::{JwtSettings, JwtVerifier};
+use mindshop_filters::rate_limit::{MemoryLimiter, Quota, RateLimiter, RedisLimiter};
+use mindshop_filters::route::{self, AuthKind, Route, RouteGroup};
+use mindshop_wire::api_key;
+use mindshop_wire::envelope::Failure;
+use mindshop_wire::identity::Identity;
+use mindshop_wire::merchant;
+use mindshop_wire::origin::Origin;
+use serde_json::json;
+
+use crate::directory::{CachedDirectory, Directory};
+use crate::metrics::EDGE_METRICS;
+
+/// Headers an answer owes the client (CORS, rate limits).
+pub(crate) type OwedHeaders = Vec<(&'static str, String)>;
+
+/// What the gate needs to know about a request.
+#[derive(Debug)]
+pub(crate) struct RequestView<'r> {
+    pub method: &'r Method,
+    pub path: &'r str,
+    pub route: Route<'r>,
+    pub origin: Option<&'r [u8]>,
+    /// Whether `Access-Control-Request-Method` is present (a preflight, with `OPTIONS`).
+    pub asks_preflight: bool,
+    pub api_key: Option<&'r [u8]>,
+    pub authorization: Option<&'r [u8]>,
+    pub client_ip: Option<IpAddr>,
+}
+
+/// The gate's verdict.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Forward with this identity; add these headers to the backend's answer.
+    Admit {
+        identity: Identity,
+        headers: OwedHeaders,
+    },
+    /// Answer now: a status, an envelope (none for a 204 preflight) and headers.
+    Answer {
+        status: u16,
+        failure: Option<Failure>,
+        headers: OwedHeaders,
+    },
+}
+
+impl Verdict {
+    fn refuse(status: u16, failure: Failure, headers: OwedHeaders) -> Self {
+        Self::Answer {
+            status,
+            failure: Some(failure),
+            headers,
+        }
+    }
+}
+
+/// Everything the admission steps are configured with.
+pub(crate) struct Gate {
+    directory: CachedDirectory,
+    jwt: JwtVerifier,
+    origins: CorsOrigins,
+    max_age_secs: u64,
+    limiter: Arc<dyn RateLimiter>,
+    limits: LimitsConfig,
+    window: Duration,
+}
+
+impl Gate {
+    /// `jwt_key`: the HS256 secret, or the PEM public key for RS256/ES256.
+    pub fn new(
+        config: &Config,
+        directory: Arc<dyn Directory>,
+        jwt_key: &[u8],
+    ) -> Result<Self, String> {
+        let jwt = JwtVerifier::new(JwtSettings {
+            algorithm: config.auth.jwt_algorithm,
+            key: jwt_key,
+            issuer: config.auth.jwt_issuer.as_deref(),
+            audience: config.auth.jwt_audience.as_deref(),
+            leeway_secs: config.auth.jwt_leeway_secs,
+        })?;
+        let limiter: Arc<dyn RateLimiter> = match (config.limits.store, &config.redis.url) {
+            (LimitStore::Redis, Some(url)) => Arc::new(
+                // Connects on first use, on the edge's own runtime.
+                RedisLimiter::connect_lazy(url.expose(), &config.redis.key_prefix)
+                    .map_err(|e| format!("redis.url: {e}"))?,
+            ),
+            _ => Arc::new(MemoryLimiter::new()),
+        };
+        Ok(Self {
+            directory: CachedDirectory::new(
+                directory,
+                Duration::from_secs(config.auth.key_cache_ttl_secs),
+            ),
+            jwt,
+            origins: CorsOrigins::new(&config.cors.allowed_origins, &config.cors.portal_origins),
+            max_age_secs: config.cors.max_age_secs,
+            limiter,
+            window: Duration::from_secs(config.limits.window_secs),
+            limits: config.limits.clone(),
+        })
+    }
+
+    pub async fn admit(&self, request: &RequestView<'_>) -> Verdict {
+        let group = request.route.group;
+        let policy = group.cors();
+
+        // 1. CORS. A request without Origin is not a CORS request.
+        let origin = match request.origin {
+            Some(raw) if policy != CorsPolicy::None => match cors::parse_origin(raw) {
+                Ok(origin) => Some(origin),
+                Err(refusal) => return cors_refused(refusal, raw),
+            },
+            _ => None,
+        };
+        let mut owed = OwedHeaders::new();
+        if let Some(origin) = &origin {
+            if *request.method == Method::OPTIONS && request.asks_preflight {
+                return self.preflight(policy, origin).await;
+            }
+            match policy {
+                CorsPolicy::AnyOrigin => owed.extend(cors::allow_headers(policy, "*")),
+                CorsPolicy::Portal if self.origins.portal_admits(origin) => {
+                    owed.extend(cors::allow_headers(policy, &origin.to_string()));
+                }
+                CorsPolicy::Portal => {
+                    return cors_refused(CorsRefusal::NotAllowed, origin.to_string().as_bytes());
+                }
+                // Held to the key's own merchant below.
+                CorsPolicy::Merchant | CorsPolicy::None => {}
+            }
+        }
+
+        // 2-3. Authentication and authorization.
+        let (identity, plan) = match group.auth() {
+            AuthKind::None | AuthKind::BodySignature => (Identity::anonymous(), None),
+            AuthKind::ApiKey => match self.api_key(request, origin.as_ref(), &mut owed).await {
+                Ok(admitted) => admitted,
+                Err(verdict) => return verdict,
+            },
+            AuthKind::Jwt => match self.portal_user(request, &owed) {
+                Ok(identity) => (identity, None),
+                Err(verdict) => return verdict,
+            },
+        };
+
+        // 4. Rate limits.
+        if let Err(verdict) = self
+            .rate_limit(request, &identity, plan.as_deref(), &mut owed)
+            .await
+        {
+            return verdict;
+        }
+        Verdict::Admit {
+            identity,
+            headers: owed,
+        }
+    }
+
+    async fn preflight(&self, policy: CorsPolicy, origin: &Origin) -> Verdict {
+        let admitted = match policy {
+            CorsPolicy::AnyOrigin => true,
+            CorsPolicy::Portal => self.origins.portal_admits(origin),
+            CorsPolicy::Merchant => match self.admitted_by_anyone(origin).await {
+                Ok(admitted) => admitted,
+                Err(verdict) => return verdict,
+            },
+            CorsPolicy::None => false,
+        };
+        if !admitted {
+            return cors_refused(CorsRefusal::NotAllowed, origin.to_string().as_bytes());
+        }
+        let allowed = if policy == CorsPolicy::AnyOrigin {
+            "*".to_owned()
+        } else {
+            origin.to_string()
+        };
+        Verdict::Answer {
+            status: 204,
+            failure: None,
+            headers: cors::preflight_headers(policy, &allowed, self.max_age_secs),
+        }
+    }
+
+    /// Whether the global list or some merchant admits `origin` (preflights, and the answers to
+    /// requests whose key could not be resolved, so the widget can read them).
+    async fn admitted_by_anyone(&self, origin: &Origin) -> Result<bool, Verdict> {
+        if self.origins.widget_admits(origin) {
+            return Ok(true);
+        }
+        for host in origin.host_and_parents() {
+            match self.directory.any_merchant_allows_host(host).await {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(error) => return Err(unavailable(&error.to_string())),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Resolves and checks the API key; returns the identity and the merchant's plan.
+    async fn api_key(
+        &self,
+        request: &RequestView<'_>,
+        origin: Option<&Origin>,
+        owed: &mut OwedHeaders,
+    ) -> Result<(Identity, Option<String>), Verdict> {
+        // Answers to unauthenticated requests carry CORS headers when anyone admits the origin.
+        let early_cors = async |owed: &OwedHeaders| -> OwedHeaders {
+            let mut headers = owed.clone();
+            if let Some(origin) = origin
+                && matches!(self.admitted_by_anyone(origin).await, Ok(true))
+            {
+                headers.extend(cors::allow_headers(
+                    CorsPolicy::Merchant,
+                    &origin.to_string(),
+                ));
+            }
+            headers
+        };
+        let key = match credential::extract(request.api_key, request.authorization) {
+            Credential::ApiKey(key) => key,
+            Credential::Jwt(_) | Credential::None => {
+                EDGE_METRICS.auth_failure("missing_api_key");
+                return Err(Verdict::refuse(
+                    401,
+                    Failure::new("API_KEY_REQUIRED", "API key required"),
+                    early_cors(owed).await,
+                ));
+            }
+        };
+        // The lookup is by SHA-256 of the key: the database compares hashes, so response
+        // times reveal nothing about the key itself.
+        let resolved = match self.directory.api_key(&api_key::hash(key)).await {
+            Ok(Some(resolved)) if !resolved.revoked => resolved,
+            Ok(found) => {
+                let reason = if found.is_some() {
+                    "revoked_api_key"
+                } else {
+                    "unknown_api_key"
+                };
+                EDGE_METRICS.auth_failure(reason);
+                tracing::info!(key = credential::redacted(key), reason, "API key refused");
+                return Err(Verdict::refuse(
+                    401,
+                    Failure::new("INVALID_API_KEY", "Invalid or revoked API key"),
+                    early_cors(owed).await,
+                ));
+            }
+            Err(error) => return Err(unavailable(&error.to_string())),
+        };
+
+        if let Some(origin) = origin {
+            let admitted = cors::domains_admit(&resolved.allowed_domains, origin)
+                || self.origins.widget_admits(origin);
+            if !admitted {
+                return Err(cors_refused(
+                    CorsRefusal::NotAllowed,
+                    origin.to_string().as_bytes(),
+                ));
+            }
+            owed.extend(cors::allow_headers(
+                CorsPolicy::Merchant,
+                &origin.to_string(),
+            ));
+        }
+
+        if let Some(required) = request.route.group.required_permission(request.method)
+            && !api_key::permission_grants(&resolved.permissions, required)
+        {
+            EDGE_METRICS.auth_failure("insufficient_permissions");
+            return Err(Verdict::refuse(
+                403,
+                Failure::new("FORBIDDEN", "Insufficient permissions")
+                    .with("requiredPermissions", json!([required])),
+                owed.clone(),
+            ));
+        }
+        let identity = Identity {
+            merchant: Some(resolved.merchant_id.clone()),
+            principal: format!("key:{}", resolved.key_id),
+            permissions: resolved.permissions.clone(),
+            roles: Vec::new(),
+        };
+        Ok((identity, Some(resolved.plan.clone())))
+    }
+
+    /// Verifies the portal JWT and the merchant in the path.
+    fn portal_user(
+        &self,
+        request: &RequestView<'_>,
+        owed: &OwedHeaders,
+    ) -> Result<Identity, Verdict> {
+        let token = match credential::extract(None, request.authorization) {
+            Credential::Jwt(token) => token,
+            Credential::ApiKey(_) | Credential::None => {
+                EDGE_METRICS.auth_failure("missing_token");
+                return Err(Verdict::refuse(
+                    401,
+                    Failure::new(
+                        "TOKEN_REQUIRED",
+                        "A portal token is required: Authorization: Bearer <jwt>",
+                    ),
+                    owed.clone(),
+                ));
+            }
+        };
+        let claims = self.jwt.verify(token).map_err(|refusal| {
+            EDGE_METRICS.auth_failure(refusal.label());
+            let rejection = refusal.rejection();
+            Verdict::refuse(rejection.status, rejection.failure, owed.clone())
+        })?;
+        // The subject travels in a header: keep it to characters that need no escaping.
+        let subject_ok = !claims.sub.is_empty()
+            && claims.sub.len() <= 256
+            && claims
+                .sub
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b',');
+        if !subject_ok {
+            EDGE_METRICS.auth_failure("jwt_bad_subject");
+            return Err(Verdict::refuse(
+                401,
+                Failure::new("INVALID_TOKEN", "The token's subject is not usable"),
+                owed.clone(),
+            ));
+        }
+        if let Some(merchant_id) = request.route.merchant_id
+            && !claims.may_access(merchant_id)
+        {
+            EDGE_METRICS.auth_failure("merchant_access_denied");
+            return Err(Verdict::refuse(
+                403,
+                Failure::new("FORBIDDEN", "Access denied"),
+                owed.clone(),
+            ));
+        }
+        Ok(Identity {
+            merchant: claims.merchant_id.filter(|id| merchant::is_valid_id(id)),
+            principal: format!("user:{}", claims.sub),
+            permissions: Vec::new(),
+            roles: claims.roles,
+        })
+    }
+
+    /// Counts the request against each budget of its route; the tightest sets the headers.
+    async fn rate_limit(
+        &self,
+        request: &RequestView<'_>,
+        identity: &Identity,
+        plan: Option<&str>,
+        owed: &mut OwedHeaders,
+    ) -> Result<(), Verdict> {
+        let group = request.route.group;
+        let budgets = self.budgets(request, identity, plan);
+        let mut tightest = None;
+        for (policy, key, quota) in budgets {
+            let decision = match self.limiter.hit(&key, quota).await {
+                Ok(decision) => decision,
+                Err(error) => {
+                    EDGE_METRICS
+                        .rate_limit_errors
+                        .with_label_values(&[error.reason()])
+                        .inc();
+                    tracing::warn!(%error, "rate-limit store failed");
+                    if self.limits.on_store_error == OnLimitStoreError::Deny {
+                        return Err(Verdict::refuse(
+                            503,
+                            Failure::new(
+                                "RATE_LIMIT_UNAVAILABLE",
+                                "Rate limiting is unavailable; try again shortly",
+                            ),
+                            owed.clone(),
+                        ));
+                    }
+                    continue;
+                }
+            };
+            if !decision.allowed {
+                EDGE_METRICS
+                    .rate_limited
+                    .with_label_values(&[group.label()])
+                    .inc();
+                let mut headers = owed.clone();
+                headers.extend(decision.headers(policy, quota.window));
+                return Err(Verdict::refuse(
+                    429,
+                    Failure::new(
+                        "RATE_LIMIT_EXCEEDED",
+                        format!(
+                            "Too many requests; retry in {} seconds",
+                            decision.reset_after_secs
+                        ),
+                    ),
+                    headers,
+                ));
+            }
+            if tightest.as_ref().is_none_or(
+                |(_, t, _): &(&str, mindshop_filters::rate_limit::RateDecision, Quota)| {
+                    decision.remaining < t.remaining
+                },
+            ) {
+                tightest = Some((policy, decision, quota));
+            }
+        }
+        if let Some((policy, decision, quota)) = tightest {
+            owed.extend(decision.headers(policy, quota.window));
+        }
+        Ok(())
+    }
+
+    /// The budgets a request counts against: (policy name, key, quota). Keys are by credential
+    /// and route group, never by raw path.
+    fn budgets(
+        &self,
+        request: &RequestView<'_>,
+        identity: &Identity,
+        plan: Option<&str>,
+    ) -> Vec<(&'static str, String, Quota)> {
+        let limits = &self.limits;
+        let scaled = |limit: u32| {
+            let multiplier = plan
+                .and_then(|plan| limits.plan_multipliers.get(plan))
+                .copied()
+                .unwrap_or(1.0);
+            ((f64::from(limit) * multiplier).round() as u32).max(1)
+        };
+        let quota = |limit| Quota::new(limit, self.window);
+        let ip = request
+            .client_ip
+            .map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
+        let who = &identity.principal;
+        match request.route.group {
+            RouteGroup::Health | RouteGroup::Ready => Vec::new(),
+            RouteGroup::Chat => vec![
+                ("chat", format!("chat:{who}"), quota(scaled(limits.chat))),
+                (
+                    "chat_ip",
+                    format!("chat_ip:{ip}"),
+                    quota(limits.widget_per_ip),
+                ),
+            ],
+            RouteGroup::Sessions => vec![
+                (
+                    "sessions",
+                    format!("sessions:{who}"),
+                    quota(scaled(limits.sessions)),
+                ),
+                (
+                    "sessions_ip",
+                    format!("sessions_ip:{ip}"),
+                    quota(limits.widget_per_ip),
+                ),
+            ],
+            RouteGroup::Documents => vec![(
+                "documents",
+                format!("documents:{who}"),
+                quota(scaled(limits.documents)),
+            )],
+            RouteGroup::Products => vec![(
+                "products",
+                format!("products:{who}"),
+                quota(scaled(limits.products)),
+            )],
+            RouteGroup::Portal if route::is_sync_write(request.method, request.path) => vec![(
+                "sync_writes",
+                format!("sync_writes:{who}"),
+                quota(limits.sync_writes),
+            )],
+            RouteGroup::Portal => vec![("portal", format!("portal:{who}"), quota(limits.portal))],
+            RouteGroup::SyncWebhook => {
+                let merchant = request.route.merchant_id.unwrap_or("unknown");
+                vec![(
+                    "sync_webhook",
+                    format!("sync_webhook:merchant:{merchant}"),
+                    quota(limits.sync_webhook),
+                )]
+            }
+        }
+    }
+}
+
+fn cors_refused(refusal: CorsRefusal, origin: &[u8]) -> Verdict {
+    EDGE_METRICS.cors_rejection(refusal.label());
+    let rejection = refusal.rejection(&String::from_utf8_lossy(origin));
+    Verdict::refuse(rejection.status, rejection.failure, OwedHeaders::new())
+}
+
+fn unavailable(cause: &str) -> Verdict {
+    tracing::error!(cause, "credential lookup failed");
+    Verdict::refuse(
+        503,
+        Failure::new(
+            "SERVICE_UNAVAILABLE",
+            "Credentials cannot be checked right now; try again shortly",
+        ),
+        OwedHeaders::new(),
+    )
+}
