@@ -165,21 +165,21 @@ fn field_error(path: &str, message: &str) -> ApiError {
     if let Some(name) = message.strip_prefix("missing field ").and_then(quoted) {
         return ApiError::invalid(named(&name), "is required");
     }
-    if let Some(rest) = message.strip_prefix("unknown field ") {
-        if let Some(name) = quoted(rest) {
-            let expected = rest.split_once(", expected ").map(|(_, e)| e);
-            let message = match expected {
-                Some(expected) => format!("is not a known field (expected {expected})"),
-                None => "is not a known field".to_owned(),
-            };
-            // The path already ends with the unknown key itself.
-            let field = if parent.is_empty() {
-                name
-            } else {
-                parent.to_owned()
-            };
-            return ApiError::invalid(field, message);
-        }
+    if let Some(rest) = message.strip_prefix("unknown field ")
+        && let Some(name) = quoted(rest)
+    {
+        let expected = rest.split_once(", expected ").map(|(_, e)| e);
+        let message = match expected {
+            Some(expected) => format!("is not a known field (expected {expected})"),
+            None => "is not a known field".to_owned(),
+        };
+        // The path already ends with the unknown key itself.
+        let field = if parent.is_empty() {
+            name
+        } else {
+            parent.to_owned()
+        };
+        return ApiError::invalid(field, message);
     }
     if let Some(name) = message.strip_prefix("duplicate field ").and_then(quoted) {
         return ApiError::invalid(named(&name), "appears twice");

@@ -21,7 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use mindshop_backend::store::{self, ApiKey, NewApiKey, NewMerchant, Store, StoreError};
+use mindshop_backend::store::{
+    self, ApiKey, ChatSession, Document, DocumentFields, MerchantSettings, NewApiKey,
+    NewChatSession, NewDocument, NewMerchant, SessionEnding, Store, StoreError,
+};
 use mindshop_config::DatabaseConfig;
 use mindshop_wire::api_key::{self, KeyEnv, KeyKind};
 use sqlx::{Connection, PgConnection};
@@ -517,6 +520,619 @@ async fn unicode_names_and_empty_domains_round_trip(store: &dyn Store) {
     assert_eq!(listed, [named, unnamed]);
 }
 
+async fn revoking_through_a_merchant_touches_only_its_keys(store: &dyn Store) {
+    for id in ["m-owner", "m-other"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    let key = store
+        .create_api_key(&new_key("key-owned", "m-owner"))
+        .await
+        .expect("create API key");
+
+    let err = store
+        .revoke_merchant_api_key("m-other", "key-owned")
+        .await
+        .expect_err("another merchant cannot revoke the key");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+    assert_eq!(
+        store.list_api_keys("m-owner").await.expect("list"),
+        std::slice::from_ref(&key),
+        "the key is still valid"
+    );
+
+    let before = Utc::now();
+    let revoked = store
+        .revoke_merchant_api_key("m-owner", "key-owned")
+        .await
+        .expect("the owner revokes it");
+    let first = revoked.revoked_at.expect("revoked_at is set");
+    assert_stamped_between(first, before, Utc::now(), "revoked_at");
+    assert_eq!(
+        revoked,
+        ApiKey {
+            revoked_at: Some(first),
+            ..key
+        }
+    );
+    next_instant().await;
+    let again = store
+        .revoke_merchant_api_key("m-owner", "key-owned")
+        .await
+        .expect("revoking again succeeds");
+    assert_eq!(
+        again.revoked_at,
+        Some(first),
+        "the first revocation time is kept"
+    );
+
+    let err = store
+        .revoke_merchant_api_key("m-owner", "key-ghost")
+        .await
+        .expect_err("an unknown key");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+}
+
+async fn merchant_settings_replace_domains_and_plan(store: &dyn Store) {
+    let created = store
+        .create_merchant(&new_merchant("m-set", "Settings"))
+        .await
+        .expect("create merchant");
+    next_instant().await;
+
+    let before = Utc::now();
+    let updated = store
+        .update_merchant_settings(
+            "m-set",
+            &MerchantSettings {
+                allowed_domains: vec!["shop.set.test".to_owned(), "other.test".to_owned()],
+                plan: Some("pro".to_owned()),
+            },
+        )
+        .await
+        .expect("update settings");
+    let after = Utc::now();
+    assert_eq!(updated.allowed_domains, ["shop.set.test", "other.test"]);
+    assert_eq!(updated.plan, "pro");
+    assert_eq!(updated.name, created.name, "the name is not a setting");
+    assert_eq!(updated.created_at, created.created_at);
+    assert_stamped_between(updated.updated_at, before, after, "updated_at");
+    assert_eq!(
+        store.get_merchant("m-set").await.expect("get merchant"),
+        Some(updated.clone())
+    );
+
+    next_instant().await;
+    let kept_plan = store
+        .update_merchant_settings(
+            "m-set",
+            &MerchantSettings {
+                allowed_domains: Vec::new(),
+                plan: None,
+            },
+        )
+        .await
+        .expect("update settings");
+    assert_eq!(kept_plan.plan, "pro", "no plan keeps the plan");
+    assert_eq!(kept_plan.allowed_domains, Vec::<String>::new());
+    assert!(kept_plan.updated_at > updated.updated_at);
+}
+
+async fn updating_settings_of_unknown_merchant_is_not_found(store: &dyn Store) {
+    let err = store
+        .update_merchant_settings(
+            "m-ghost",
+            &MerchantSettings {
+                allowed_domains: vec!["ghost.test".to_owned()],
+                plan: Some("pro".to_owned()),
+            },
+        )
+        .await
+        .expect_err("no such merchant");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+    assert!(
+        !store
+            .any_merchant_allows_host("ghost.test")
+            .await
+            .expect("lookup"),
+        "a failed update leaves no domain behind"
+    );
+}
+
+async fn hosts_are_allowed_by_exact_and_parent_domains(store: &dyn Store) {
+    assert!(
+        !store
+            .any_merchant_allows_host("acme.test")
+            .await
+            .expect("lookup")
+    );
+    store
+        .create_merchant(&NewMerchant {
+            allowed_domains: vec!["acme.test".to_owned(), "Shop.Globex.test.".to_owned()],
+            ..new_merchant("m-hosts", "Hosts")
+        })
+        .await
+        .expect("create merchant");
+
+    for (host, allowed) in [
+        ("acme.test", true),
+        ("shop.acme.test", true),
+        ("a.b.acme.test", true),
+        ("ACME.test.", true),
+        ("shop.globex.test", true),
+        ("x.shop.globex.test", true),
+        ("globex.test", false),
+        ("evilacme.test", false),
+        ("acme.test.evil.io", false),
+        ("test", false),
+        ("", false),
+        ("[::1]", false),
+        ("acme.test:443", false),
+        ("https://acme.test", false),
+    ] {
+        assert_eq!(
+            store.any_merchant_allows_host(host).await.expect("lookup"),
+            allowed,
+            "{host:?}"
+        );
+    }
+}
+
+async fn the_host_index_follows_settings(store: &dyn Store) {
+    for (id, domain) in [("m-one", "shared.test"), ("m-two", "shared.test")] {
+        store
+            .create_merchant(&NewMerchant {
+                allowed_domains: vec![domain.to_owned(), format!("{id}.test")],
+                ..new_merchant(id, id)
+            })
+            .await
+            .expect("create merchant");
+    }
+    let settings = |domains: &[&str]| MerchantSettings {
+        allowed_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+        plan: None,
+    };
+    store
+        .update_merchant_settings("m-one", &settings(&["new-one.test", "new-one.test"]))
+        .await
+        .expect("update settings");
+    let allows = |host: &'static str| async move {
+        store.any_merchant_allows_host(host).await.expect("lookup")
+    };
+    assert!(
+        !allows("m-one.test").await,
+        "a removed domain is no longer allowed"
+    );
+    assert!(allows("www.new-one.test").await, "an added domain is");
+    assert!(
+        allows("shared.test").await,
+        "still allowed by the other merchant"
+    );
+    assert!(
+        allows("m-two.test").await,
+        "the other merchant is untouched"
+    );
+
+    store
+        .update_merchant_settings("m-two", &settings(&[]))
+        .await
+        .expect("update settings");
+    assert!(
+        !allows("shared.test").await,
+        "no merchant allows it any more"
+    );
+    assert!(allows("new-one.test").await);
+}
+
+async fn documents_round_trip(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-docs", "Docs"))
+        .await
+        .expect("create merchant");
+    let fields = DocumentFields {
+        title: "Retours — 返品 🛍️".to_owned(),
+        body: format!(
+            "\"quoted\" 'single' \\ back\n{}",
+            "x".repeat(1024 * 1024 - 40)
+        ),
+        tags: vec!["faq".to_owned(), "politique".to_owned()],
+        url: Some("https://docs.test/returns?lang=fr".to_owned()),
+    };
+    let before = Utc::now();
+    let created = store
+        .create_document(&new_document("doc-1", "m-docs", fields.clone()))
+        .await
+        .expect("create document");
+    let after = Utc::now();
+    assert_eq!(created.id, "doc-1");
+    assert_eq!(created.merchant_id, "m-docs");
+    assert_eq!(document_fields(&created), fields);
+    assert_stamped_between(created.created_at, before, after, "document created_at");
+    assert_eq!(created.updated_at, created.created_at);
+    assert_eq!(
+        store
+            .get_document("m-docs", "doc-1")
+            .await
+            .expect("get document"),
+        Some(created)
+    );
+
+    let bare = store
+        .create_document(&new_document(
+            "doc-bare",
+            "m-docs",
+            DocumentFields {
+                tags: Vec::new(),
+                url: None,
+                ..fields
+            },
+        ))
+        .await
+        .expect("create document");
+    assert_eq!(
+        store
+            .get_document("m-docs", "doc-bare")
+            .await
+            .expect("get document"),
+        Some(bare)
+    );
+    assert_eq!(
+        store
+            .get_document("m-docs", "doc-none")
+            .await
+            .expect("get document"),
+        None
+    );
+}
+
+async fn documents_of_unknown_merchants_and_taken_ids_are_refused(store: &dyn Store) {
+    let err = store
+        .create_document(&new_document("doc-x", "m-ghost", doc_fields("x")))
+        .await
+        .expect_err("no such merchant");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+
+    store
+        .create_merchant(&new_merchant("m-docs", "Docs"))
+        .await
+        .expect("create merchant");
+    let original = store
+        .create_document(&new_document("doc-x", "m-docs", doc_fields("original")))
+        .await
+        .expect("create document");
+    let err = store
+        .create_document(&new_document("doc-x", "m-docs", doc_fields("impostor")))
+        .await
+        .expect_err("a taken id");
+    assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
+    assert_eq!(
+        store
+            .get_document("m-docs", "doc-x")
+            .await
+            .expect("get document"),
+        Some(original)
+    );
+}
+
+async fn documents_are_scoped_to_their_merchant(store: &dyn Store) {
+    for id in ["m-owner", "m-other"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    let owned = store
+        .create_document(&new_document("doc-owned", "m-owner", doc_fields("owned")))
+        .await
+        .expect("create document");
+
+    assert_eq!(
+        store
+            .get_document("m-other", "doc-owned")
+            .await
+            .expect("get"),
+        None,
+        "another merchant cannot read it"
+    );
+    let err = store
+        .update_document("m-other", "doc-owned", &doc_fields("defaced"))
+        .await
+        .expect_err("another merchant cannot change it");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+    let err = store
+        .delete_document("m-other", "doc-owned")
+        .await
+        .expect_err("another merchant cannot delete it");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+    assert_eq!(
+        store
+            .list_documents("m-other", None, 10)
+            .await
+            .expect("list"),
+        []
+    );
+    assert_eq!(
+        store
+            .get_document("m-owner", "doc-owned")
+            .await
+            .expect("get"),
+        Some(owned),
+        "the owner's document is untouched"
+    );
+}
+
+async fn documents_are_listed_newest_first_in_pages(store: &dyn Store) {
+    for id in ["m-list", "m-noise"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    assert_eq!(
+        store
+            .list_documents("m-list", None, 10)
+            .await
+            .expect("list"),
+        []
+    );
+    // Ids in an order unrelated to creation, so that only the creation time orders them.
+    let mut created = Vec::new();
+    for (i, id) in ["doc-c", "doc-a", "doc-e", "doc-b", "doc-d"]
+        .into_iter()
+        .enumerate()
+    {
+        created.push(
+            store
+                .create_document(&new_document(id, "m-list", doc_fields(&format!("n{i}"))))
+                .await
+                .expect("create document"),
+        );
+        store
+            .create_document(&new_document(
+                &format!("{id}-noise"),
+                "m-noise",
+                doc_fields("noise"),
+            ))
+            .await
+            .expect("create document");
+        next_instant().await;
+    }
+    created.reverse();
+
+    assert_eq!(
+        store
+            .list_documents("m-list", None, 10)
+            .await
+            .expect("list"),
+        created,
+        "newest first, this merchant's only"
+    );
+    let first = store.list_documents("m-list", None, 2).await.expect("list");
+    assert_eq!(first, created[..2]);
+    let second = store
+        .list_documents("m-list", Some(&first[1].page_key()), 2)
+        .await
+        .expect("list");
+    assert_eq!(second, created[2..4]);
+    let third = store
+        .list_documents("m-list", Some(&second[1].page_key()), 2)
+        .await
+        .expect("list");
+    assert_eq!(third, created[4..]);
+    assert_eq!(
+        store
+            .list_documents("m-list", Some(&third[0].page_key()), 2)
+            .await
+            .expect("list"),
+        [],
+        "nothing after the oldest"
+    );
+
+    // A page key survives the row it came from: the next page still starts after it.
+    store
+        .delete_document("m-list", &first[1].id)
+        .await
+        .expect("delete document");
+    assert_eq!(
+        store
+            .list_documents("m-list", Some(&first[1].page_key()), 2)
+            .await
+            .expect("list"),
+        created[2..4]
+    );
+}
+
+async fn updating_a_document_replaces_its_fields(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-up", "Up"))
+        .await
+        .expect("create merchant");
+    let created = store
+        .create_document(&new_document("doc-up", "m-up", doc_fields("before")))
+        .await
+        .expect("create document");
+    next_instant().await;
+
+    let replacement = DocumentFields {
+        title: "after".to_owned(),
+        body: "new body".to_owned(),
+        tags: Vec::new(),
+        url: None,
+    };
+    let before = Utc::now();
+    let updated = store
+        .update_document("m-up", "doc-up", &replacement)
+        .await
+        .expect("update document");
+    let after = Utc::now();
+    assert_eq!(document_fields(&updated), replacement);
+    assert_eq!(updated.created_at, created.created_at);
+    assert_stamped_between(updated.updated_at, before, after, "document updated_at");
+    assert!(updated.updated_at > created.updated_at);
+    assert_eq!(
+        store.get_document("m-up", "doc-up").await.expect("get"),
+        Some(updated)
+    );
+
+    let err = store
+        .update_document("m-up", "doc-ghost", &replacement)
+        .await
+        .expect_err("no such document");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+}
+
+async fn deleting_a_document_twice_is_not_found(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-del", "Del"))
+        .await
+        .expect("create merchant");
+    for id in ["doc-gone", "doc-kept"] {
+        store
+            .create_document(&new_document(id, "m-del", doc_fields(id)))
+            .await
+            .expect("create document");
+    }
+    store
+        .delete_document("m-del", "doc-gone")
+        .await
+        .expect("delete document");
+    assert_eq!(
+        store.get_document("m-del", "doc-gone").await.expect("get"),
+        None
+    );
+    let err = store
+        .delete_document("m-del", "doc-gone")
+        .await
+        .expect_err("already deleted");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+    let left: Vec<String> = store
+        .list_documents("m-del", None, 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(left, ["doc-kept"]);
+}
+
+async fn chat_sessions_round_trip_per_merchant(store: &dyn Store) {
+    for id in ["m-chat", "m-other"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    let before = Utc::now();
+    let created = store
+        .create_chat_session(&NewChatSession {
+            id: "sess-1".to_owned(),
+            merchant_id: "m-chat".to_owned(),
+            user_id: "shopper 東京 🛍️".to_owned(),
+        })
+        .await
+        .expect("create session");
+    let after = Utc::now();
+    assert_eq!(created.id, "sess-1");
+    assert_eq!(created.merchant_id, "m-chat");
+    assert_eq!(created.user_id, "shopper 東京 🛍️");
+    assert_eq!(created.status, "active");
+    assert_eq!(created.ended_at, None);
+    assert_stamped_between(created.created_at, before, after, "session created_at");
+    assert_eq!(
+        store
+            .get_chat_session("m-chat", "sess-1")
+            .await
+            .expect("get"),
+        Some(created)
+    );
+    assert_eq!(
+        store
+            .get_chat_session("m-other", "sess-1")
+            .await
+            .expect("get"),
+        None,
+        "another merchant cannot read it"
+    );
+
+    let err = store
+        .create_chat_session(&NewChatSession {
+            id: "sess-2".to_owned(),
+            merchant_id: "m-ghost".to_owned(),
+            user_id: "u".to_owned(),
+        })
+        .await
+        .expect_err("no such merchant");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+}
+
+async fn ending_a_session_stamps_it_once(store: &dyn Store) {
+    for id in ["m-chat", "m-other"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    let created = store
+        .create_chat_session(&NewChatSession {
+            id: "sess-end".to_owned(),
+            merchant_id: "m-chat".to_owned(),
+            user_id: "u".to_owned(),
+        })
+        .await
+        .expect("create session");
+
+    let err = store
+        .end_chat_session("m-other", "sess-end")
+        .await
+        .expect_err("another merchant cannot end it");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+    assert_eq!(
+        store
+            .get_chat_session("m-chat", "sess-end")
+            .await
+            .expect("get"),
+        Some(created.clone()),
+        "still active"
+    );
+
+    let before = Utc::now();
+    let ended = match store.end_chat_session("m-chat", "sess-end").await {
+        Ok(SessionEnding::Ended(session)) => session,
+        other => panic!("expected Ended, got {other:?}"),
+    };
+    let ended_at = ended.ended_at.expect("ended_at is set");
+    assert_stamped_between(ended_at, before, Utc::now(), "ended_at");
+    assert_eq!(
+        ended,
+        ChatSession {
+            status: "ended".to_owned(),
+            ended_at: Some(ended_at),
+            ..created
+        }
+    );
+
+    next_instant().await;
+    match store.end_chat_session("m-chat", "sess-end").await {
+        Ok(SessionEnding::AlreadyEnded(session)) => assert_eq!(session, ended),
+        other => panic!("expected AlreadyEnded, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .get_chat_session("m-chat", "sess-end")
+            .await
+            .expect("get"),
+        Some(ended),
+        "the first end time is kept"
+    );
+    let err = store
+        .end_chat_session("m-chat", "sess-ghost")
+        .await
+        .expect_err("no such session");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+}
+
 async fn calls_fail_after_close(store: &dyn Store) {
     store.ping().await.expect("ping before close");
     store.close().await;
@@ -562,6 +1178,32 @@ fn new_key_with_hash(key_hash: &str, prefix: &str, merchant_id: &str) -> NewApiK
         key_hash: key_hash.to_owned(),
         permissions: vec!["*".to_owned()],
         name: Some("server".to_owned()),
+    }
+}
+
+fn new_document(id: &str, merchant_id: &str, fields: DocumentFields) -> NewDocument {
+    NewDocument {
+        id: id.to_owned(),
+        merchant_id: merchant_id.to_owned(),
+        fields,
+    }
+}
+
+fn doc_fields(title: &str) -> DocumentFields {
+    DocumentFields {
+        title: title.to_owned(),
+        body: format!("All about {title}."),
+        tags: vec!["faq".to_owned()],
+        url: Some(format!("https://docs.test/{title}")),
+    }
+}
+
+fn document_fields(document: &Document) -> DocumentFields {
+    DocumentFields {
+        title: document.title.clone(),
+        body: document.body.clone(),
+        tags: document.tags.clone(),
+        url: document.url.clone(),
     }
 }
 
@@ -632,6 +1274,19 @@ conformance![
     revoking_keeps_the_first_revocation_time,
     revoking_unknown_key_is_not_found,
     unicode_names_and_empty_domains_round_trip,
+    revoking_through_a_merchant_touches_only_its_keys,
+    merchant_settings_replace_domains_and_plan,
+    updating_settings_of_unknown_merchant_is_not_found,
+    hosts_are_allowed_by_exact_and_parent_domains,
+    the_host_index_follows_settings,
+    documents_round_trip,
+    documents_of_unknown_merchants_and_taken_ids_are_refused,
+    documents_are_scoped_to_their_merchant,
+    documents_are_listed_newest_first_in_pages,
+    updating_a_document_replaces_its_fields,
+    deleting_a_document_twice_is_not_found,
+    chat_sessions_round_trip_per_merchant,
+    ending_a_session_stamps_it_once,
     calls_fail_after_close,
 ];
 

@@ -78,7 +78,7 @@ pub struct LimitsConfig {
     pub sync_writes: u32,
     /// `POST /api/merchants/:id/sync/webhook`, per merchant.
     pub sync_webhook: u32,
-    /// Requests without a credential (e.g. `/v1/widget.js`), per client IP.
+    /// Requests whose credential was refused (401), per client IP: throttles key guessing.
     pub anonymous_per_ip: u32,
     /// Multiplier of every per-key and per-merchant limit by merchant plan, e.g. `pro = 5.0`;
     /// plans not listed get 1.
@@ -99,7 +99,7 @@ impl Default for LimitsConfig {
             portal: 300,
             sync_writes: 20,
             sync_webhook: 120,
-            anonymous_per_ip: 600,
+            anonymous_per_ip: 60,
             plan_multipliers: BTreeMap::new(),
         }
     }

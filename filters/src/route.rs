@@ -94,6 +94,18 @@ impl RouteGroup {
     }
 }
 
+/// The path with empty segments removed (`//api//chat/` → `/api/chat`), or `None` when it is
+/// already so. The edge forwards this form, so the backend routes exactly what the edge
+/// classified.
+pub fn canonical_path(path: &str) -> Option<String> {
+    let canonical = path.len() == 1 || (!path.contains("//") && !path.ends_with('/'));
+    if canonical {
+        return None;
+    }
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    Some(format!("/{}", segments.join("/")))
+}
+
 /// Sync writes, limited apart (20 per minute per user by default) whether or not the backend
 /// route exists yet: `POST|PUT …/sync/configure`, `POST …/sync/trigger`, `POST …/sync/upload`.
 pub fn is_sync_write(method: &http::Method, path: &str) -> bool {
@@ -187,6 +199,17 @@ mod tests {
             classify("/api/merchants/m1/sync/webhook/").map(|r| r.merchant_id),
             Some(Some("m1"))
         );
+    }
+
+    #[test]
+    fn canonical_paths_drop_empty_segments() {
+        assert_eq!(canonical_path("/api/documents"), None);
+        assert_eq!(canonical_path("/"), None);
+        assert_eq!(
+            canonical_path("/api/documents/").as_deref(),
+            Some("/api/documents")
+        );
+        assert_eq!(canonical_path("//api//chat/").as_deref(), Some("/api/chat"));
     }
 
     #[test]

@@ -242,6 +242,16 @@ impl ProxyHttp for Edge {
         for name in spoofed {
             upstream.remove_header(&name);
         }
+        if let Some(path) = route::canonical_path(upstream.uri.path()) {
+            let target = match upstream.uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path,
+            };
+            let uri = target
+                .parse::<http::Uri>()
+                .map_err(|e| Error::because(ErrorType::InternalError, "canonical path", e))?;
+            upstream.set_uri(uri);
+        }
         upstream.insert_header(request_id::HEADER, &ctx.request_id)?;
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
             upstream.insert_header("x-forwarded-for", client.ip().to_string())?;

@@ -145,16 +145,16 @@ impl Gate {
         }
 
         // 2-3. Authentication and authorization.
-        let (identity, plan) = match group.auth() {
-            AuthKind::None | AuthKind::BodySignature => (Identity::anonymous(), None),
-            AuthKind::ApiKey => match self.api_key(request, origin.as_ref(), &mut owed).await {
-                Ok(admitted) => admitted,
-                Err(verdict) => return verdict,
-            },
-            AuthKind::Jwt => match self.portal_user(request, &owed) {
-                Ok(identity) => (identity, None),
-                Err(verdict) => return verdict,
-            },
+        let authenticated = match group.auth() {
+            AuthKind::None | AuthKind::BodySignature => Ok((Identity::anonymous(), None)),
+            AuthKind::ApiKey => self.api_key(request, origin.as_ref(), &mut owed).await,
+            AuthKind::Jwt => self
+                .portal_user(request, &owed)
+                .map(|identity| (identity, None)),
+        };
+        let (identity, plan) = match authenticated {
+            Ok(admitted) => admitted,
+            Err(verdict) => return self.count_refusal(request, verdict).await,
         };
 
         // 4. Rate limits.
@@ -167,6 +167,43 @@ impl Gate {
         Verdict::Admit {
             identity,
             headers: owed,
+        }
+    }
+
+    /// Refused credentials count against `limits.anonymous_per_ip` for the client's address,
+    /// so guessing keys or tokens from one address is throttled like any other traffic.
+    async fn count_refusal(&self, request: &RequestView<'_>, refusal: Verdict) -> Verdict {
+        let Verdict::Answer {
+            status: 401,
+            headers,
+            ..
+        } = &refusal
+        else {
+            return refusal;
+        };
+        let quota = Quota::new(self.limits.anonymous_per_ip, self.window);
+        let key = format!("refused:{}", client_key(request));
+        match self.limiter.hit(&key, quota).await {
+            Ok(decision) if !decision.allowed => {
+                EDGE_METRICS
+                    .rate_limited
+                    .with_label_values(&[request.route.group.label()])
+                    .inc();
+                let mut headers = headers.clone();
+                headers.extend(decision.headers("refused", quota.window));
+                Verdict::refuse(
+                    429,
+                    Failure::new(
+                        "RATE_LIMIT_EXCEEDED",
+                        format!(
+                            "Too many refused requests; retry in {} seconds",
+                            decision.reset_after_secs
+                        ),
+                    ),
+                    headers,
+                )
+            }
+            _ => refusal,
         }
     }
 
@@ -201,14 +238,11 @@ impl Gate {
         if self.origins.widget_admits(origin) {
             return Ok(true);
         }
-        for host in origin.host_and_parents() {
-            match self.directory.any_merchant_allows_host(host).await {
-                Ok(true) => return Ok(true),
-                Ok(false) => {}
-                Err(error) => return Err(unavailable(&error.to_string())),
-            }
-        }
-        Ok(false)
+        // The store checks the host and each of its parent domains.
+        self.directory
+            .any_merchant_allows_host(&origin.host)
+            .await
+            .map_err(|error| unavailable(&error.to_string()))
     }
 
     /// Resolves and checks the API key; returns the identity and the merchant's plan.
@@ -439,9 +473,7 @@ impl Gate {
             ((f64::from(limit) * multiplier).round() as u32).max(1)
         };
         let quota = |limit| Quota::new(limit, self.window);
-        let ip = request
-            .client_ip
-            .map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
+        let ip = client_key(request);
         let who = &identity.principal;
         match request.route.group {
             RouteGroup::Health | RouteGroup::Ready => Vec::new(),
@@ -491,6 +523,13 @@ impl Gate {
             }
         }
     }
+}
+
+/// The client's address as a rate-limit credential.
+fn client_key(request: &RequestView<'_>) -> String {
+    request
+        .client_ip
+        .map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"))
 }
 
 fn cors_refused(refusal: CorsRefusal, origin: &[u8]) -> Verdict {

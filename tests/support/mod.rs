@@ -12,10 +12,15 @@
 //!   it answers; killed on drop, or stopped with SIGTERM by [`Server::terminate`].
 //! - [`Reply`] and the envelope checks: what a client sees.
 //! - [`upstream`]: a small HTTP upstream that records what the edge forwards to it.
+//! - [`pipeline`]: merchants, keys and tokens through `mindshop admin`, a second edge beside a
+//!   `serve`, `/metrics` counters, rate-limit windows.
+//! - [`relay`]: a TCP relay in front of Redis that a test can stop and start.
 
 // Each test file uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod pipeline;
+pub mod relay;
 pub mod upstream;
 
 use std::collections::HashSet;

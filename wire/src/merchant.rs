@@ -19,8 +19,9 @@ pub fn is_valid_id(id: &str) -> bool {
 #[error("{0:?} is not a host name such as acme.com (no scheme, port, path or wildcard)")]
 pub struct InvalidDomain(pub String);
 
-/// An allowed domain is a bare host name (`acme.com`, which also admits its subdomains):
-/// no scheme, port, path or wildcard. Returns it lowercased, without a trailing dot.
+/// An allowed domain is a bare host name of at least two labels (`acme.com`, which also admits
+/// its subdomains): no scheme, port, path or wildcard. For `localhost` and other development
+/// origins use `cors.allowed_origins`. Returns it lowercased, without a trailing dot.
 pub fn normalize_domain(domain: &str) -> Result<String, InvalidDomain> {
     let host = domain.trim().trim_end_matches('.').to_ascii_lowercase();
     let label_ok = |label: &str| {
@@ -32,7 +33,8 @@ pub fn normalize_domain(domain: &str) -> Result<String, InvalidDomain> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
-    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+    // At least two labels: a bare `com` would admit every `.com` store.
+    if host.len() > 253 || !host.contains('.') || !host.split('.').all(label_ok) {
         return Err(InvalidDomain(domain.to_owned()));
     }
     Ok(host)
@@ -53,6 +55,8 @@ mod tests {
             "",
             "-a.com",
             "a..com",
+            "com",
+            "localhost",
         ] {
             assert!(normalize_domain(bad).is_err(), "{bad}");
         }

@@ -59,7 +59,8 @@ mod tests {
             host_and_parents("A.Shop.Acme.com.").unwrap(),
             ["a.shop.acme.com", "shop.acme.com", "acme.com", "com"]
         );
-        assert_eq!(host_and_parents("localhost").unwrap(), ["localhost"]);
+        // Allowed domains have two labels at least, so a single-label host matches none.
+        assert_eq!(host_and_parents("localhost"), None);
         // `evilacme.com` is never a candidate for `acme.com`, nor `acme.com.evil.io`.
         assert!(
             !host_and_parents("evilacme.com")

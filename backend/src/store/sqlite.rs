@@ -42,3 +42,50 @@ impl SqliteStore {
 }
 
 super::portable::portable_store_impl!(SqliteStore);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{documents, merchant_domains};
+
+    /// SQLite's plan for `sql`, one detail line per step.
+    async fn plan(store: &SqliteStore, sql: &str) -> String {
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                .bind("a")
+                .bind("b")
+                .bind("c")
+                .bind(3_i64)
+                .fetch_all(&store.pool)
+                .await
+                .expect("explain");
+        rows.into_iter()
+            .map(|(_, _, _, detail)| detail)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn hot_lookups_use_indexes_not_scans() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::connect(&DatabaseConfig {
+            url: format!("sqlite://{}/plan.db", dir.path().display()),
+            ..DatabaseConfig::default()
+        })
+        .await
+        .expect("open");
+        MIGRATIONS.run(&store.pool).await.expect("migrate");
+
+        let hosts = plan(&store, &merchant_domains::any_domain_sql(3)).await;
+        assert!(
+            hosts.contains("SEARCH merchant_domains USING PRIMARY KEY (domain=?)"),
+            "{hosts}"
+        );
+        let page = plan(&store, documents::sql::LIST_AFTER).await;
+        assert!(
+            page.contains("SEARCH documents USING INDEX documents_merchant_newest"),
+            "{page}"
+        );
+        assert!(!page.contains("TEMP B-TREE"), "no sort step: {page}");
+    }
+}

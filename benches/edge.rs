@@ -1,0 +1,346 @@
+//! `cargo bench --bench edge`: what the edge's pipeline costs.
+//!
+//! Starts a local origin (an axum app answering `{}` to everything) and the real `mindshop`
+//! binary as edges in front of it, then drives each with the same closed-loop load and prints
+//! one table: the origin direct, the edge with no filters (`GET /ready`: request id, routing,
+//! identity signing, proxying), the full pipeline with the in-process limiter
+//! (`GET /api/documents` with an API key and an `Origin`: CORS, cached key lookup, permission
+//! check, rate limit), and the same with the Redis limiter.
+//!
+//! Settings: `BENCH_SECONDS` (default 5 per row), `BENCH_CONCURRENCY` (default 32),
+//! `MINDSHOP_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`; the Redis row is skipped when
+//! it does not answer). Load generator and servers share this machine's cores: compare rows
+//! with each other, not with numbers from elsewhere.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mindshop");
+const SECRET: &str = "bench-internal-secret-0123456789abcdef";
+
+struct Row {
+    name: &'static str,
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Row {
+    fn throughput(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[index] as f64 / 1000.0
+    }
+}
+
+/// Kills the child on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+fn mindshop(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args).current_dir(dir).stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("MINDSHOP_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    command
+}
+
+fn admin_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let output = mindshop(dir, args, &[])
+        .output()
+        .expect("run an admin command");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("admin JSON")
+}
+
+/// Starts `mindshop edge` in front of `origin` and waits for `/health`.
+async fn start_edge(
+    dir: &Path,
+    origin: SocketAddr,
+    extra: &[(&str, String)],
+) -> (Process, SocketAddr) {
+    let listen = free_addr();
+    let mut env = vec![
+        ("MINDSHOP_INTERNAL_SECRET", SECRET.to_owned()),
+        ("MINDSHOP_EDGE_BACKENDS", origin.to_string()),
+        ("MINDSHOP_EDGE_LISTEN", listen.to_string()),
+        ("MINDSHOP_EDGE_METRICS_LISTEN", free_addr().to_string()),
+        ("MINDSHOP_EDGE_SHUTDOWN_GRACE_SECS", "0".to_owned()),
+        ("MINDSHOP_LIMITS_DOCUMENTS", "1000000000".to_owned()),
+    ];
+    env.extend(extra.iter().cloned());
+    let log =
+        std::fs::File::create(dir.join(format!("edge-{}.log", listen.port()))).expect("a log file");
+    let child = mindshop(dir, &["edge"], &env)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start mindshop edge");
+    let process = Process(child);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(reply) = client.get(format!("http://{listen}/health")).send().await
+            && reply.status().is_success()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the edge did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (process, listen)
+}
+
+async fn drive(
+    name: &'static str,
+    request: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>,
+    seconds: u64,
+    concurrency: usize,
+) -> Row {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("a client");
+    // Warm up: connections, caches, script loading.
+    for _ in 0..200 {
+        let _ = request(&client).send().await;
+    }
+    let started = Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let request = request.clone();
+        workers.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0u64);
+            while Instant::now() < until {
+                let sent = Instant::now();
+                match request(&client).send().await {
+                    Ok(reply) if reply.status().is_success() => {
+                        let _ = reply.bytes().await;
+                        latencies.push(sent.elapsed().as_micros() as u64);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (latencies, failed) = worker.await.expect("a load worker");
+        latencies_us.extend(latencies);
+        errors += failed;
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Row {
+        name,
+        requests: latencies_us.len() as u64,
+        errors,
+        elapsed,
+        latencies_us,
+    }
+}
+
+async fn redis_answers(url: &str) -> bool {
+    let Some(address) = url
+        .strip_prefix("redis://")
+        .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned())
+    else {
+        return false;
+    };
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::TcpStream::connect(address),
+    )
+    .await
+    .is_ok_and(|connected| connected.is_ok())
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(32);
+    let redis_url = std::env::var("MINDSHOP_BENCH_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+
+    // The origin.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let origin = listener.local_addr().expect("origin address");
+    tokio::spawn(async move {
+        let app = axum::Router::new().fallback(|| async { "{}" });
+        axum::serve(listener, app).await.expect("origin");
+    });
+
+    // A merchant and a key the full pipeline resolves.
+    let workdir = tempfile::tempdir().expect("a work directory");
+    let dir = workdir.path();
+    admin_json(
+        dir,
+        &[
+            "admin",
+            "merchant",
+            "create",
+            "--id",
+            "bench",
+            "--name",
+            "Bench",
+            "--domain",
+            "bench.example",
+        ],
+    );
+    let key = admin_json(
+        dir,
+        &[
+            "admin",
+            "key",
+            "create",
+            "--merchant",
+            "bench",
+            "--kind",
+            "secret",
+        ],
+    )["key"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+
+    let mut rows = Vec::new();
+    let direct = format!("http://{origin}/ready");
+    rows.push(
+        drive(
+            "origin direct",
+            Arc::new(move |c| c.get(&direct)),
+            seconds,
+            concurrency,
+        )
+        .await,
+    );
+
+    let (edge, address) = start_edge(dir, origin, &[]).await;
+    let bare = format!("http://{address}/ready");
+    rows.push(
+        drive(
+            "edge, no filters (/ready)",
+            Arc::new(move |c| c.get(&bare)),
+            seconds,
+            concurrency,
+        )
+        .await,
+    );
+    drop(edge);
+
+    let full = |address: SocketAddr,
+                key: String|
+     -> Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync> {
+        let url = format!("http://{address}/api/documents");
+        Arc::new(move |c: &reqwest::Client| {
+            c.get(&url)
+                .header("X-API-Key", &key)
+                .header("Origin", "https://shop.bench.example")
+        })
+    };
+    let (edge, address) = start_edge(dir, origin, &[]).await;
+    rows.push(
+        drive(
+            "full pipeline, in-process limiter",
+            full(address, key.clone()),
+            seconds,
+            concurrency,
+        )
+        .await,
+    );
+    drop(edge);
+
+    if redis_answers(&redis_url).await {
+        let prefix = format!("bench-{}", std::process::id());
+        let (edge, address) = start_edge(
+            dir,
+            origin,
+            &[
+                ("MINDSHOP_LIMITS_STORE", "redis".to_owned()),
+                ("MINDSHOP_REDIS_URL", redis_url.clone()),
+                ("MINDSHOP_REDIS_KEY_PREFIX", prefix),
+            ],
+        )
+        .await;
+        rows.push(
+            drive(
+                "full pipeline, Redis limiter",
+                full(address, key.clone()),
+                seconds,
+                concurrency,
+            )
+            .await,
+        );
+        drop(edge);
+    } else {
+        eprintln!("Redis at {redis_url} does not answer: the Redis row is skipped");
+    }
+
+    let bare_throughput = rows.get(1).map_or(f64::NAN, Row::throughput);
+    println!();
+    println!(
+        "{seconds} s per row, {concurrency} concurrent connections, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!("| scenario | requests/s | vs no-filter edge | p50 ms | p99 ms | errors |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (i, row) in rows.iter().enumerate() {
+        let relative = if i == 0 {
+            "—".to_owned()
+        } else {
+            format!("{:.0}%", 100.0 * row.throughput() / bare_throughput)
+        };
+        println!(
+            "| {} | {:.0} | {} | {:.2} | {:.2} | {} |",
+            row.name,
+            row.throughput(),
+            relative,
+            row.percentile_ms(0.50),
+            row.percentile_ms(0.99),
+            row.errors
+        );
+    }
+}
