@@ -7,7 +7,8 @@
 //! (`GET /api/documents` with an API key and an `Origin`: CORS, cached key lookup, permission
 //! check, rate limit), and the same with the Redis limiter.
 //!
-//! Settings: `BENCH_SECONDS` (default 5 per row), `BENCH_CONCURRENCY` (default 32),
+//! Settings: `BENCH_SECONDS` (default 3 per row and round), `BENCH_ROUNDS` (default 5; each row
+//! reports its median round), `BENCH_CONCURRENCY` (default 32),
 //! `MINDSHOP_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`; the Redis row is skipped when
 //! it does not answer). Load generator and servers share this machine's cores: compare rows
 //! with each other, not with numbers from elsewhere.
@@ -191,14 +192,15 @@ async fn redis_answers(url: &str) -> bool {
 
 #[tokio::main]
 async fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let concurrency: usize = std::env::var("BENCH_CONCURRENCY")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(32);
+    let setting = |name: &str, default: u64| -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = setting("BENCH_SECONDS", 3);
+    let rounds_wanted = setting("BENCH_ROUNDS", 5);
+    let concurrency = setting("BENCH_CONCURRENCY", 32) as usize;
     let redis_url = std::env::var("MINDSHOP_BENCH_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
 
@@ -245,53 +247,33 @@ async fn main() {
         .expect("a key")
         .to_owned();
 
-    let mut rows = Vec::new();
-    let direct = format!("http://{origin}/ready");
-    rows.push(
-        drive(
-            "origin direct",
-            Arc::new(move |c| c.get(&direct)),
-            seconds,
-            concurrency,
-        )
-        .await,
-    );
-
-    let (edge, address) = start_edge(dir, origin, &[]).await;
-    let bare = format!("http://{address}/ready");
-    rows.push(
-        drive(
-            "edge, no filters (/ready)",
-            Arc::new(move |c| c.get(&bare)),
-            seconds,
-            concurrency,
-        )
-        .await,
-    );
-    drop(edge);
-
-    let full = |address: SocketAddr,
-                key: String|
-     -> Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync> {
+    // Every server runs for the whole bench; the rows are driven in turn, round after round,
+    // and each row reports its median round, so a burst of noise on this shared machine moves
+    // one round, not the table.
+    type MakeRequest = Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>;
+    let full = |address: SocketAddr| -> MakeRequest {
         let url = format!("http://{address}/api/documents");
+        let key = key.clone();
         Arc::new(move |c: &reqwest::Client| {
             c.get(&url)
                 .header("X-API-Key", &key)
                 .header("Origin", "https://shop.bench.example")
         })
     };
-    let (edge, address) = start_edge(dir, origin, &[]).await;
-    rows.push(
-        drive(
-            "full pipeline, in-process limiter",
-            full(address, key.clone()),
-            seconds,
-            concurrency,
-        )
-        .await,
-    );
-    drop(edge);
+    let get = |url: String| -> MakeRequest { Arc::new(move |c: &reqwest::Client| c.get(&url)) };
 
+    let mut processes = Vec::new();
+    let mut scenarios: Vec<(&'static str, MakeRequest)> = Vec::new();
+    scenarios.push(("origin direct", get(format!("http://{origin}/ready"))));
+    let (edge, address) = start_edge(dir, origin, &[]).await;
+    processes.push(edge);
+    scenarios.push((
+        "edge, no filters (/ready)",
+        get(format!("http://{address}/ready")),
+    ));
+    let (edge, address) = start_edge(dir, origin, &[]).await;
+    processes.push(edge);
+    scenarios.push(("full pipeline, in-process limiter", full(address)));
     if redis_answers(&redis_url).await {
         let prefix = format!("bench-{}", std::process::id());
         let (edge, address) = start_edge(
@@ -304,19 +286,26 @@ async fn main() {
             ],
         )
         .await;
-        rows.push(
-            drive(
-                "full pipeline, Redis limiter",
-                full(address, key.clone()),
-                seconds,
-                concurrency,
-            )
-            .await,
-        );
-        drop(edge);
+        processes.push(edge);
+        scenarios.push(("full pipeline, Redis limiter", full(address)));
     } else {
         eprintln!("Redis at {redis_url} does not answer: the Redis row is skipped");
     }
+
+    let mut rounds: Vec<Vec<Row>> = scenarios.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds_wanted {
+        for (i, (name, request)) in scenarios.iter().enumerate() {
+            rounds[i].push(drive(name, request.clone(), seconds, concurrency).await);
+        }
+    }
+    drop(processes);
+    let rows: Vec<Row> = rounds
+        .into_iter()
+        .map(|mut runs| {
+            runs.sort_by(|a, b| a.throughput().total_cmp(&b.throughput()));
+            runs.swap_remove(runs.len() / 2)
+        })
+        .collect();
 
     let bare_throughput = rows.get(1).map_or(f64::NAN, Row::throughput);
     println!();

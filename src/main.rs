@@ -14,7 +14,7 @@ mod cli;
 mod directory;
 mod run;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -73,8 +73,10 @@ fn init_tracing(log: &LogConfig) -> Result<WorkerGuard, String> {
             .map_err(|error| format!("log.level: {error} in {:?}", log.level))?,
     };
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // Colour codes only for a person at a terminal, not for log files and collectors.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer);
     match log.format {
         LogFormat::Json => builder.json().init(),
