@@ -7,6 +7,9 @@
 //! (`GET /api/documents` with an API key and an `Origin`: CORS, cached key lookup, permission
 //! check, rate limit), and the same with the Redis limiter.
 //!
+//! Besides throughput and latency, each edge row reports the CPU time the edge process spent
+//! per request (from `/proc`), which does not depend on what else shares the machine.
+//!
 //! Settings: `BENCH_SECONDS` (default 3 per row and round), `BENCH_ROUNDS` (default 5; each row
 //! reports its median round), `BENCH_CONCURRENCY` (default 32),
 //! `MINDSHOP_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`; the Redis row is skipped when
@@ -28,6 +31,9 @@ struct Row {
     errors: u64,
     elapsed: Duration,
     latencies_us: Vec<u64>,
+    /// CPU time the edge process spent per request (user + system), when an edge served the
+    /// row: the pipeline's own cost, whatever else shares the machine.
+    edge_cpu_us: Option<f64>,
 }
 
 impl Row {
@@ -122,9 +128,20 @@ async fn start_edge(
     (process, listen)
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: Option<u32>) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // The kernel reports in clock ticks of 1/100 s on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 async fn drive(
     name: &'static str,
     request: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>,
+    edge_pid: Option<u32>,
     seconds: u64,
     concurrency: usize,
 ) -> Row {
@@ -136,6 +153,7 @@ async fn drive(
     for _ in 0..200 {
         let _ = request(&client).send().await;
     }
+    let cpu_before = cpu_time(edge_pid);
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
     let mut workers = Vec::new();
@@ -165,13 +183,21 @@ async fn drive(
         errors += failed;
     }
     let elapsed = started.elapsed();
+    let requests = latencies_us.len() as u64;
+    let edge_cpu_us = match (cpu_before, cpu_time(edge_pid)) {
+        (Some(before), Some(after)) if requests > 0 => {
+            Some((after - before).as_micros() as f64 / requests as f64)
+        }
+        _ => None,
+    };
     latencies_us.sort_unstable();
     Row {
         name,
-        requests: latencies_us.len() as u64,
+        requests,
         errors,
         elapsed,
         latencies_us,
+        edge_cpu_us,
     }
 }
 
@@ -263,17 +289,20 @@ async fn main() {
     let get = |url: String| -> MakeRequest { Arc::new(move |c: &reqwest::Client| c.get(&url)) };
 
     let mut processes = Vec::new();
-    let mut scenarios: Vec<(&'static str, MakeRequest)> = Vec::new();
-    scenarios.push(("origin direct", get(format!("http://{origin}/ready"))));
+    let mut scenarios: Vec<(&'static str, MakeRequest, Option<u32>)> = Vec::new();
+    scenarios.push(("origin direct", get(format!("http://{origin}/ready")), None));
     let (edge, address) = start_edge(dir, origin, &[]).await;
+    let pid = Some(edge.0.id());
     processes.push(edge);
     scenarios.push((
         "edge, no filters (/ready)",
         get(format!("http://{address}/ready")),
+        pid,
     ));
     let (edge, address) = start_edge(dir, origin, &[]).await;
+    let pid = Some(edge.0.id());
     processes.push(edge);
-    scenarios.push(("full pipeline, in-process limiter", full(address)));
+    scenarios.push(("full pipeline, in-process limiter", full(address), pid));
     if redis_answers(&redis_url).await {
         let prefix = format!("bench-{}", std::process::id());
         let (edge, address) = start_edge(
@@ -286,16 +315,17 @@ async fn main() {
             ],
         )
         .await;
+        let pid = Some(edge.0.id());
         processes.push(edge);
-        scenarios.push(("full pipeline, Redis limiter", full(address)));
+        scenarios.push(("full pipeline, Redis limiter", full(address), pid));
     } else {
         eprintln!("Redis at {redis_url} does not answer: the Redis row is skipped");
     }
 
     let mut rounds: Vec<Vec<Row>> = scenarios.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds_wanted {
-        for (i, (name, request)) in scenarios.iter().enumerate() {
-            rounds[i].push(drive(name, request.clone(), seconds, concurrency).await);
+        for (i, (name, request, pid)) in scenarios.iter().enumerate() {
+            rounds[i].push(drive(name, request.clone(), *pid, seconds, concurrency).await);
         }
     }
     drop(processes);
@@ -314,21 +344,27 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
-    println!("| scenario | requests/s | vs no-filter edge | p50 ms | p99 ms | errors |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| scenario | requests/s | vs no-filter edge | p50 ms | p99 ms | edge CPU µs/request | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (i, row) in rows.iter().enumerate() {
         let relative = if i == 0 {
             "—".to_owned()
         } else {
             format!("{:.0}%", 100.0 * row.throughput() / bare_throughput)
         };
+        let cpu = row
+            .edge_cpu_us
+            .map_or_else(|| "—".to_owned(), |us| format!("{us:.1}"));
         println!(
-            "| {} | {:.0} | {} | {:.2} | {:.2} | {} |",
+            "| {} | {:.0} | {} | {:.2} | {:.2} | {} | {} |",
             row.name,
             row.throughput(),
             relative,
             row.percentile_ms(0.50),
             row.percentile_ms(0.99),
+            cpu,
             row.errors
         );
     }
