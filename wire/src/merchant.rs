@@ -40,6 +40,12 @@ pub fn normalize_domain(domain: &str) -> Result<String, InvalidDomain> {
     Ok(host)
 }
 
+/// A host and each of its parent domains, most specific first (`a.b.com`, `b.com`, `com`):
+/// the allowed domains that could admit it.
+pub fn host_and_parents(host: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(host), |h| h.split_once('.').map(|(_, parent)| parent))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +66,15 @@ mod tests {
         ] {
             assert!(normalize_domain(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parents_run_from_the_host_up() {
+        let parents: Vec<&str> = host_and_parents("a.shop.acme.com").collect();
+        assert_eq!(
+            parents,
+            ["a.shop.acme.com", "shop.acme.com", "acme.com", "com"]
+        );
     }
 
     #[test]

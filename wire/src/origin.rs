@@ -75,13 +75,6 @@ impl Origin {
             None => false,
         }
     }
-
-    /// The host and each parent domain, most specific first (`a.b.com`, `b.com`, `com`):
-    /// the allowed domains that could admit this origin.
-    pub fn host_and_parents(&self) -> impl Iterator<Item = &str> {
-        let host = self.host.as_str();
-        std::iter::successors(Some(host), |h| h.split_once('.').map(|(_, parent)| parent))
-    }
 }
 
 impl fmt::Display for Origin {
@@ -145,15 +138,5 @@ mod tests {
         assert!(!within("https://evilacme.com", "acme.com"));
         assert!(!within("https://acme.com.evil.io", "acme.com"));
         assert!(!within("https://cme.com", "acme.com"));
-    }
-
-    #[test]
-    fn parents_run_from_the_host_up() {
-        let origin = Origin::parse("https://a.shop.acme.com").unwrap();
-        let parents: Vec<&str> = origin.host_and_parents().collect();
-        assert_eq!(
-            parents,
-            ["a.shop.acme.com", "shop.acme.com", "acme.com", "com"]
-        );
     }
 }

@@ -6,7 +6,7 @@
 //! query over the host and its parent domains (`a.shop.acme.com`, `shop.acme.com`,
 //! `acme.com`, `com`), each a primary-key lookup, however many merchants there are.
 
-use mindshop_wire::merchant::normalize_domain;
+use mindshop_wire::merchant::{self, normalize_domain};
 
 /// The rows the index holds for a merchant's list: lowercased, without a trailing dot, no
 /// empty entries, each once.
@@ -26,7 +26,7 @@ pub(super) fn index_entries(domains: &[String]) -> Vec<String> {
 pub(super) fn host_and_parents(host: &str) -> Option<Vec<String>> {
     let host = normalize_domain(host).ok()?;
     Some(
-        std::iter::successors(Some(host.as_str()), |h| h.split_once('.').map(|(_, p)| p))
+        merchant::host_and_parents(&host)
             .map(str::to_owned)
             .collect(),
     )
