@@ -325,3 +325,30 @@ async fn a_revoked_key_is_refused_at_every_edge_within_five_seconds() {
         assert!(refused >= 1, "edge {} did not count the refusal", edge.edge);
     }
 }
+
+#[tokio::test]
+async fn guessing_keys_from_one_address_is_throttled() {
+    let server = Launch::serve()
+        .env("MINDSHOP_LIMITS_REFUSED_PER_IP", "3")
+        .start()
+        .await;
+    support::pipeline::room_in_window(60, Duration::from_secs(5)).await;
+    let client = client();
+    for guess in 0..3 {
+        let reply = Reply::of(
+            client
+                .get(server.url(DOCUMENTS))
+                .header("X-API-Key", format!("pk_test_guess{guess}")),
+        )
+        .await;
+        reply.failure(401, "INVALID_API_KEY");
+    }
+    let reply = Reply::of(
+        client
+            .get(server.url(DOCUMENTS))
+            .header("X-API-Key", "pk_test_guess3"),
+    )
+    .await;
+    reply.failure(429, "RATE_LIMIT_EXCEEDED");
+    assert!(reply.header("retry-after").is_some(), "{reply:?}");
+}

@@ -79,7 +79,7 @@ pub struct LimitsConfig {
     /// `POST /api/merchants/:id/sync/webhook`, per merchant.
     pub sync_webhook: u32,
     /// Requests whose credential was refused (401), per client IP: throttles key guessing.
-    pub anonymous_per_ip: u32,
+    pub refused_per_ip: u32,
     /// Multiplier of every per-key and per-merchant limit by merchant plan, e.g. `pro = 5.0`;
     /// plans not listed get 1.
     pub plan_multipliers: BTreeMap<String, f64>,
@@ -99,7 +99,7 @@ impl Default for LimitsConfig {
             portal: 300,
             sync_writes: 20,
             sync_webhook: 120,
-            anonymous_per_ip: 60,
+            refused_per_ip: 60,
             plan_multipliers: BTreeMap::new(),
         }
     }

@@ -126,7 +126,7 @@ impl Config {
             ("limits.portal", limits.portal),
             ("limits.sync_writes", limits.sync_writes),
             ("limits.sync_webhook", limits.sync_webhook),
-            ("limits.anonymous_per_ip", limits.anonymous_per_ip),
+            ("limits.refused_per_ip", limits.refused_per_ip),
         ] {
             positive(key, u64::from(limit))?;
         }

@@ -170,7 +170,7 @@ impl Gate {
         }
     }
 
-    /// Refused credentials count against `limits.anonymous_per_ip` for the client's address,
+    /// Refused credentials count against `limits.refused_per_ip` for the client's address,
     /// so guessing keys or tokens from one address is throttled like any other traffic.
     async fn count_refusal(&self, request: &RequestView<'_>, refusal: Verdict) -> Verdict {
         let Verdict::Answer {
@@ -181,7 +181,7 @@ impl Gate {
         else {
             return refusal;
         };
-        let quota = Quota::new(self.limits.anonymous_per_ip, self.window);
+        let quota = Quota::new(self.limits.refused_per_ip, self.window);
         let key = format!("refused:{}", client_key(request));
         match self.limiter.hit(&key, quota).await {
             Ok(decision) if !decision.allowed => {
