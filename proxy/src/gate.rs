@@ -12,7 +12,7 @@ use mindshop_config::{Config, LimitStore, LimitsConfig, OnLimitStoreError};
 use mindshop_filters::cors::{self, CorsOrigins, CorsPolicy, CorsRefusal};
 use mindshop_filters::credential::{self, Credential};
 use mindshop_filters::jwt::{JwtSettings, JwtVerifier};
-use mindshop_filters::rate_limit::{MemoryLimiter, Quota, RateLimiter, RedisLimiter};
+use mindshop_filters::rate_limit::{MemoryLimiter, Quota, RateDecision, RateLimiter, RedisLimiter};
 use mindshop_filters::route::{self, AuthKind, Route, RouteGroup};
 use mindshop_wire::api_key;
 use mindshop_wire::envelope::Failure;
@@ -400,7 +400,7 @@ impl Gate {
     ) -> Result<(), Verdict> {
         let group = request.route.group;
         let budgets = self.budgets(request, identity, plan);
-        let mut tightest = None;
+        let mut tightest: Option<(&str, RateDecision, Quota)> = None;
         for (policy, key, quota) in budgets {
             let decision = match self.limiter.hit(&key, quota).await {
                 Ok(decision) => decision,
@@ -442,11 +442,10 @@ impl Gate {
                     headers,
                 ));
             }
-            if tightest.as_ref().is_none_or(
-                |(_, t, _): &(&str, mindshop_filters::rate_limit::RateDecision, Quota)| {
-                    decision.remaining < t.remaining
-                },
-            ) {
+            if tightest
+                .as_ref()
+                .is_none_or(|(_, tight, _)| decision.remaining < tight.remaining)
+            {
                 tightest = Some((policy, decision, quota));
             }
         }
