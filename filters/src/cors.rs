@@ -8,9 +8,10 @@
 //! - Portal routes admit `cors.portal_origins`; `/v1/widget.js` admits any origin.
 //! - A request without `Origin` is not a CORS request and passes.
 
+use http::HeaderValue;
 use mindshop_wire::origin::Origin;
 
-use crate::Rejection;
+use crate::{HeaderList, Rejection};
 
 /// Methods a preflight may ask for.
 pub const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
@@ -105,19 +106,24 @@ pub fn parse_origin(value: &[u8]) -> Result<Origin, CorsRefusal> {
         .ok_or(CorsRefusal::Malformed)
 }
 
-/// The headers of an admitted answer (the actual request or an early answer).
-pub fn allow_headers(policy: CorsPolicy, origin: &str) -> Vec<(&'static str, String)> {
+/// The headers of an admitted answer (the actual request or an early answer); `origin` is
+/// echoed in `Access-Control-Allow-Origin` except under [`CorsPolicy::AnyOrigin`].
+pub fn allow_headers(policy: CorsPolicy, origin: &HeaderValue) -> HeaderList {
+    let expose = HeaderValue::from_static(EXPOSE_HEADERS);
     match policy {
         CorsPolicy::None => Vec::new(),
         CorsPolicy::AnyOrigin => vec![
-            ("access-control-allow-origin", "*".to_owned()),
-            ("access-control-expose-headers", EXPOSE_HEADERS.to_owned()),
+            ("Access-Control-Allow-Origin", HeaderValue::from_static("*")),
+            ("Access-Control-Expose-Headers", expose),
         ],
         CorsPolicy::Portal | CorsPolicy::Merchant => vec![
-            ("access-control-allow-origin", origin.to_owned()),
-            ("access-control-allow-credentials", "true".to_owned()),
-            ("access-control-expose-headers", EXPOSE_HEADERS.to_owned()),
-            ("vary", "Origin".to_owned()),
+            ("Access-Control-Allow-Origin", origin.clone()),
+            (
+                "Access-Control-Allow-Credentials",
+                HeaderValue::from_static("true"),
+            ),
+            ("Access-Control-Expose-Headers", expose),
+            ("Vary", HeaderValue::from_static("Origin")),
         ],
     }
 }
@@ -125,18 +131,24 @@ pub fn allow_headers(policy: CorsPolicy, origin: &str) -> Vec<(&'static str, Str
 /// The headers of a 204 preflight answer for an admitted origin.
 pub fn preflight_headers(
     policy: CorsPolicy,
-    origin: &str,
+    origin: &HeaderValue,
     max_age_secs: u64,
-) -> Vec<(&'static str, String)> {
+) -> HeaderList {
     let mut headers = allow_headers(policy, origin);
-    headers.retain(|(name, _)| *name != "access-control-expose-headers");
+    headers.retain(|(name, _)| *name != "Access-Control-Expose-Headers");
     headers.extend([
-        ("access-control-allow-methods", ALLOW_METHODS.to_owned()),
-        ("access-control-allow-headers", ALLOW_HEADERS.to_owned()),
-        ("access-control-max-age", max_age_secs.to_string()),
+        (
+            "Access-Control-Allow-Methods",
+            HeaderValue::from_static(ALLOW_METHODS),
+        ),
+        (
+            "Access-Control-Allow-Headers",
+            HeaderValue::from_static(ALLOW_HEADERS),
+        ),
+        ("Access-Control-Max-Age", HeaderValue::from(max_age_secs)),
     ]);
-    if !headers.iter().any(|(name, _)| *name == "vary") {
-        headers.push(("vary", "Origin".to_owned()));
+    if !headers.iter().any(|(name, _)| *name == "Vary") {
+        headers.push(("Vary", HeaderValue::from_static("Origin")));
     }
     headers
 }
@@ -188,17 +200,19 @@ mod tests {
 
     #[test]
     fn preflight_headers_name_methods_headers_and_age() {
-        let headers = preflight_headers(CorsPolicy::Merchant, "https://a.com", 600);
+        let a_com = HeaderValue::from_static("https://a.com");
+        let headers = preflight_headers(CorsPolicy::Merchant, &a_com, 600);
         let get = |name: &str| {
             headers
                 .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_str().unwrap())
         };
         assert_eq!(get("access-control-allow-origin"), Some("https://a.com"));
         assert_eq!(get("access-control-allow-credentials"), Some("true"));
         assert_eq!(get("access-control-max-age"), Some("600"));
         assert_eq!(get("vary"), Some("Origin"));
+        assert_eq!(get("access-control-expose-headers"), None);
         for header in [
             "X-API-Key",
             "X-Impersonation-Token",
@@ -211,11 +225,14 @@ mod tests {
                     .contains(header)
             );
         }
-        let any = allow_headers(CorsPolicy::AnyOrigin, "https://a.com");
-        assert_eq!(any[0], ("access-control-allow-origin", "*".to_owned()));
+        let any = allow_headers(CorsPolicy::AnyOrigin, &a_com);
+        assert_eq!(
+            any[0],
+            ("Access-Control-Allow-Origin", HeaderValue::from_static("*"))
+        );
         assert!(
             !any.iter()
-                .any(|(n, _)| *n == "access-control-allow-credentials")
+                .any(|(n, _)| *n == "Access-Control-Allow-Credentials")
         );
     }
 }

@@ -20,7 +20,12 @@ pub mod jwt;
 pub mod rate_limit;
 pub mod route;
 
+use http::HeaderValue;
 use mindshop_wire::envelope::Failure;
+
+/// Headers a filter adds to an answer: names as they go on the wire, values ready to send
+/// (constant ones are static, so building them allocates nothing).
+pub type HeaderList = Vec<(&'static str, HeaderValue)>;
 
 /// A filter's early answer: the status and the envelope failure to send.
 #[derive(Debug, Clone, PartialEq)]

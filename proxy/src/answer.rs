@@ -12,7 +12,7 @@ use pingora::proxy::Session;
 use serde::Serialize;
 
 /// Extra headers an answer owes (CORS, rate limits).
-pub(crate) type Extra<'a> = &'a [(&'static str, String)];
+pub(crate) type Extra<'a> = &'a [(&'static str, http::HeaderValue)];
 
 /// Writes a success envelope around `data`.
 pub(crate) async fn success<T: Serialize>(
@@ -82,7 +82,7 @@ async fn write(
     response.insert_header(header::CACHE_CONTROL, "no-store")?;
     response.insert_header(request_id::HEADER, request_id)?;
     for (name, value) in extra {
-        response.append_header(*name, value)?;
+        response.append_header(*name, value.clone())?;
     }
     session
         .write_response_header(Box::new(response), body.is_none())

@@ -307,7 +307,7 @@ impl ProxyHttp for Edge {
         }
         response.insert_header(request_id::HEADER, &ctx.request_id)?;
         for (name, value) in &ctx.owed {
-            response.append_header(*name, value)?;
+            response.append_header(*name, value.clone())?;
         }
         Ok(())
     }

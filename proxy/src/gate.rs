@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Method;
+use http::{HeaderValue, Method};
 use mindshop_config::{Config, LimitStore, LimitsConfig, OnLimitStoreError};
 use mindshop_filters::cors::{self, CorsOrigins, CorsPolicy, CorsRefusal};
 use mindshop_filters::credential::{self, Credential};
@@ -25,7 +25,7 @@ use crate::directory::{CachedDirectory, Directory};
 use crate::metrics::EDGE_METRICS;
 
 /// Headers an answer owes the client (CORS, rate limits).
-pub(crate) type OwedHeaders = Vec<(&'static str, String)>;
+pub(crate) type OwedHeaders = mindshop_filters::HeaderList;
 
 /// What the gate needs to know about a request.
 #[derive(Debug)]
@@ -132,9 +132,9 @@ impl Gate {
                 return self.preflight(policy, origin).await;
             }
             match policy {
-                CorsPolicy::AnyOrigin => owed.extend(cors::allow_headers(policy, "*")),
+                CorsPolicy::AnyOrigin => owed.extend(cors::allow_headers(policy, &echo(origin))),
                 CorsPolicy::Portal if self.origins.portal_admits(origin) => {
-                    owed.extend(cors::allow_headers(policy, &origin.to_string()));
+                    owed.extend(cors::allow_headers(policy, &echo(origin)));
                 }
                 CorsPolicy::Portal => {
                     return cors_refused(CorsRefusal::NotAllowed, origin.to_string().as_bytes());
@@ -220,15 +220,10 @@ impl Gate {
         if !admitted {
             return cors_refused(CorsRefusal::NotAllowed, origin.to_string().as_bytes());
         }
-        let allowed = if policy == CorsPolicy::AnyOrigin {
-            "*".to_owned()
-        } else {
-            origin.to_string()
-        };
         Verdict::Answer {
             status: 204,
             failure: None,
-            headers: cors::preflight_headers(policy, &allowed, self.max_age_secs),
+            headers: cors::preflight_headers(policy, &echo(origin), self.max_age_secs),
         }
     }
 
@@ -258,10 +253,7 @@ impl Gate {
             if let Some(origin) = origin
                 && matches!(self.admitted_by_anyone(origin).await, Ok(true))
             {
-                headers.extend(cors::allow_headers(
-                    CorsPolicy::Merchant,
-                    &origin.to_string(),
-                ));
+                headers.extend(cors::allow_headers(CorsPolicy::Merchant, &echo(origin)));
             }
             headers
         };
@@ -306,10 +298,7 @@ impl Gate {
                     origin.to_string().as_bytes(),
                 ));
             }
-            owed.extend(cors::allow_headers(
-                CorsPolicy::Merchant,
-                &origin.to_string(),
-            ));
+            owed.extend(cors::allow_headers(CorsPolicy::Merchant, &echo(origin)));
         }
 
         if let Some(required) = request.route.group.required_permission(request.method)
@@ -400,29 +389,35 @@ impl Gate {
     ) -> Result<(), Verdict> {
         let group = request.route.group;
         let budgets = self.budgets(request, identity, plan);
-        let mut tightest: Option<(&str, RateDecision, Quota)> = None;
-        for (policy, key, quota) in budgets {
-            let decision = match self.limiter.hit(&key, quota).await {
-                Ok(decision) => decision,
-                Err(error) => {
-                    EDGE_METRICS
-                        .rate_limit_errors
-                        .with_label_values(&[error.reason()])
-                        .inc();
-                    tracing::warn!(%error, "rate-limit store failed");
-                    if self.limits.on_store_error == OnLimitStoreError::Deny {
-                        return Err(Verdict::refuse(
-                            503,
-                            Failure::new(
-                                "RATE_LIMIT_UNAVAILABLE",
-                                "Rate limiting is unavailable; try again shortly",
-                            ),
-                            owed.clone(),
-                        ));
-                    }
-                    continue;
+        let keys: Vec<(&str, Quota)> = budgets
+            .iter()
+            .map(|(_, key, quota)| (key.as_str(), *quota))
+            .collect();
+        // Every budget is counted in one step (one round trip to Redis).
+        let decisions = match self.limiter.hit_all(&keys).await {
+            Ok(decisions) => decisions,
+            Err(error) => {
+                EDGE_METRICS
+                    .rate_limit_errors
+                    .with_label_values(&[error.reason()])
+                    .inc();
+                tracing::warn!(%error, "rate-limit store failed");
+                if self.limits.on_store_error == OnLimitStoreError::Deny {
+                    return Err(Verdict::refuse(
+                        503,
+                        Failure::new(
+                            "RATE_LIMIT_UNAVAILABLE",
+                            "Rate limiting is unavailable; try again shortly",
+                        ),
+                        owed.clone(),
+                    ));
                 }
-            };
+                return Ok(());
+            }
+        };
+        let mut tightest: Option<(&str, RateDecision, Quota)> = None;
+        for ((policy, _, quota), decision) in budgets.iter().zip(decisions) {
+            let (policy, quota) = (*policy, *quota);
             if !decision.allowed {
                 EDGE_METRICS
                     .rate_limited
@@ -529,6 +524,11 @@ fn client_key(request: &RequestView<'_>) -> String {
     request
         .client_ip
         .map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"))
+}
+
+/// `origin` as `Access-Control-Allow-Origin` echoes it (serialized, so always a valid value).
+fn echo(origin: &Origin) -> HeaderValue {
+    HeaderValue::try_from(origin.to_string()).unwrap_or_else(|_| HeaderValue::from_static("null"))
 }
 
 fn cors_refused(refusal: CorsRefusal, origin: &[u8]) -> Verdict {

@@ -133,8 +133,11 @@ impl fmt::Debug for MemoryLimiter {
 
 #[async_trait::async_trait]
 impl RateLimiter for MemoryLimiter {
-    async fn hit(&self, key: &str, quota: Quota) -> Result<RateDecision, LimiterError> {
-        Ok(self.record_hit(key, quota))
+    async fn hit_all(&self, budgets: &[(&str, Quota)]) -> Result<Vec<RateDecision>, LimiterError> {
+        Ok(budgets
+            .iter()
+            .map(|(key, quota)| self.record_hit(key, *quota))
+            .collect())
     }
 }
 

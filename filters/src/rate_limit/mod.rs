@@ -36,6 +36,10 @@ pub mod redis;
 
 use std::time::{Duration, SystemTime};
 
+use http::HeaderValue;
+
+use crate::HeaderList;
+
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use memory::MemoryLimiter;
 pub use redis::RedisLimiter;
@@ -96,26 +100,34 @@ impl RateDecision {
     ///
     /// `policy_name` is written as a structured-field string: `"` and `\` are escaped, and
     /// characters a header cannot carry (control characters, non-ASCII) become `?`.
-    pub fn headers(&self, policy_name: &str, window: Duration) -> Vec<(&'static str, String)> {
+    pub fn headers(&self, policy_name: &str, window: Duration) -> HeaderList {
         let policy = sf_string(policy_name);
         let window_secs = window.as_secs().max(1);
         let mut headers = Vec::with_capacity(6);
-        headers.push(("X-RateLimit-Limit", self.limit.to_string()));
-        headers.push(("X-RateLimit-Remaining", self.remaining.to_string()));
-        headers.push(("X-RateLimit-Reset", self.reset_unix_secs.to_string()));
+        headers.push(("X-RateLimit-Limit", HeaderValue::from(self.limit)));
+        headers.push(("X-RateLimit-Remaining", HeaderValue::from(self.remaining)));
+        headers.push(("X-RateLimit-Reset", HeaderValue::from(self.reset_unix_secs)));
         headers.push((
             "RateLimit-Policy",
-            format!("{policy};q={};w={window_secs}", self.limit),
+            ascii_value(format!("{policy};q={};w={window_secs}", self.limit)),
         ));
         headers.push((
             "RateLimit",
-            format!("{policy};r={};t={}", self.remaining, self.reset_after_secs),
+            ascii_value(format!(
+                "{policy};r={};t={}",
+                self.remaining, self.reset_after_secs
+            )),
         ));
         if !self.allowed {
-            headers.push(("Retry-After", self.reset_after_secs.to_string()));
+            headers.push(("Retry-After", HeaderValue::from(self.reset_after_secs)));
         }
         headers
     }
+}
+
+/// A header value of printable ASCII (what [`sf_string`] and numbers produce).
+fn ascii_value(text: String) -> HeaderValue {
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("\"?\""))
 }
 
 /// `text` as an RFC 8941 string item: quoted, with `"` and `\` escaped, and anything outside
@@ -139,7 +151,7 @@ fn sf_string(text: &str) -> String {
 
 /// Why a limiter could not count a request. The edge decides whether such a request passes
 /// (`limits.on_store_error`); the texts never reach a client.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LimiterError {
     /// The Redis URL could not be parsed (or asks for something this build lacks).
     #[error("invalid Redis URL")]
@@ -175,8 +187,19 @@ impl LimiterError {
 /// a limiter assumes nothing else about it (it may contain `:` and any printable ASCII).
 #[async_trait::async_trait]
 pub trait RateLimiter: Send + Sync + std::fmt::Debug {
+    /// Counts one request against every budget in `budgets` in one step (for Redis, one round
+    /// trip) and returns a decision per budget, in order. Every budget is counted, also when
+    /// another one refuses the request.
+    async fn hit_all(&self, budgets: &[(&str, Quota)]) -> Result<Vec<RateDecision>, LimiterError>;
+
     /// Counts one request against the budget `key` and says whether it may pass.
-    async fn hit(&self, key: &str, quota: Quota) -> Result<RateDecision, LimiterError>;
+    async fn hit(&self, key: &str, quota: Quota) -> Result<RateDecision, LimiterError> {
+        let decisions = self.hit_all(&[(key, quota)]).await?;
+        decisions
+            .into_iter()
+            .next()
+            .ok_or_else(|| LimiterError::UnexpectedReply("no decision".to_owned()))
+    }
 }
 
 /// The window that holds an instant, in Unix seconds; shared so both stores agree.
@@ -228,6 +251,13 @@ mod tests {
 
     const MINUTE: Duration = Duration::from_secs(60);
 
+    fn text(headers: &HeaderList) -> Vec<(&'static str, &str)> {
+        headers
+            .iter()
+            .map(|(name, value)| (*name, value.to_str().unwrap()))
+            .collect()
+    }
+
     fn decision(allowed: bool, remaining: u32) -> RateDecision {
         RateDecision {
             allowed,
@@ -241,13 +271,13 @@ mod tests {
     #[test]
     fn an_allowed_request_carries_both_header_families_and_no_retry_after() {
         assert_eq!(
-            decision(true, 19).headers("sync_writes", MINUTE),
+            text(&decision(true, 19).headers("sync_writes", MINUTE)),
             [
-                ("X-RateLimit-Limit", "20".to_owned()),
-                ("X-RateLimit-Remaining", "19".to_owned()),
-                ("X-RateLimit-Reset", "1700000040".to_owned()),
-                ("RateLimit-Policy", "\"sync_writes\";q=20;w=60".to_owned()),
-                ("RateLimit", "\"sync_writes\";r=19;t=40".to_owned()),
+                ("X-RateLimit-Limit", "20"),
+                ("X-RateLimit-Remaining", "19"),
+                ("X-RateLimit-Reset", "1700000040"),
+                ("RateLimit-Policy", "\"sync_writes\";q=20;w=60"),
+                ("RateLimit", "\"sync_writes\";r=19;t=40"),
             ]
         );
     }
@@ -255,10 +285,11 @@ mod tests {
     #[test]
     fn a_refusal_adds_retry_after_in_seconds() {
         let headers = decision(false, 0).headers("chat", MINUTE);
+        let headers = text(&headers);
         assert_eq!(headers.len(), 6);
-        assert_eq!(headers[1], ("X-RateLimit-Remaining", "0".to_owned()));
-        assert_eq!(headers[4], ("RateLimit", "\"chat\";r=0;t=40".to_owned()));
-        assert_eq!(headers[5], ("Retry-After", "40".to_owned()));
+        assert_eq!(headers[1], ("X-RateLimit-Remaining", "0"));
+        assert_eq!(headers[4], ("RateLimit", "\"chat\";r=0;t=40"));
+        assert_eq!(headers[5], ("Retry-After", "40"));
     }
 
     #[test]

@@ -1,11 +1,19 @@
 //! [`RedisLimiter`]: one budget shared by every edge, for deployments that run `mindshop edge`
 //! more than once (each process counting alone would grant the budget once per edge).
 //!
-//! A request costs exactly one round trip: a Lua script (sent as `EVALSHA`; the `redis` crate
-//! loads it again if the server has forgotten it) increments the counter of the key's current
-//! window and, in the same atomic step, gives the counter an expiry whenever it has none. The
-//! original design sent `INCR` and then `PEXPIRE`; a failure between the two left a counter
-//! that never expired and a budget that never came back. Here no key exists without an expiry.
+//! A request costs one round trip for all its budgets: a Lua script (sent as `EVALSHA`; the
+//! `redis` crate loads it again if the server has forgotten it) increments the counter of each
+//! budget's current window and, in the same atomic step, gives a counter an expiry whenever it
+//! has none. The original design sent `INCR` and then `PEXPIRE`; a failure between the two left
+//! a counter that never expired and a budget that never came back. Here no key exists without
+//! an expiry.
+//!
+//! Requests that arrive while a call is on the wire are batched into the next call: one task per
+//! edge sends the script for everything queued, then hands each request its counts. Under load
+//! this turns many round trips (and many script runs in Redis) into one, which is most of the
+//! limiter's cost on both sides; an idle edge sends each request on its own at once. A batch
+//! names many keys, so the limiter expects one Redis server (or a cluster whose keys share a
+//! hash slot), not a sharded cluster.
 //!
 //! Counters are named `<key_prefix>:rl:<key>:<window start>`. The window start is the last
 //! segment and is all digits, so a key with `:` in it can never be confused with another. The
@@ -13,22 +21,22 @@
 //! then derives the same window and the same `X-RateLimit-Reset`. A counter expires a little
 //! after its window ends, so an edge whose clock runs slightly behind still finds it.
 //!
-//! Every call is bounded by a short timeout: a hung or unreachable Redis yields a
-//! [`LimiterError`] quickly, and the edge decides whether the request passes.
+//! Every request is bounded by a short timeout, queueing included: a hung or unreachable Redis
+//! yields a [`LimiterError`] quickly, and the edge decides whether the request passes.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script, Value};
-use tokio::sync::OnceCell;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Clock, LimiterError, Quota, RateDecision, RateLimiter, SystemClock, Window};
 
-/// Bound on one counting call (connection included) unless [`RedisLimiter::with_call_timeout`]
-/// says otherwise: long enough for a loaded Redis nearby, short enough that a request never
-/// waits noticeably on a broken one.
+/// Bound on one request's counting (queueing and connecting included) unless
+/// [`RedisLimiter::with_call_timeout`] says otherwise: long enough for a loaded Redis nearby,
+/// short enough that a request never waits noticeably on a broken one.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Bound on [`RedisLimiter::connect`]'s check that the server answers.
@@ -37,32 +45,45 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a counter outlives its window: covers edges whose clocks lag by up to this much.
 const EXPIRY_SLACK_MS: u64 = 2_000;
 
-/// Counts the request and makes sure the counter expires. `KEYS[1]`: the window's counter;
-/// `ARGV[1]`: its lifetime in milliseconds. Returns `{count, milliseconds to expiry}`.
+/// Most requests sent in one call; more wait for the next.
+const MAX_BATCH: usize = 256;
+
+/// Requests that may wait for the batching task; more wait to be queued (within their timeout).
+const QUEUE_DEPTH: usize = 4096;
+
+/// Counts and makes sure each counter expires. `KEYS[i]`: a window's counter; `ARGV[i]`: its
+/// lifetime in milliseconds. Returns the count of each, in order (a key named twice is counted
+/// twice).
 ///
 /// The expiry is set whenever the key has none (`PTTL` is -1 for a key without expiry, and -2
 /// cannot occur after `INCR`), not only when the count is 1: a counter left without expiry by
 /// anything else is repaired by the next request instead of blocking its budget forever.
 const COUNT_SCRIPT: &str = r"
-local count = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  ttl = tonumber(ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ttl)
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('INCR', key)
+  if redis.call('PTTL', key) < 0 then
+    redis.call('PEXPIRE', key, tonumber(ARGV[i]))
+  end
 end
-return {count, ttl}
+return counts
 ";
 
 /// Counts requests in Redis, shared by every edge that uses the same Redis and key prefix.
 pub struct RedisLimiter {
     client: Client,
-    /// Made on first use, inside the runtime that serves requests (the manager spawns tasks
-    /// there); it reconnects by itself after a failure.
-    connection: OnceCell<ConnectionManager>,
     key_prefix: Box<str>,
     clock: Arc<dyn Clock>,
-    script: Script,
     call_timeout: Duration,
+    /// The batching task's inbox. The task is started on first use, inside the runtime that
+    /// serves requests (it and the connection manager live there); it ends with the limiter.
+    queue: OnceLock<mpsc::Sender<Job>>,
+}
+
+/// One request's counters (name, lifetime in ms) and where its counts go.
+struct Job {
+    counters: Vec<(String, u64)>,
+    reply: oneshot::Sender<Result<Vec<u64>, LimiterError>>,
 }
 
 impl RedisLimiter {
@@ -72,13 +93,16 @@ impl RedisLimiter {
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, LimiterError> {
         let limiter = Self::connect_lazy(url, key_prefix)?;
         tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let mut connection = limiter.connection().await?.clone();
-            limiter
-                .script
+            let mut connection = limiter
+                .client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|err| classify(err, CONNECT_TIMEOUT))?;
+            Script::new(COUNT_SCRIPT)
                 .prepare_invoke()
                 .load_async(&mut connection)
                 .await
-                .map_err(|err| classify(err, limiter.call_timeout))
+                .map_err(|err| classify(err, CONNECT_TIMEOUT))
         })
         .await
         .map_err(|_| LimiterError::Timeout(CONNECT_TIMEOUT))??;
@@ -92,11 +116,10 @@ impl RedisLimiter {
         let client = Client::open(url).map_err(LimiterError::InvalidUrl)?;
         Ok(Self {
             client,
-            connection: OnceCell::new(),
             key_prefix: key_prefix.into(),
             clock: Arc::new(SystemClock),
-            script: Script::new(COUNT_SCRIPT),
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            queue: OnceLock::new(),
         })
     }
 
@@ -106,46 +129,111 @@ impl RedisLimiter {
         self
     }
 
-    /// Bounds each counting call by `timeout` instead of [`DEFAULT_CALL_TIMEOUT`].
+    /// Bounds each request by `timeout` instead of [`DEFAULT_CALL_TIMEOUT`].
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
         self
     }
 
-    async fn connection(&self) -> Result<&ConnectionManager, LimiterError> {
-        self.connection
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.call_timeout))
-                    .set_response_timeout(Some(self.call_timeout))
-                    // No retries inside one attempt: the next request starts a new attempt, and
-                    // requests fail fast while Redis is down instead of waiting out a backoff.
-                    .set_number_of_retries(0);
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                    .map_err(|err| classify(err, self.call_timeout))
-            })
-            .await
+    /// The batching task's inbox; starts the task on first use.
+    fn queue(&self) -> &mpsc::Sender<Job> {
+        self.queue.get_or_init(|| {
+            let (sender, inbox) = mpsc::channel(QUEUE_DEPTH);
+            let batcher = Batcher {
+                client: self.client.clone(),
+                script: Script::new(COUNT_SCRIPT),
+                call_timeout: self.call_timeout,
+            };
+            tokio::spawn(batcher.run(inbox));
+            sender
+        })
     }
 
-    async fn count(&self, counter: &str, expire_ms: u64) -> Result<u64, LimiterError> {
-        // The manager is a handle to a shared connection; cloning it is cheap.
-        let mut connection = self.connection().await?.clone();
-        let reply: Value = self
-            .script
-            .key(counter)
-            .arg(expire_ms)
-            .invoke_async(&mut connection)
+    async fn count(&self, counters: Vec<(String, u64)>) -> Result<Vec<u64>, LimiterError> {
+        let (reply, counts) = oneshot::channel();
+        self.queue()
+            .send(Job { counters, reply })
             .await
-            .map_err(|err| classify(err, self.call_timeout))?;
-        match reply {
-            Value::Array(ref items) => match items.as_slice() {
-                [Value::Int(count), Value::Int(ttl)] if *count >= 1 && *ttl > 0 => {
-                    Ok(count.unsigned_abs())
+            .map_err(|_| LimiterError::UnexpectedReply("the batching task ended".to_owned()))?;
+        counts
+            .await
+            .map_err(|_| LimiterError::UnexpectedReply("the batching task ended".to_owned()))?
+    }
+}
+
+/// The task that sends queued requests to Redis, one call at a time.
+struct Batcher {
+    client: Client,
+    script: Script,
+    call_timeout: Duration,
+}
+
+impl Batcher {
+    async fn run(self, mut inbox: mpsc::Receiver<Job>) {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.call_timeout))
+            .set_response_timeout(Some(self.call_timeout))
+            // No retries inside one call: the next batch starts a new attempt, and requests
+            // fail fast while Redis is down instead of waiting out a backoff.
+            .set_number_of_retries(0);
+        let mut connection = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            .map_err(|err| classify(err, self.call_timeout));
+        let mut jobs = Vec::with_capacity(MAX_BATCH);
+        while inbox.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+            // Requests whose caller stopped waiting are not counted.
+            jobs.retain(|job| !job.reply.is_closed());
+            if jobs.is_empty() {
+                continue;
+            }
+            let counts = match &mut connection {
+                Ok(connection) => self.send(connection, &jobs).await,
+                Err(err) => Err(err.clone()),
+            };
+            match counts {
+                Ok(counts) => {
+                    let mut counts = counts.into_iter();
+                    for job in jobs.drain(..) {
+                        let mine = counts.by_ref().take(job.counters.len()).collect();
+                        let _ = job.reply.send(Ok(mine));
+                    }
                 }
-                _ => Err(LimiterError::UnexpectedReply(format!("{reply:?}"))),
-            },
-            _ => Err(LimiterError::UnexpectedReply(format!("{reply:?}"))),
+                Err(err) => {
+                    for job in jobs.drain(..) {
+                        let _ = job.reply.send(Err(err.clone()));
+                    }
+                }
+            }
         }
+    }
+
+    /// One script call for every counter of `jobs`; the counts, in order.
+    async fn send(
+        &self,
+        connection: &mut ConnectionManager,
+        jobs: &[Job],
+    ) -> Result<Vec<u64>, LimiterError> {
+        let mut invocation = self.script.prepare_invoke();
+        let mut expected = 0;
+        for (counter, expire_ms) in jobs.iter().flat_map(|job| &job.counters) {
+            invocation.key(counter).arg(*expire_ms);
+            expected += 1;
+        }
+        let reply: Value =
+            tokio::time::timeout(self.call_timeout, invocation.invoke_async(connection))
+                .await
+                .map_err(|_| LimiterError::Timeout(self.call_timeout))?
+                .map_err(|err| classify(err, self.call_timeout))?;
+        let counts: Option<Vec<u64>> = match &reply {
+            Value::Array(items) if items.len() == expected => items
+                .iter()
+                .map(|item| match item {
+                    Value::Int(count) if *count >= 1 => Some(count.unsigned_abs()),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        };
+        counts.ok_or_else(|| LimiterError::UnexpectedReply(format!("{reply:?}")))
     }
 }
 
@@ -171,14 +259,32 @@ fn classify(err: RedisError, timeout: Duration) -> LimiterError {
 
 #[async_trait::async_trait]
 impl RateLimiter for RedisLimiter {
-    async fn hit(&self, key: &str, quota: Quota) -> Result<RateDecision, LimiterError> {
-        let window = Window::containing(self.clock.now(), quota);
-        let counter = counter_name(&self.key_prefix, key, window.start);
-        let expire_ms = window.millis_left().saturating_add(EXPIRY_SLACK_MS);
-        let count = tokio::time::timeout(self.call_timeout, self.count(&counter, expire_ms))
+    async fn hit_all(&self, budgets: &[(&str, Quota)]) -> Result<Vec<RateDecision>, LimiterError> {
+        if budgets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now();
+        let windows: Vec<Window> = budgets
+            .iter()
+            .map(|(_, quota)| Window::containing(now, *quota))
+            .collect();
+        let counters = budgets
+            .iter()
+            .zip(&windows)
+            .map(|((key, _), window)| {
+                let name = counter_name(&self.key_prefix, key, window.start);
+                (name, window.millis_left().saturating_add(EXPIRY_SLACK_MS))
+            })
+            .collect();
+        let counts = tokio::time::timeout(self.call_timeout, self.count(counters))
             .await
             .map_err(|_| LimiterError::Timeout(self.call_timeout))??;
-        Ok(RateDecision::from_count(count, quota, window))
+        Ok(budgets
+            .iter()
+            .zip(windows)
+            .zip(counts)
+            .map(|(((_, quota), window), count)| RateDecision::from_count(count, *quota, window))
+            .collect())
     }
 }
 
@@ -189,7 +295,7 @@ impl fmt::Debug for RedisLimiter {
             .field("key_prefix", &self.key_prefix)
             .field("clock", &self.clock)
             .field("call_timeout", &self.call_timeout)
-            .field("connected", &self.connection.initialized())
+            .field("started", &self.queue.get().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -419,6 +525,40 @@ mod tests {
             let most = 60_000 + EXPIRY_SLACK_MS as i64;
             assert!(pttl > 0 && pttl <= most, "{key}: PTTL {pttl}");
         }
+    }
+
+    /// Requests counted in one batch get distinct counts, exactly as if sent one by one, and
+    /// all budgets of one request are counted together.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs MINDSHOP_TEST_REDIS_URL"]
+    async fn concurrent_requests_are_each_counted_once() {
+        let url = test_redis_url();
+        let limiter = Arc::new(RedisLimiter::connect(&url, &unique_prefix()).await.unwrap());
+        let quota = per_minute(150);
+        let requests = (0..200).map(|i| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                let own = format!("chat_ip:ip:{i}");
+                limiter
+                    .hit_all(&[("chat:k", quota), (&own, per_minute(1))])
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut shared_remaining = Vec::new();
+        for request in requests {
+            let decisions = request.await.unwrap();
+            assert_eq!(decisions.len(), 2);
+            assert!(decisions[1].allowed, "each address's own budget is fresh");
+            assert_eq!(decisions[1].remaining, 0);
+            if decisions[0].allowed {
+                shared_remaining.push(decisions[0].remaining);
+            } else {
+                assert_eq!(decisions[0].remaining, 0);
+            }
+        }
+        shared_remaining.sort_unstable();
+        assert_eq!(shared_remaining, (0..150).collect::<Vec<u32>>());
     }
 
     /// The same random requests through Redis and through memory, with one clock: the same
