@@ -103,6 +103,7 @@ permissions! {
     ChatWrite = "chat:write";
     SessionsRead = "sessions:read";
     SessionsWrite = "sessions:write";
+    ProductsRead = "products:read";
 }
 
 /// An API-key caller whose key holds `P`: its merchant, which is the only one it may touch.

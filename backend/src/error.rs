@@ -34,6 +34,15 @@ pub enum ApiError {
     /// `allowedDomains[0]`, `limit`).
     #[error("{field}: {message}")]
     Validation { field: String, message: String },
+    /// Several inputs were refused, each named (`syncType`, `fieldMapping.color`).
+    #[error("invalid input: {0:?}")]
+    Invalid(Vec<(String, String)>),
+    /// The request cannot be used as sent, with a specific code (`UNSUPPORTED_FILE_TYPE`, …).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// Something in the request is over its limit, said specifically.
+    #[error("{0}")]
+    TooLarge(String),
     /// The body is not JSON at all.
     #[error("the body is not valid JSON: {0}")]
     InvalidJson(String),
@@ -79,6 +88,34 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 Failure::new("VALIDATION_ERROR", format!("{field}: {message}"))
                     .with("field", serde_json::Value::String(field.clone())),
+            ),
+            Self::Invalid(errors) => {
+                let summary = errors
+                    .iter()
+                    .map(|(field, message)| format!("{field}: {message}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let list: Vec<_> = errors
+                    .iter()
+                    .map(|(field, message)| serde_json::json!({"field": field, "message": message}))
+                    .collect();
+                let first = errors
+                    .first()
+                    .map(|(field, _)| field.clone())
+                    .unwrap_or_default();
+                (
+                    StatusCode::BAD_REQUEST,
+                    Failure::new("VALIDATION_ERROR", summary)
+                        .with("field", serde_json::Value::String(first))
+                        .with("errors", serde_json::Value::Array(list)),
+                )
+            }
+            Self::BadRequest { code, message } => {
+                (StatusCode::BAD_REQUEST, Failure::new(code, message.clone()))
+            }
+            Self::TooLarge(message) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Failure::new("PAYLOAD_TOO_LARGE", message.clone()),
             ),
             Self::InvalidJson(detail) => (
                 StatusCode::BAD_REQUEST,

@@ -25,6 +25,7 @@ mod extract;
 pub mod keys;
 mod routes;
 pub mod store;
+mod sync;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -6,6 +6,7 @@ mod health;
 mod page;
 mod sessions;
 mod settings;
+mod sync;
 
 use axum::Router;
 use axum::http::{Method, Uri};
@@ -19,6 +20,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(api_keys::router())
         .merge(documents::router())
         .merge(sessions::router())
+        .merge(sync::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

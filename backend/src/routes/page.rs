@@ -56,6 +56,21 @@ pub(crate) fn decode_cursor(cursor: &str) -> Result<PageKey, ApiError> {
     })
 }
 
+/// A cursor for lists ordered by SKU: the hex of `s1` and the last item's SKU.
+pub(crate) fn encode_sku_cursor(sku: &str) -> String {
+    hex::encode(format!("s1\n{sku}"))
+}
+
+pub(crate) fn decode_sku_cursor(cursor: &str) -> Result<String, ApiError> {
+    let invalid = || ApiError::invalid("cursor", "is not a cursor from a previous page");
+    let bytes = hex::decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    match text.split_once('\n') {
+        Some(("s1", sku)) if !sku.is_empty() => Ok(sku.to_owned()),
+        _ => Err(invalid()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

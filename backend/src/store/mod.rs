@@ -10,6 +10,7 @@
 //! - `portable`: the trait's implementation, written once in SQL both databases accept.
 //! - `sqlite` / `postgres`: connecting, embedded migrations.
 
+pub mod catalog;
 pub mod documents;
 mod merchant_domains;
 mod portable;
@@ -24,6 +25,10 @@ use chrono::{DateTime, Utc};
 use mindshop_config::{DatabaseConfig, DatabaseKind};
 use serde::Serialize;
 
+pub use catalog::{
+    BatchCounts, NewEvent, NewSyncRun, Product, RunError, RunOutcome, StoredMapping, SyncConfig,
+    SyncConfigFields, SyncRun,
+};
 pub use documents::{Document, DocumentFields, NewDocument, PageKey};
 pub use postgres::PostgresStore;
 pub use sessions::{ChatSession, NewChatSession, SessionEnding};
@@ -188,6 +193,65 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Ends the merchant's session (status `ended`, `ended_at` stamped once);
     /// [`StoreError::NotFound`] if the merchant has no such session.
     async fn end_chat_session(&self, merchant_id: &str, id: &str) -> StoreResult<SessionEnding>;
+
+    /// Creates or replaces the merchant's sync configuration; returns it and whether it was
+    /// created. `new_secret` becomes the webhook secret only when the configuration is new.
+    /// [`StoreError::NotFound`] if there is no such merchant.
+    async fn put_sync_config(
+        &self,
+        merchant_id: &str,
+        fields: &SyncConfigFields,
+        new_secret: &str,
+    ) -> StoreResult<(SyncConfig, bool)>;
+    async fn get_sync_config(&self, merchant_id: &str) -> StoreResult<Option<SyncConfig>>;
+    /// Replaces the webhook secret; [`StoreError::NotFound`] if there is no configuration.
+    async fn rotate_sync_webhook_secret(
+        &self,
+        merchant_id: &str,
+        secret: &str,
+    ) -> StoreResult<SyncConfig>;
+
+    /// Starts a run (`processing`) and records `sync.started`, in one transaction.
+    /// [`StoreError::Conflict`] while the merchant has another active run.
+    async fn start_sync_run(&self, run: &NewSyncRun) -> StoreResult<SyncRun>;
+    /// The merchant's active run, if any.
+    async fn active_sync_run(&self, merchant_id: &str) -> StoreResult<Option<SyncRun>>;
+    /// Upserts one batch of products by (merchant, sku) in one transaction, writing only rows
+    /// that change something, and adds the batch to the run's progress (and heartbeat).
+    async fn apply_product_batch(
+        &self,
+        merchant_id: &str,
+        run_id: &str,
+        records: &[catalog::ProductRecord],
+    ) -> StoreResult<BatchCounts>;
+    /// Finishes an active run (completed, or failed when `outcome.failure` is set) and records
+    /// `sync.completed` / `sync.failed`, in one transaction; a completed `replace` run deletes
+    /// the products it did not see in the same transaction.
+    async fn finish_sync_run(
+        &self,
+        merchant_id: &str,
+        run_id: &str,
+        outcome: &RunOutcome,
+    ) -> StoreResult<SyncRun>;
+    /// Fails every active run whose heartbeat is older than `before` (its backend died), with
+    /// `sync.failed` for each; returns them.
+    async fn fail_stale_sync_runs(&self, before: DateTime<Utc>) -> StoreResult<Vec<SyncRun>>;
+    /// Up to `limit` of the merchant's runs, newest first, after `after` when given.
+    async fn list_sync_runs(
+        &self,
+        merchant_id: &str,
+        after: Option<&PageKey>,
+        limit: u32,
+    ) -> StoreResult<Vec<SyncRun>>;
+
+    /// Up to `limit` of the merchant's products by SKU, after `after_sku` when given.
+    async fn list_products(
+        &self,
+        merchant_id: &str,
+        after_sku: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Product>>;
+    async fn count_products(&self, merchant_id: &str) -> StoreResult<i64>;
 }
 
 /// Opens the database named by `database.url` (creating a SQLite file and its directory when

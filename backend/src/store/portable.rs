@@ -345,8 +345,370 @@ macro_rules! portable_store_impl {
                     None => Err(super::StoreError::NotFound(format!("session {id}"))),
                 }
             }
+
+            async fn put_sync_config(
+                &self,
+                merchant_id: &str,
+                fields: &super::SyncConfigFields,
+                new_secret: &str,
+            ) -> super::StoreResult<(super::SyncConfig, bool)> {
+                use super::catalog::{SyncConfigRow, sql};
+                let now = ::chrono::Utc::now();
+                let mut tx = self.pool.begin().await?;
+                let existed = ::sqlx::query(sql::GET_CONFIG)
+                    .bind(merchant_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+                let row = ::sqlx::query_as::<_, SyncConfigRow>(sql::PUT_CONFIG)
+                    .bind(merchant_id)
+                    .bind(&fields.sync_type)
+                    .bind(&fields.schedule)
+                    .bind(&fields.source_type)
+                    .bind(&fields.source_url)
+                    .bind(::sqlx::types::Json(&fields.field_mapping))
+                    .bind(&fields.status)
+                    .bind(new_secret)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| super::classify(e, "sync configuration", "merchant"))?;
+                tx.commit().await?;
+                Ok((row.into(), !existed))
+            }
+
+            async fn get_sync_config(
+                &self,
+                merchant_id: &str,
+            ) -> super::StoreResult<Option<super::SyncConfig>> {
+                use super::catalog::{SyncConfigRow, sql};
+                let row = ::sqlx::query_as::<_, SyncConfigRow>(sql::GET_CONFIG)
+                    .bind(merchant_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn rotate_sync_webhook_secret(
+                &self,
+                merchant_id: &str,
+                secret: &str,
+            ) -> super::StoreResult<super::SyncConfig> {
+                use super::catalog::{SyncConfigRow, sql};
+                ::sqlx::query_as::<_, SyncConfigRow>(sql::ROTATE_SECRET)
+                    .bind(merchant_id)
+                    .bind(secret)
+                    .bind(::chrono::Utc::now())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(Into::into)
+                    .ok_or_else(|| super::StoreError::NotFound("sync configuration".to_owned()))
+            }
+
+            async fn start_sync_run(
+                &self,
+                run: &super::NewSyncRun,
+            ) -> super::StoreResult<super::SyncRun> {
+                use super::catalog::{SyncRunRow, sql};
+                let mut tx = self.pool.begin().await?;
+                let started: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::INSERT_RUN)
+                    .bind(&run.id)
+                    .bind(&run.merchant_id)
+                    .bind(&run.trigger)
+                    .bind(&run.source_type)
+                    .bind(&run.mode)
+                    .bind(::chrono::Utc::now())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| super::classify(e, "an active sync run", "merchant"))?
+                    .into();
+                Self::insert_event(&mut tx, &super::catalog::run_event(&started)).await?;
+                tx.commit().await?;
+                Ok(started)
+            }
+
+            async fn active_sync_run(
+                &self,
+                merchant_id: &str,
+            ) -> super::StoreResult<Option<super::SyncRun>> {
+                use super::catalog::{SyncRunRow, sql};
+                let row = ::sqlx::query_as::<_, SyncRunRow>(sql::ACTIVE_RUN)
+                    .bind(merchant_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn apply_product_batch(
+                &self,
+                merchant_id: &str,
+                run_id: &str,
+                records: &[super::catalog::ProductRecord],
+            ) -> super::StoreResult<super::BatchCounts> {
+                use super::catalog::{ProductRow, differs, sql};
+                let mut counts = super::BatchCounts::default();
+                if records.is_empty() {
+                    return Ok(counts);
+                }
+                // The last row of a SKU wins, so one statement never touches a row twice.
+                let mut latest: ::std::collections::HashMap<&str, &super::catalog::ProductRecord> =
+                    ::std::collections::HashMap::with_capacity(records.len());
+                for record in records {
+                    latest.insert(record.sku.as_str(), record);
+                }
+                let now = ::chrono::Utc::now();
+                let mut tx = self.pool.begin().await?;
+
+                let mut select =
+                    ::sqlx::QueryBuilder::new("SELECT * FROM products WHERE merchant_id = ");
+                select.push_bind(merchant_id).push(" AND sku IN (");
+                let mut skus = select.separated(", ");
+                for sku in latest.keys() {
+                    skus.push_bind(*sku);
+                }
+                skus.push_unseparated(")");
+                let existing: ::std::collections::HashMap<String, ProductRow> = select
+                    .build_query_as::<ProductRow>()
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|row| (row.sku.clone(), row))
+                    .collect();
+
+                let mut writes = Vec::with_capacity(latest.len());
+                for (sku, record) in &latest {
+                    match existing.get(*sku) {
+                        None => {
+                            counts.created += 1;
+                            writes.push(*record);
+                        }
+                        Some(row) if differs(record, row) => {
+                            counts.updated += 1;
+                            writes.push(*record);
+                        }
+                        Some(_) => counts.unchanged += 1,
+                    }
+                }
+                if !writes.is_empty() {
+                    let mut insert = ::sqlx::QueryBuilder::new(
+                        "INSERT INTO products (id, merchant_id, sku, title, description, price, \
+                         image_url, category, in_stock, created_at, updated_at) ",
+                    );
+                    insert.push_values(writes, |mut row, record| {
+                        row.push_bind(::mindshop_wire::ids::new_id("prod"))
+                            .push_bind(merchant_id)
+                            .push_bind(&record.sku)
+                            .push_bind(&record.title)
+                            .push_bind(&record.description)
+                            .push_bind(record.price)
+                            .push_bind(&record.image_url)
+                            .push_bind(&record.category)
+                            .push_bind(record.in_stock)
+                            .push_bind(now)
+                            .push_bind(now);
+                    });
+                    insert.push(
+                        " ON CONFLICT (merchant_id, sku) DO UPDATE SET title = excluded.title, \
+                         description = excluded.description, price = excluded.price, \
+                         image_url = excluded.image_url, category = excluded.category, \
+                         in_stock = excluded.in_stock, updated_at = excluded.updated_at",
+                    );
+                    insert.build().execute(&mut *tx).await?;
+                }
+                // Duplicate SKUs within the batch count as processed rows of the run too.
+                let processed = i64::try_from(records.len()).unwrap_or(i64::MAX);
+                ::sqlx::query(sql::PROGRESS)
+                    .bind(merchant_id)
+                    .bind(run_id)
+                    .bind(now)
+                    .bind(counts.created)
+                    .bind(counts.updated)
+                    .bind(counts.unchanged)
+                    .bind(processed)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(counts)
+            }
+
+            async fn finish_sync_run(
+                &self,
+                merchant_id: &str,
+                run_id: &str,
+                outcome: &super::RunOutcome,
+            ) -> super::StoreResult<super::SyncRun> {
+                use super::catalog::{SyncRunRow, sql};
+                let now = ::chrono::Utc::now();
+                let mut tx = self.pool.begin().await?;
+                let mut deleted: i64 = 0;
+                if let (None, Some(keep)) = (&outcome.failure, &outcome.keep_only) {
+                    let absent: Vec<String> = ::sqlx::query_scalar::<_, String>(sql::PRODUCT_SKUS)
+                        .bind(merchant_id)
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .into_iter()
+                        .filter(|sku| !keep.contains(sku))
+                        .collect();
+                    for chunk in absent.chunks(500) {
+                        let mut delete =
+                            ::sqlx::QueryBuilder::new("DELETE FROM products WHERE merchant_id = ");
+                        delete.push_bind(merchant_id).push(" AND sku IN (");
+                        let mut skus = delete.separated(", ");
+                        for sku in chunk {
+                            skus.push_bind(sku);
+                        }
+                        skus.push_unseparated(")");
+                        let done = delete.build().execute(&mut *tx).await?;
+                        deleted += i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
+                    }
+                }
+                let status = if outcome.failure.is_some() {
+                    "failed"
+                } else {
+                    "completed"
+                };
+                let finished: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::FINISH_RUN)
+                    .bind(merchant_id)
+                    .bind(run_id)
+                    .bind(status)
+                    .bind(now)
+                    .bind(outcome.processed)
+                    .bind(outcome.failed)
+                    .bind(deleted)
+                    .bind(::sqlx::types::Json(&outcome.errors))
+                    .bind(outcome.error_count)
+                    .bind(&outcome.failure)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| {
+                        super::StoreError::NotFound(format!("active sync run {run_id}"))
+                    })?
+                    .into();
+                Self::insert_event(&mut tx, &super::catalog::run_event(&finished)).await?;
+                tx.commit().await?;
+                Ok(finished)
+            }
+
+            async fn fail_stale_sync_runs(
+                &self,
+                before: ::chrono::DateTime<::chrono::Utc>,
+            ) -> super::StoreResult<Vec<super::SyncRun>> {
+                use super::catalog::{SyncRunRow, sql};
+                let stale = ::sqlx::query_as::<_, SyncRunRow>(sql::STALE_RUNS)
+                    .bind(before)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut failed = Vec::with_capacity(stale.len());
+                for run in stale.into_iter().map(super::SyncRun::from) {
+                    let mut tx = self.pool.begin().await?;
+                    // Another backend may have failed (or finished) it meanwhile: then no row.
+                    let row = ::sqlx::query_as::<_, SyncRunRow>(sql::FAIL_RUN)
+                        .bind(&run.merchant_id)
+                        .bind(&run.id)
+                        .bind(::chrono::Utc::now())
+                        .bind("The backend running this sync stopped before it finished")
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(row) = row {
+                        let run = super::SyncRun::from(row);
+                        Self::insert_event(&mut tx, &super::catalog::run_event(&run)).await?;
+                        tx.commit().await?;
+                        failed.push(run);
+                    }
+                }
+                Ok(failed)
+            }
+
+            async fn list_sync_runs(
+                &self,
+                merchant_id: &str,
+                after: Option<&super::PageKey>,
+                limit: u32,
+            ) -> super::StoreResult<Vec<super::SyncRun>> {
+                use super::catalog::{SyncRunRow, sql};
+                let limit = i64::from(limit);
+                let rows = match after {
+                    None => {
+                        ::sqlx::query_as::<_, SyncRunRow>(sql::LIST_RUNS_FIRST)
+                            .bind(merchant_id)
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                    Some(key) => {
+                        ::sqlx::query_as::<_, SyncRunRow>(sql::LIST_RUNS_AFTER)
+                            .bind(merchant_id)
+                            .bind(key.created_at)
+                            .bind(&key.id)
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                };
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn list_products(
+                &self,
+                merchant_id: &str,
+                after_sku: Option<&str>,
+                limit: u32,
+            ) -> super::StoreResult<Vec<super::Product>> {
+                use super::catalog::{ProductRow, sql};
+                let limit = i64::from(limit);
+                let rows = match after_sku {
+                    None => {
+                        ::sqlx::query_as::<_, ProductRow>(sql::LIST_PRODUCTS_FIRST)
+                            .bind(merchant_id)
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                    Some(sku) => {
+                        ::sqlx::query_as::<_, ProductRow>(sql::LIST_PRODUCTS_AFTER)
+                            .bind(merchant_id)
+                            .bind(sku)
+                            .bind(limit)
+                            .fetch_all(&self.pool)
+                            .await?
+                    }
+                };
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn count_products(&self, merchant_id: &str) -> super::StoreResult<i64> {
+                Ok(
+                    ::sqlx::query_scalar::<_, i64>(super::catalog::sql::COUNT_PRODUCTS)
+                        .bind(merchant_id)
+                        .fetch_one(&self.pool)
+                        .await?,
+                )
+            }
+        }
+
+        impl $store {
+            /// Writes `event` to the outbox inside the caller's transaction.
+            async fn insert_event(
+                tx: &mut ::sqlx::Transaction<'_, <Self as super::portable::HasDb>::Db>,
+                event: &super::NewEvent<'_>,
+            ) -> super::StoreResult<()> {
+                ::sqlx::query(super::catalog::sql::INSERT_EVENT)
+                    .bind(::mindshop_wire::ids::new_id("evt"))
+                    .bind(event.merchant_id)
+                    .bind(event.event_type)
+                    .bind(::sqlx::types::Json(&event.data))
+                    .bind(::chrono::Utc::now())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
         }
     };
 }
 
 pub(super) use portable_store_impl;
+
+/// The sqlx database a store type runs on, so shared code can name its transactions.
+pub(super) trait HasDb {
+    type Db: ::sqlx::Database;
+}

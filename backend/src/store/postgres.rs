@@ -29,3 +29,7 @@ impl PostgresStore {
 }
 
 super::portable::portable_store_impl!(PostgresStore);
+
+impl super::portable::HasDb for PostgresStore {
+    type Db = sqlx::Postgres;
+}

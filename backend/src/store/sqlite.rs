@@ -43,6 +43,10 @@ impl SqliteStore {
 
 super::portable::portable_store_impl!(SqliteStore);
 
+impl super::portable::HasDb for SqliteStore {
+    type Db = sqlx::Sqlite;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,413 @@
+//! Product sync, behind the portal (JWT with access to the merchant, or an admin):
+//! - `POST|PUT /api/merchants/{merchant_id}/sync/configure`: 201 when created (with the
+//!   webhook secret, shown this once), 200 when updated; `GET` returns it (404 if none).
+//! - `POST …/sync/upload` (multipart field `file`, CSV or JSON, at most 10 MB;
+//!   `?dryRun=true`, `?mode=replace`): one run, its counts and row errors.
+//! - `GET …/sync/status`: the active run with its progress, else the last run.
+//! - `GET …/sync/history?limit=&cursor=`: runs, newest first.
+//! - `POST …/sync/webhook-secret`: a new webhook secret, shown this once.
+//! - `GET …/products?limit=&cursor=` (portal) and `GET /api/products` (API key,
+//!   `products:read`): the catalog by SKU.
+
+mod input;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::access::{KeyAccess, PortalAccess, ProductsRead};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::routes::page;
+use crate::store::{Product, StoredMapping, SyncConfig, SyncRun};
+use crate::sync::import::{self, Import, ImportError, ImportReport, Mode};
+use crate::sync::parse::{FieldMapping, FileError, Format};
+use crate::{ApiError, AppState, Envelope, RequestContext};
+use input::ConfigInput;
+
+/// Largest catalog file an upload may carry.
+pub(crate) const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
+
+pub(super) fn router() -> Router<AppState> {
+    let base = "/api/merchants/{merchant_id}";
+    Router::new()
+        .route(
+            &format!("{base}/sync/configure"),
+            get(show_config).post(put_config).put(put_config),
+        )
+        .route(&format!("{base}/sync/upload"), post(upload))
+        .route(&format!("{base}/sync/status"), get(status))
+        .route(&format!("{base}/sync/history"), get(history))
+        .route(&format!("{base}/sync/webhook-secret"), post(rotate_secret))
+        .route(&format!("{base}/products"), get(portal_products))
+        .route("/api/products", get(key_products))
+}
+
+/// A configuration as shown; `webhookSecret` only when it was just made.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigView {
+    merchant_id: String,
+    sync_type: String,
+    schedule: Option<String>,
+    /// When a `scheduled` sync runs next (UTC).
+    next_run_at: Option<DateTime<Utc>>,
+    source_type: String,
+    source_url: Option<String>,
+    field_mapping: StoredMapping,
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_secret: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl ConfigView {
+    fn new(config: SyncConfig, show_secret: bool) -> Self {
+        let next_run_at = match (config.sync_type.as_str(), config.status.as_str()) {
+            ("scheduled", "active") => config
+                .schedule
+                .as_deref()
+                .and_then(|schedule| input::next_occurrence(schedule, Utc::now())),
+            _ => None,
+        };
+        Self {
+            merchant_id: config.merchant_id,
+            sync_type: config.sync_type,
+            schedule: config.schedule,
+            next_run_at,
+            source_type: config.source_type,
+            source_url: config.source_url,
+            field_mapping: config.field_mapping,
+            status: config.status,
+            webhook_secret: show_secret.then_some(config.webhook_secret),
+            created_at: config.created_at,
+            updated_at: config.updated_at,
+        }
+    }
+}
+
+async fn show_config(
+    State(state): State<AppState>,
+    access: PortalAccess,
+) -> Result<Envelope<ConfigView>, ApiError> {
+    let config = state
+        .store
+        .get_sync_config(&access.merchant_id)
+        .await?
+        .ok_or_else(no_config)?;
+    Ok(Envelope::new(
+        &access.context,
+        ConfigView::new(config, false),
+    ))
+}
+
+async fn put_config(
+    State(state): State<AppState>,
+    access: PortalAccess,
+    ApiJson(input): ApiJson<ConfigInput>,
+) -> Result<Envelope<ConfigView>, ApiError> {
+    let fields = input.validate()?;
+    let (config, created) = state
+        .store
+        .put_sync_config(&access.merchant_id, &fields, &new_webhook_secret())
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(Envelope::new(&access.context, ConfigView::new(config, created)).status(status))
+}
+
+async fn rotate_secret(
+    State(state): State<AppState>,
+    access: PortalAccess,
+) -> Result<Envelope<ConfigView>, ApiError> {
+    let config = state
+        .store
+        .rotate_sync_webhook_secret(&access.merchant_id, &new_webhook_secret())
+        .await
+        .map_err(|_| no_config())?;
+    Ok(Envelope::new(
+        &access.context,
+        ConfigView::new(config, true),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UploadQuery {
+    dry_run: Option<String>,
+    mode: Option<String>,
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    access: PortalAccess,
+    ApiQuery(query): ApiQuery<UploadQuery>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Envelope<ImportReport>, ApiError> {
+    let dry_run = match query.dry_run.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid("dryRun", "use true or false")),
+    };
+    let mode = match query.mode.as_deref() {
+        None | Some("upsert") => Mode::Upsert,
+        Some("replace") => Mode::Replace,
+        Some(_) => return Err(ApiError::invalid("mode", "use upsert or replace")),
+    };
+    let multipart = multipart.map_err(|_| ApiError::BadRequest {
+        code: "INVALID_UPLOAD",
+        message: "Send the file as multipart/form-data in a field named \"file\"".to_owned(),
+    })?;
+    let (format, bytes) = read_file_field(multipart).await?;
+
+    let config = state.store.get_sync_config(&access.merchant_id).await?;
+    let import = Import {
+        merchant_id: &access.merchant_id,
+        format,
+        bytes: &bytes,
+        mapping: config
+            .as_ref()
+            .map(|config| FieldMapping::from(&config.field_mapping)),
+        mode,
+        trigger: "upload",
+        source_type: "csv",
+    };
+    let report = if dry_run {
+        import::dry_run(&import)
+    } else {
+        import::run(state.store.as_ref(), &import).await
+    };
+    Ok(Envelope::new(
+        &access.context,
+        report.map_err(import_error)?,
+    ))
+}
+
+/// The `file` field: its format (by file name, else content type) and its bytes.
+async fn read_file_field(mut multipart: Multipart) -> Result<(Format, Vec<u8>), ApiError> {
+    let unreadable = |error: MultipartError| {
+        if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::BadRequest {
+                code: "INVALID_UPLOAD",
+                message: format!(
+                    "The multipart body could not be read: {}",
+                    error.body_text()
+                ),
+            }
+        }
+    };
+    while let Some(mut field) = multipart.next_field().await.map_err(unreadable)? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let format = file_format(field.file_name(), field.content_type()).ok_or_else(|| {
+            ApiError::BadRequest {
+                code: "UNSUPPORTED_FILE_TYPE",
+                message: "Unsupported file type. Please upload CSV or JSON.".to_owned(),
+            }
+        })?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(unreadable)? {
+            if bytes.len() + chunk.len() > MAX_UPLOAD_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        return Ok((format, bytes));
+    }
+    Err(ApiError::BadRequest {
+        code: "INVALID_UPLOAD",
+        message: "No file: send it in a multipart field named \"file\"".to_owned(),
+    })
+}
+
+/// CSV or JSON, by the file name's extension, else by the declared content type.
+fn file_format(file_name: Option<&str>, content_type: Option<&str>) -> Option<Format> {
+    let extension = file_name
+        .and_then(|name| name.rsplit_once('.'))
+        .map(|(_, extension)| extension.to_ascii_lowercase());
+    match extension.as_deref() {
+        Some("csv") => return Some(Format::Csv),
+        Some("json") => return Some(Format::Json),
+        _ => {}
+    }
+    let essence = content_type?
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "text/csv" | "application/csv" => Some(Format::Csv),
+        "application/json" | "text/json" => Some(Format::Json),
+        _ => None,
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::TooLarge(format!(
+        "The file is larger than {} MB",
+        MAX_UPLOAD_BYTES / (1024 * 1024)
+    ))
+}
+
+fn import_error(error: ImportError) -> ApiError {
+    match error {
+        ImportError::File(FileError::Empty) => ApiError::BadRequest {
+            code: "EMPTY_FILE",
+            message: "The file is empty".to_owned(),
+        },
+        ImportError::File(FileError::Malformed(message)) => ApiError::BadRequest {
+            code: "INVALID_FILE",
+            message,
+        },
+        ImportError::Busy(run_id) => ApiError::Conflict {
+            code: "SYNC_IN_PROGRESS",
+            message: format!("Sync run {run_id} is in progress; try again when it has finished"),
+        },
+        ImportError::Store(error) => error.into(),
+    }
+}
+
+async fn status(
+    State(state): State<AppState>,
+    access: PortalAccess,
+) -> Result<Envelope<SyncRun>, ApiError> {
+    // One run per merchant at a time, so the newest run is the active one if any.
+    let latest = state
+        .store
+        .list_sync_runs(&access.merchant_id, None, 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotFound("no sync has run yet".to_owned()))?;
+    Ok(Envelope::new(&access.context, latest))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Page<T> {
+    items: Vec<T>,
+    /// Pass as `?cursor=` for the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    access: PortalAccess,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Envelope<Page<SyncRun>>, ApiError> {
+    let limit = page::parse_limit(query.limit.as_deref())?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(page::decode_cursor)
+        .transpose()?;
+    let mut items = state
+        .store
+        .list_sync_runs(&access.merchant_id, after.as_ref(), limit + 1)
+        .await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|last| page::encode_cursor(&last.page_key()))
+    } else {
+        None
+    };
+    Ok(Envelope::new(&access.context, Page { items, next_cursor }))
+}
+
+async fn portal_products(
+    State(state): State<AppState>,
+    access: PortalAccess,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Envelope<Page<Product>>, ApiError> {
+    products(&state, &access.context, &access.merchant_id, &query).await
+}
+
+async fn key_products(
+    State(state): State<AppState>,
+    access: KeyAccess<ProductsRead>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Envelope<Page<Product>>, ApiError> {
+    products(&state, &access.context, &access.merchant_id, &query).await
+}
+
+async fn products(
+    state: &AppState,
+    context: &RequestContext,
+    merchant_id: &str,
+    query: &ListQuery,
+) -> Result<Envelope<Page<Product>>, ApiError> {
+    let limit = page::parse_limit(query.limit.as_deref())?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(page::decode_sku_cursor)
+        .transpose()?;
+    let mut items = state
+        .store
+        .list_products(merchant_id, after.as_deref(), limit + 1)
+        .await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|last| page::encode_sku_cursor(&last.sku))
+    } else {
+        None
+    };
+    Ok(Envelope::new(context, Page { items, next_cursor }))
+}
+
+fn no_config() -> ApiError {
+    ApiError::NotFound(
+        "No sync configuration yet: POST /api/merchants/{merchantId}/sync/configure".to_owned(),
+    )
+}
+
+/// A secret for `/sync/webhook` signatures: `whsec_` and 43 random letters and digits.
+fn new_webhook_secret() -> String {
+    use rand::Rng;
+    use rand::distr::Alphanumeric;
+    let random: String = rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(43)
+        .map(char::from)
+        .collect();
+    format!("whsec_{random}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_format_comes_from_the_name_then_the_content_type() {
+        assert_eq!(file_format(Some("p.CSV"), None), Some(Format::Csv));
+        assert_eq!(
+            file_format(Some("p.json"), Some("text/plain")),
+            Some(Format::Json)
+        );
+        assert_eq!(
+            file_format(Some("export"), Some("text/csv; charset=utf-8")),
+            Some(Format::Csv)
+        );
+        assert_eq!(file_format(Some("p.xlsx"), Some("application/zip")), None);
+        assert_eq!(file_format(None, None), None);
+    }
+}

@@ -1,0 +1,228 @@
+//! One sync run over a catalog file: parse, validate each row, upsert the good ones in
+//! batches (each batch its own transaction), record the run and its events.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::parse::{self, FieldMapping, FileError, Format};
+use crate::store::{NewSyncRun, RunError, RunOutcome, Store, StoreError, SyncRun, catalog};
+
+/// Rows written per transaction: large enough to amortise the round trips, small enough that a
+/// batch commits in milliseconds and a crash loses at most one.
+pub const BATCH_ROWS: usize = 500;
+
+/// How a run treats products that the file does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Upsert what the file holds; leave the rest.
+    Upsert,
+    /// A full-catalog feed: also delete the merchant's products absent from the file.
+    Replace,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Upsert => "upsert",
+            Self::Replace => "replace",
+        }
+    }
+}
+
+/// What to import.
+#[derive(Debug)]
+pub struct Import<'a> {
+    pub merchant_id: &'a str,
+    pub format: Format,
+    pub bytes: &'a [u8],
+    /// `None`: columns named like the targets.
+    pub mapping: Option<FieldMapping>,
+    pub mode: Mode,
+    /// `upload`, `trigger`, `schedule`, `webhook`.
+    pub trigger: &'static str,
+    pub source_type: &'a str,
+}
+
+/// The answer to an upload: the run's counts, or what a dry run found.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    pub run_id: Option<String>,
+    pub status: String,
+    pub dry_run: bool,
+    pub mode: &'static str,
+    pub products_processed: i64,
+    pub products_created: i64,
+    pub products_updated: i64,
+    pub products_unchanged: i64,
+    pub products_deleted: i64,
+    pub products_failed: i64,
+    pub errors: Vec<RunError>,
+    pub error_count: i64,
+}
+
+impl ImportReport {
+    fn from_run(run: SyncRun, mode: Mode) -> Self {
+        Self {
+            run_id: Some(run.id),
+            status: run.status,
+            dry_run: false,
+            mode: mode.label(),
+            products_processed: run.products_processed,
+            products_created: run.products_created,
+            products_updated: run.products_updated,
+            products_unchanged: run.products_unchanged,
+            products_deleted: run.products_deleted,
+            products_failed: run.products_failed,
+            errors: run.errors,
+            error_count: run.error_count,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file as a whole cannot be read; nothing was written.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The merchant has a run in progress (its id).
+    #[error("sync run {0} is in progress")]
+    Busy(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Row errors as a run keeps them: the first [`catalog::MAX_RUN_ERRORS`] and the total.
+#[derive(Debug, Default)]
+struct Errors {
+    kept: Vec<RunError>,
+    count: i64,
+}
+
+impl Errors {
+    fn push(&mut self, error: &parse::RowError) {
+        self.count += 1;
+        if self.kept.len() < catalog::MAX_RUN_ERRORS {
+            self.kept.push(error.into());
+        }
+    }
+}
+
+/// Validates every row without writing anything.
+pub fn dry_run(import: &Import<'_>) -> Result<ImportReport, ImportError> {
+    let mut processed = 0;
+    let mut errors = Errors::default();
+    for row in parse::records(import.format, import.bytes, import.mapping.as_ref())? {
+        processed += 1;
+        if let Err(error) = row {
+            errors.push(&error);
+        }
+    }
+    Ok(ImportReport {
+        run_id: None,
+        status: "validated".to_owned(),
+        dry_run: true,
+        mode: import.mode.label(),
+        products_processed: processed,
+        products_created: 0,
+        products_updated: 0,
+        products_unchanged: 0,
+        products_deleted: 0,
+        products_failed: errors.count,
+        errors: errors.kept,
+        error_count: errors.count,
+    })
+}
+
+/// Runs the import as a sync run in the history.
+pub async fn run(store: &dyn Store, import: &Import<'_>) -> Result<ImportReport, ImportError> {
+    // A file that cannot be read at all is refused before a run exists.
+    let rows = parse::records(import.format, import.bytes, import.mapping.as_ref())?;
+    let started = store
+        .start_sync_run(&NewSyncRun {
+            id: mindshop_wire::ids::new_id("run"),
+            merchant_id: import.merchant_id.to_owned(),
+            trigger: import.trigger.to_owned(),
+            source_type: import.source_type.to_owned(),
+            mode: import.mode.label().to_owned(),
+        })
+        .await;
+    let run = match started {
+        Ok(run) => run,
+        Err(StoreError::Conflict(_)) => {
+            let active = store.active_sync_run(import.merchant_id).await?;
+            return Err(ImportError::Busy(
+                active.map_or_else(|| "unknown".to_owned(), |run| run.id),
+            ));
+        }
+        Err(other) => return Err(other.into()),
+    };
+
+    let mut processed = 0;
+    let mut errors = Errors::default();
+    let mut seen = (import.mode == Mode::Replace).then(HashSet::new);
+    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    let mut written = Ok(());
+    for row in rows {
+        processed += 1;
+        match row {
+            Ok(record) => {
+                if let Some(seen) = &mut seen {
+                    seen.insert(record.sku.clone());
+                }
+                batch.push(record);
+            }
+            Err(error) => errors.push(&error),
+        }
+        if batch.len() == BATCH_ROWS {
+            written = store
+                .apply_product_batch(import.merchant_id, &run.id, &batch)
+                .await
+                .map(drop);
+            batch.clear();
+            if written.is_err() {
+                break;
+            }
+        }
+    }
+    if written.is_ok() && !batch.is_empty() {
+        written = store
+            .apply_product_batch(import.merchant_id, &run.id, &batch)
+            .await
+            .map(drop);
+    }
+
+    // In replace mode a product whose row was refused is not "absent": delete nothing then.
+    if errors.count > 0 && seen.take().is_some() {
+        errors.kept.insert(
+            0,
+            RunError {
+                row: 0,
+                field: String::new(),
+                message: format!(
+                    "replace mode removed no products because {} rows were refused; fix them \
+                     and upload again",
+                    errors.count
+                ),
+            },
+        );
+    }
+    let failure = written.as_ref().err().map(|error| {
+        tracing::error!(run_id = %run.id, %error, "sync batch failed");
+        "Writing the products failed; the products of the batches before were kept".to_owned()
+    });
+    let outcome = RunOutcome {
+        failure,
+        processed,
+        failed: errors.count,
+        errors: errors.kept,
+        error_count: errors.count,
+        keep_only: seen,
+    };
+    let finished = store
+        .finish_sync_run(import.merchant_id, &run.id, &outcome)
+        .await?;
+    written?;
+    Ok(ImportReport::from_run(finished, import.mode))
+}
