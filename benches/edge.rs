@@ -218,6 +218,7 @@ async fn redis_answers(url: &str) -> bool {
 
 #[tokio::main]
 async fn main() {
+    mindshop_backend::install_crypto_provider();
     let setting = |name: &str, default: u64| -> u64 {
         std::env::var(name)
             .ok()

@@ -25,6 +25,7 @@ use tracing_subscriber::EnvFilter;
 use cli::{Cli, Command, ConfigCommand};
 
 fn main() -> ExitCode {
+    mindshop_backend::install_crypto_provider();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,

@@ -455,3 +455,214 @@ async fn api_keys_with_products_read_see_their_own_catalog_only() {
     let refused = list(no_products.key).await.failure(403, "FORBIDDEN");
     assert_eq!(refused["requiredPermissions"], json!(["products:read"]));
 }
+
+/// A catalog feed on loopback: `GET /feed.csv` answers `body` after `delay`; every other path
+/// is a 404.
+async fn feed(body: &'static str, delay: std::time::Duration) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/feed.csv",
+        axum::routing::get(move || async move {
+            tokio::time::sleep(delay).await;
+            ([("content-type", "text/csv")], body)
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    address
+}
+
+/// Polls `…/sync/status` until the run is no longer `processing`.
+async fn settled(server: &Server, token: &str) -> Value {
+    for _ in 0..100 {
+        let status = get(server, token, &format!("{BASE}/sync/status")).await.success(200);
+        if status["status"] != "processing" && status["status"] != "pending" {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the sync run did not finish in 10 s");
+}
+
+async fn serve_allowing_loopback_sources() -> (Server, String, String) {
+    let workdir = Workdir::new();
+    create_merchant(&workdir, "acme", &["merchant-store.com"]);
+    create_merchant(&workdir, "globex", &["globex-store.com"]);
+    let acme = portal_token(&workdir, "acme", &[]);
+    let globex = portal_token(&workdir, "globex", &[]);
+    let server = Launch::serve()
+        .env("MINDSHOP_SYNC_ALLOW_PRIVATE_SOURCES", "true")
+        .start_in(workdir)
+        .await;
+    (server, acme, globex)
+}
+
+#[tokio::test]
+async fn a_trigger_pulls_the_api_source_in_the_background() {
+    let (server, acme, _) = serve_allowing_loopback_sources().await;
+    let source = feed("id,name,cost\nF1,Fan,29.5\nF2,Heater,x\n", std::time::Duration::from_millis(700)).await;
+    configure(
+        &server,
+        &acme,
+        "POST",
+        json!({
+            "syncType": "manual", "sourceType": "api",
+            "sourceUrl": format!("http://{source}/feed.csv"), "sourceAuth": "Bearer feed-token",
+            "fieldMapping": {"sku": "id", "title": "name", "price": "cost"}
+        }),
+    )
+    .await
+    .success(201);
+
+    let trigger = || Reply::of(client().post(server.url(&format!("{BASE}/sync/trigger"))).bearer_auth(&acme));
+    let started = trigger().await.success(202);
+    assert_eq!(started["status"], "processing", "{started}");
+    let run_id = started["id"].as_str().unwrap().to_owned();
+    // While it runs, a second trigger is refused and names it.
+    let busy = trigger().await.failure(409, "SYNC_IN_PROGRESS");
+    assert!(busy["error"].as_str().unwrap().contains(&run_id), "{busy}");
+
+    let done = settled(&server, &acme).await;
+    assert_eq!(done["id"], run_id.as_str());
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["trigger"], "trigger");
+    assert_eq!(done["productsCreated"], 1);
+    assert_eq!(done["productsFailed"], 1);
+    assert_eq!(done["errors"][0]["field"], "price");
+    assert_eq!(catalog(&server, &acme).await, owned(&[("F1", "Fan")]));
+
+    // A source that is not there: the run fails and says why.
+    configure(
+        &server,
+        &acme,
+        "PUT",
+        json!({
+            "syncType": "manual", "sourceType": "api",
+            "sourceUrl": format!("http://{source}/missing.csv"),
+            "fieldMapping": {"sku": "id", "title": "name"}
+        }),
+    )
+    .await
+    .success(200);
+    trigger().await.success(202);
+    let failed = settled(&server, &acme).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["failure"].as_str().unwrap().contains("HTTP 404"), "{failed}");
+    assert_eq!(catalog(&server, &acme).await, owned(&[("F1", "Fan")]));
+}
+
+#[tokio::test]
+async fn sources_on_the_internal_network_are_refused_by_default() {
+    let (server, acme, _) = portal().await;
+    let source = feed("sku,title\nX,Y\n", std::time::Duration::ZERO).await;
+    configure(
+        &server,
+        &acme,
+        "POST",
+        json!({
+            "syncType": "manual", "sourceType": "api",
+            "sourceUrl": format!("http://{source}/feed.csv"),
+            "fieldMapping": {"sku": "sku", "title": "title"}
+        }),
+    )
+    .await
+    .success(201);
+    Reply::of(client().post(server.url(&format!("{BASE}/sync/trigger"))).bearer_auth(&acme))
+        .await
+        .success(202);
+    let failed = settled(&server, &acme).await;
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["failure"].as_str().unwrap().contains("127.0.0.1"), "{failed}");
+    assert!(catalog(&server, &acme).await.is_empty());
+
+    // A csv configuration has nothing to pull.
+    configure(
+        &server,
+        &acme,
+        "PUT",
+        json!({"syncType": "manual", "sourceType": "csv", "fieldMapping": {"sku": "sku", "title": "title"}}),
+    )
+    .await
+    .success(200);
+    Reply::of(client().post(server.url(&format!("{BASE}/sync/trigger"))).bearer_auth(&acme))
+        .await
+        .failure(400, "NOTHING_TO_PULL");
+}
+
+/// A push as a merchant's platform signs it: hex HMAC-SHA256 of the raw body.
+async fn push(server: &Server, secret: &str, body: &str, timestamp: u64) -> Reply {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let signature = hex::encode(mac.finalize().into_bytes());
+    Reply::of(
+        client()
+            .post(server.url(&format!("{BASE}/sync/webhook")))
+            .header("content-type", "application/json")
+            .header("X-Webhook-Signature", signature)
+            .header("X-Webhook-Timestamp", timestamp.to_string())
+            .body(body.to_owned()),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_platform_pushes_upserts_and_deletions_signed_with_the_secret() {
+    let (server, acme, _) = portal().await;
+    let config = configure(
+        &server,
+        &acme,
+        "POST",
+        json!({"syncType": "webhook", "sourceType": "api", "sourceUrl": "https://shop.example/feed",
+               "fieldMapping": {"sku": "id", "title": "name"}}),
+    )
+    .await
+    .success(201);
+    let secret = config["webhookSecret"].as_str().unwrap().to_owned();
+    let now = support::pipeline::unix_now();
+
+    let first = r#"{"products": [{"id": "W1", "name": "Wok"}, {"id": "W2", "name": "Pan"}]}"#;
+    let report = push(&server, &secret, first, now).await.success(200);
+    assert_eq!(report["productsCreated"], 2, "{report}");
+
+    // Wrong secret, stale timestamp, a body other than the signed one: 401, nothing written.
+    let evil = r#"{"deleted": ["W1", "W2"]}"#;
+    push(&server, "whsec_guess", evil, now).await.failure(401, "INVALID_SIGNATURE");
+    push(&server, &secret, evil, now - 301).await.failure(401, "INVALID_SIGNATURE");
+    let forged = Reply::of(
+        client()
+            .post(server.url(&format!("{BASE}/sync/webhook")))
+            .header("X-Webhook-Signature", "00".repeat(32))
+            .header("X-Webhook-Timestamp", now.to_string())
+            .body(evil),
+    )
+    .await;
+    forged.failure(401, "INVALID_SIGNATURE");
+    assert_eq!(catalog(&server, &acme).await, owned(&[("W1", "Wok"), ("W2", "Pan")]));
+
+    let second = r#"{"products": [{"id": "W1", "name": "Carbon wok"}], "deleted": ["W2"]}"#;
+    let report = push(&server, &secret, second, now).await.success(200);
+    assert_eq!((report["productsUpdated"].as_i64(), report["productsDeleted"].as_i64()), (Some(1), Some(1)), "{report}");
+    assert_eq!(catalog(&server, &acme).await, owned(&[("W1", "Carbon wok")]));
+    let runs = history(&server, &acme).await;
+    assert_eq!(runs[0]["trigger"], "webhook");
+
+    // Rotating the secret retires the old one.
+    let rotated = Reply::of(client().post(server.url(&format!("{BASE}/sync/webhook-secret"))).bearer_auth(&acme))
+        .await
+        .success(200);
+    let new_secret = rotated["webhookSecret"].as_str().unwrap();
+    assert_ne!(new_secret, secret);
+    push(&server, &secret, second, now).await.failure(401, "INVALID_SIGNATURE");
+    push(&server, new_secret, second, now).await.success(200);
+    // A merchant without a configuration looks the same as a bad signature.
+    let other = Reply::of(
+        client()
+            .post(server.url("/api/merchants/globex/sync/webhook"))
+            .header("X-Webhook-Signature", "00".repeat(32))
+            .header("X-Webhook-Timestamp", now.to_string())
+            .body("{}"),
+    )
+    .await;
+    other.failure(401, "INVALID_SIGNATURE");
+}

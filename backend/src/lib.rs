@@ -41,6 +41,13 @@ pub use envelope::Envelope;
 pub use error::ApiError;
 use store::Store;
 
+/// Makes ring the process's TLS crypto provider, as sqlx and redis already use it; reqwest
+/// (sync pulls, S3) is built without a provider of its own. Safe to call more than once.
+pub fn install_crypto_provider() {
+    // Err only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// What every handler may use.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -53,11 +60,15 @@ pub struct AppState {
     /// Largest body a handler may read: the edge's `edge.max_body_bytes`, so a body the edge
     /// let through is never refused again with a different answer.
     pub max_body_bytes: usize,
+    /// Product sync's background pulls and schedules.
+    pub sync: Arc<sync::Runner>,
 }
 
 impl AppState {
     pub fn new(config: &Config, store: Arc<dyn Store>, internal_secret: &str) -> Self {
+        install_crypto_provider();
         Self {
+            sync: Arc::new(sync::Runner::new(Arc::clone(&store), config.sync.clone())),
             store,
             signer: IdentitySigner::new(internal_secret.as_bytes()),
             max_clock_skew_secs: config.internal.max_clock_skew_secs,
@@ -90,9 +101,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(addr = ?listener.local_addr().ok(), "backend listening");
-    axum::serve(listener, app(state))
+    let scheduler = Arc::clone(&state.sync).spawn_scheduler();
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    scheduler.abort();
+    served
 }
 
 /// Builders shared by the unit tests of the routers.

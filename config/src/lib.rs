@@ -31,6 +31,7 @@ mod policy;
 mod redact;
 mod secret;
 mod sections;
+mod sync;
 mod validate;
 
 use std::io;
@@ -42,6 +43,7 @@ use serde::{Deserialize, Serialize};
 pub use error::ConfigError;
 pub use policy::{CorsConfig, LimitStore, LimitsConfig, OnLimitStoreError, RedisConfig};
 pub use secret::Secret;
+pub use sync::SyncSettings;
 pub use sections::{
     AuthConfig, BackendConfig, DataConfig, DatabaseConfig, DatabaseKind, EdgeConfig,
     InternalConfig, JwtAlgorithm, LogConfig, LogFormat,
@@ -74,6 +76,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[redis]`: the shared store for limits across edges.
     pub redis: RedisConfig,
+    /// `[sync]`: product sync's pulls and schedules.
+    pub sync: SyncSettings,
 }
 
 impl Config {

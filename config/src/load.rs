@@ -23,6 +23,7 @@ pub(crate) fn key_guide() -> Table {
     sample.auth.jwt_issuer = Some(String::new());
     sample.auth.jwt_audience = Some(String::new());
     sample.redis.url = Some(Secret::new(String::new()));
+    sample.sync.s3_endpoint = Some(String::new());
     Table::try_from(&sample).expect("the default config serializes to a TOML table")
 }
 

@@ -115,6 +115,20 @@ impl Config {
             }
         }
 
+        let sync = &self.sync;
+        positive("sync.scheduler_interval_secs", sync.scheduler_interval_secs)?;
+        positive("sync.stale_run_secs", sync.stale_run_secs)?;
+        positive("sync.fetch_timeout_secs", sync.fetch_timeout_secs)?;
+        positive("sync.max_fetch_bytes", sync.max_fetch_bytes)?;
+        if let Some(endpoint) = &sync.s3_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(
+                "sync.s3_endpoint",
+                "must be an http:// or https:// URL",
+            ));
+        }
+
         let limits = &self.limits;
         positive("limits.window_secs", limits.window_secs)?;
         for (key, limit) in [

@@ -77,6 +77,7 @@ pub fn free_addr() -> SocketAddr {
 /// An HTTP client for the tests: no proxy from the environment, a bound on every request so a
 /// hang fails the test instead of stalling it.
 pub fn client() -> reqwest::Client {
+    mindshop_backend::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(15))

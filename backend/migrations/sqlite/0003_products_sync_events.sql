@@ -25,9 +25,16 @@ CREATE TABLE sync_configs (
     field_mapping  TEXT NOT NULL,
     status         TEXT NOT NULL CHECK (status IN ('active', 'disabled')),
     webhook_secret TEXT NOT NULL,
+    -- Sent with pulls: the Authorization header of an api source, user:password of an ftp
+    -- source, access key id:secret of an s3 source. Never shown back.
+    source_auth    TEXT,
+    -- When a scheduled sync is due next; the backend that advances it runs it.
+    next_run_at    TEXT,
     created_at     TEXT NOT NULL,
     updated_at     TEXT NOT NULL
 );
+
+CREATE INDEX sync_configs_due ON sync_configs (next_run_at);
 
 CREATE TABLE sync_runs (
     id                 TEXT PRIMARY KEY,

@@ -3,6 +3,10 @@
 //!   webhook secret, shown this once), 200 when updated; `GET` returns it (404 if none).
 //! - `POST …/sync/upload` (multipart field `file`, CSV or JSON, at most 10 MB;
 //!   `?dryRun=true`, `?mode=replace`): one run, its counts and row errors.
+//! - `POST …/sync/trigger`: pull the configured source now, in the background: 202 and the
+//!   run; 409 naming the active run while one is in progress.
+//! - `POST …/sync/webhook`: the merchant's platform pushes upserts and deletions; not a portal
+//!   route, authenticated by the HMAC of the raw body with the configuration's webhook secret.
 //! - `GET …/sync/status`: the active run with its progress, else the last run.
 //! - `GET …/sync/history?limit=&cursor=`: runs, newest first.
 //! - `POST …/sync/webhook-secret`: a new webhook secret, shown this once.
@@ -10,17 +14,19 @@
 //!   `products:read`): the catalog by SKU.
 
 mod input;
+mod webhook;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{KeyAccess, PortalAccess, ProductsRead};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::page;
 use crate::store::{Product, StoredMapping, SyncConfig, SyncRun};
 use crate::sync::import::{self, Import, ImportError, ImportReport, Mode};
@@ -39,6 +45,8 @@ pub(super) fn router() -> Router<AppState> {
             get(show_config).post(put_config).put(put_config),
         )
         .route(&format!("{base}/sync/upload"), post(upload))
+        .route(&format!("{base}/sync/trigger"), post(trigger))
+        .route(&format!("{base}/sync/webhook"), post(push))
         .route(&format!("{base}/sync/status"), get(status))
         .route(&format!("{base}/sync/history"), get(history))
         .route(&format!("{base}/sync/webhook-secret"), post(rotate_secret))
@@ -56,7 +64,10 @@ struct ConfigView {
     /// When a `scheduled` sync runs next (UTC).
     next_run_at: Option<DateTime<Utc>>,
     source_type: String,
+    /// As configured, with any password in it masked.
     source_url: Option<String>,
+    /// Whether pull credentials (`sourceAuth`) are stored; they are never shown.
+    source_auth_set: bool,
     field_mapping: StoredMapping,
     status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,20 +78,14 @@ struct ConfigView {
 
 impl ConfigView {
     fn new(config: SyncConfig, show_secret: bool) -> Self {
-        let next_run_at = match (config.sync_type.as_str(), config.status.as_str()) {
-            ("scheduled", "active") => config
-                .schedule
-                .as_deref()
-                .and_then(|schedule| input::next_occurrence(schedule, Utc::now())),
-            _ => None,
-        };
         Self {
             merchant_id: config.merchant_id,
             sync_type: config.sync_type,
             schedule: config.schedule,
-            next_run_at,
+            next_run_at: config.next_run_at,
             source_type: config.source_type,
-            source_url: config.source_url,
+            source_url: config.source_url.as_deref().map(mask_password),
+            source_auth_set: config.source_auth.is_some(),
             field_mapping: config.field_mapping,
             status: config.status,
             webhook_secret: show_secret.then_some(config.webhook_secret),
@@ -278,6 +283,101 @@ fn import_error(error: ImportError) -> ApiError {
     }
 }
 
+async fn trigger(
+    State(state): State<AppState>,
+    access: PortalAccess,
+) -> Result<Envelope<SyncRun>, ApiError> {
+    let config = state
+        .store
+        .get_sync_config(&access.merchant_id)
+        .await?
+        .ok_or_else(no_config)?;
+    if config.status != "active" {
+        return Err(disabled());
+    }
+    if config.source_type == "csv" {
+        return Err(ApiError::BadRequest {
+            code: "NOTHING_TO_PULL",
+            message: "sourceType csv has nothing to pull: upload files with POST \
+                      /api/merchants/{merchantId}/sync/upload"
+                .to_owned(),
+        });
+    }
+    let run = state
+        .sync
+        .start_pull(config, "trigger")
+        .await
+        .map_err(import_error)?;
+    Ok(Envelope::new(&access.context, run).status(StatusCode::ACCEPTED))
+}
+
+/// A platform's push: products to upsert (through the field mapping) and SKUs to delete.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Push {
+    #[serde(default)]
+    products: Vec<serde_json::Value>,
+    #[serde(default)]
+    deleted: Vec<String>,
+}
+
+/// Most SKUs one push may delete.
+const MAX_PUSH_DELETIONS: usize = 10_000;
+
+async fn push(
+    State(state): State<AppState>,
+    context: RequestContext,
+    ApiPath(merchant_id): ApiPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Envelope<ImportReport>, ApiError> {
+    let config = state.store.get_sync_config(&merchant_id).await?;
+    // An unknown merchant and a wrong signature look alike to the caller.
+    let secret = config.as_ref().map(|c| c.webhook_secret.as_bytes());
+    webhook::verify(secret, &headers, &body, Utc::now().timestamp())?;
+    let config = config.ok_or_else(|| ApiError::Internal("verified without a secret".to_owned()))?;
+    if config.status != "active" {
+        return Err(disabled());
+    }
+    let push: Push = serde_json::from_slice(&body).map_err(|error| ApiError::BadRequest {
+        code: "INVALID_JSON",
+        message: format!(
+            "The push must be {{\"products\": [...], \"deleted\": [\"sku\", ...]}}: {error}"
+        ),
+    })?;
+    if push.deleted.len() > MAX_PUSH_DELETIONS {
+        return Err(ApiError::invalid(
+            "deleted",
+            format!("at most {MAX_PUSH_DELETIONS} SKUs per push"),
+        ));
+    }
+    let products = serde_json::to_vec(&push.products)
+        .map_err(|error| ApiError::Internal(error.to_string()))?;
+    let import = Import {
+        merchant_id: &merchant_id,
+        format: Format::Json,
+        bytes: &products,
+        mapping: Some(FieldMapping::from(&config.field_mapping)),
+        mode: Mode::Upsert,
+        trigger: "webhook",
+        source_type: "webhook",
+    };
+    let run = import::start(state.store.as_ref(), &merchant_id, "webhook", "webhook", Mode::Upsert)
+        .await
+        .map_err(import_error)?;
+    let report = import::apply(state.store.as_ref(), &run, &import, push.deleted)
+        .await
+        .map_err(import_error)?;
+    Ok(Envelope::new(&context, report))
+}
+
+fn disabled() -> ApiError {
+    ApiError::Conflict {
+        code: "SYNC_DISABLED",
+        message: "The sync configuration is disabled; set its status to active".to_owned(),
+    }
+}
+
 async fn status(
     State(state): State<AppState>,
     access: PortalAccess,
@@ -374,6 +474,22 @@ async fn products(
     Ok(Envelope::new(context, Page { items, next_cursor }))
 }
 
+/// `scheme://user:password@host/…` with the password replaced by `***`.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_owned() };
+            format!("{scheme}://{masked}@{host}{}", &rest[authority_end..])
+        }
+        None => url.to_owned(),
+    }
+}
+
 fn no_config() -> ApiError {
     ApiError::NotFound(
         "No sync configuration yet: POST /api/merchants/{merchantId}/sync/configure".to_owned(),
@@ -395,6 +511,16 @@ fn new_webhook_secret() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_source_urls_are_masked() {
+        assert_eq!(
+            mask_password("ftp://shop:hunter2@files.example/p.csv"),
+            "ftp://shop:***@files.example/p.csv"
+        );
+        assert_eq!(mask_password("ftp://shop@files.example/p.csv"), "ftp://shop@files.example/p.csv");
+        assert_eq!(mask_password("https://files.example/a@b.csv"), "https://files.example/a@b.csv");
+    }
 
     #[test]
     fn the_format_comes_from_the_name_then_the_content_type() {

@@ -96,6 +96,10 @@ pub struct SyncConfig {
     /// Verifies pushes to `/sync/webhook`; shown once, when created or rotated.
     #[serde(skip)]
     pub webhook_secret: String,
+    /// Credentials sent with pulls; never shown.
+    #[serde(skip)]
+    pub source_auth: Option<String>,
+    pub next_run_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -109,6 +113,10 @@ pub struct SyncConfigFields {
     pub source_url: Option<String>,
     pub field_mapping: StoredMapping,
     pub status: String,
+    /// `None` keeps the stored credentials, `Some("")` removes them.
+    pub source_auth: Option<String>,
+    /// When a scheduled sync is due next (`None` unless scheduled and active).
+    pub next_run_at: Option<DateTime<Utc>>,
 }
 
 /// How a run ended up, as the history shows it.
@@ -172,6 +180,8 @@ pub struct RunOutcome {
     /// In `replace` mode, the SKUs the source held: every other product of the merchant is
     /// deleted when the run completes.
     pub keep_only: Option<std::collections::HashSet<String>>,
+    /// SKUs to delete when the run completes (a platform's push of deletions).
+    pub delete: Vec<String>,
 }
 
 impl SyncRun {
@@ -259,6 +269,8 @@ pub(super) struct SyncConfigRow {
     field_mapping: sqlx::types::Json<StoredMapping>,
     status: String,
     webhook_secret: String,
+    source_auth: Option<String>,
+    next_run_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -274,6 +286,8 @@ impl From<SyncConfigRow> for SyncConfig {
             field_mapping: row.field_mapping.0,
             status: row.status,
             webhook_secret: row.webhook_secret,
+            source_auth: row.source_auth,
+            next_run_at: row.next_run_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -330,12 +344,18 @@ impl From<SyncRunRow> for SyncRun {
 /// SQL that both databases accept as written. Every statement names the merchant.
 pub(super) mod sql {
     pub const PUT_CONFIG: &str = "INSERT INTO sync_configs (merchant_id, sync_type, schedule, source_type, source_url, \
-         field_mapping, status, webhook_secret, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         field_mapping, status, webhook_secret, source_auth, next_run_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9, ''), $10, $11, $11) \
          ON CONFLICT (merchant_id) DO UPDATE SET sync_type = excluded.sync_type, \
          schedule = excluded.schedule, source_type = excluded.source_type, \
          source_url = excluded.source_url, field_mapping = excluded.field_mapping, \
-         status = excluded.status, updated_at = excluded.updated_at RETURNING *";
+         status = excluded.status, next_run_at = excluded.next_run_at, \
+         source_auth = NULLIF(COALESCE($9, sync_configs.source_auth), ''), \
+         updated_at = excluded.updated_at RETURNING *";
+    pub const DUE_CONFIGS: &str = "SELECT * FROM sync_configs WHERE status = 'active' \
+         AND sync_type = 'scheduled' AND next_run_at <= $1 ORDER BY next_run_at LIMIT 100";
+    pub const CLAIM_SCHEDULE: &str = "UPDATE sync_configs SET next_run_at = $3 \
+         WHERE merchant_id = $1 AND next_run_at = $2";
     pub const GET_CONFIG: &str = "SELECT * FROM sync_configs WHERE merchant_id = $1";
     pub const ROTATE_SECRET: &str = "UPDATE sync_configs SET webhook_secret = $2, updated_at = $3 \
          WHERE merchant_id = $1 RETURNING *";

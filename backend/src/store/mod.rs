@@ -204,6 +204,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         new_secret: &str,
     ) -> StoreResult<(SyncConfig, bool)>;
     async fn get_sync_config(&self, merchant_id: &str) -> StoreResult<Option<SyncConfig>>;
+    /// Active scheduled configurations whose `next_run_at` is not after `now` (at most 100).
+    async fn due_sync_configs(&self, now: DateTime<Utc>) -> StoreResult<Vec<SyncConfig>>;
+    /// Moves a due schedule from `due` to `next`; true for the one caller that did it, so
+    /// with several backends each scheduled run happens once.
+    async fn claim_scheduled_sync(
+        &self,
+        merchant_id: &str,
+        due: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> StoreResult<bool>;
     /// Replaces the webhook secret; [`StoreError::NotFound`] if there is no configuration.
     async fn rotate_sync_webhook_secret(
         &self,

@@ -369,6 +369,8 @@ macro_rules! portable_store_impl {
                     .bind(::sqlx::types::Json(&fields.field_mapping))
                     .bind(&fields.status)
                     .bind(new_secret)
+                    .bind(&fields.source_auth)
+                    .bind(fields.next_run_at)
                     .bind(now)
                     .fetch_one(&mut *tx)
                     .await
@@ -387,6 +389,33 @@ macro_rules! portable_store_impl {
                     .fetch_optional(&self.pool)
                     .await?;
                 Ok(row.map(Into::into))
+            }
+
+            async fn due_sync_configs(
+                &self,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> super::StoreResult<Vec<super::SyncConfig>> {
+                use super::catalog::{SyncConfigRow, sql};
+                let rows = ::sqlx::query_as::<_, SyncConfigRow>(sql::DUE_CONFIGS)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn claim_scheduled_sync(
+                &self,
+                merchant_id: &str,
+                due: ::chrono::DateTime<::chrono::Utc>,
+                next: Option<::chrono::DateTime<::chrono::Utc>>,
+            ) -> super::StoreResult<bool> {
+                let done = ::sqlx::query(super::catalog::sql::CLAIM_SCHEDULE)
+                    .bind(merchant_id)
+                    .bind(due)
+                    .bind(next)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn rotate_sync_webhook_secret(
@@ -552,6 +581,21 @@ macro_rules! portable_store_impl {
                     for chunk in absent.chunks(500) {
                         let mut delete =
                             ::sqlx::QueryBuilder::new("DELETE FROM products WHERE merchant_id = ");
+                        delete.push_bind(merchant_id).push(" AND sku IN (");
+                        let mut skus = delete.separated(", ");
+                        for sku in chunk {
+                            skus.push_bind(sku);
+                        }
+                        skus.push_unseparated(")");
+                        let done = delete.build().execute(&mut *tx).await?;
+                        deleted += i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
+                    }
+                }
+                if outcome.failure.is_none() {
+                    for chunk in outcome.delete.chunks(500) {
+                        let mut delete = ::sqlx::QueryBuilder::new(
+                            "DELETE FROM products WHERE merchant_id = ",
+                        );
                         delete.push_bind(merchant_id).push(" AND sku IN (");
                         let mut skus = delete.separated(", ");
                         for sku in chunk {

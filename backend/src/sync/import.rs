@@ -135,30 +135,86 @@ pub fn dry_run(import: &Import<'_>) -> Result<ImportReport, ImportError> {
     })
 }
 
-/// Runs the import as a sync run in the history.
+/// Runs the import as a sync run in the history: a file that cannot be read at all is
+/// refused before any run exists.
 pub async fn run(store: &dyn Store, import: &Import<'_>) -> Result<ImportReport, ImportError> {
-    // A file that cannot be read at all is refused before a run exists.
-    let rows = parse::records(import.format, import.bytes, import.mapping.as_ref())?;
+    drop(parse::records(import.format, import.bytes, import.mapping.as_ref())?);
+    let run = start(
+        store,
+        import.merchant_id,
+        import.trigger,
+        import.source_type,
+        import.mode,
+    )
+    .await?;
+    apply(store, &run, import, Vec::new()).await
+}
+
+/// Starts a run (`processing`); [`ImportError::Busy`] names the merchant's active run.
+pub async fn start(
+    store: &dyn Store,
+    merchant_id: &str,
+    trigger: &str,
+    source_type: &str,
+    mode: Mode,
+) -> Result<SyncRun, ImportError> {
     let started = store
         .start_sync_run(&NewSyncRun {
             id: mindshop_wire::ids::new_id("run"),
-            merchant_id: import.merchant_id.to_owned(),
-            trigger: import.trigger.to_owned(),
-            source_type: import.source_type.to_owned(),
-            mode: import.mode.label().to_owned(),
+            merchant_id: merchant_id.to_owned(),
+            trigger: trigger.to_owned(),
+            source_type: source_type.to_owned(),
+            mode: mode.label().to_owned(),
         })
         .await;
-    let run = match started {
-        Ok(run) => run,
+    match started {
+        Ok(run) => Ok(run),
         Err(StoreError::Conflict(_)) => {
-            let active = store.active_sync_run(import.merchant_id).await?;
-            return Err(ImportError::Busy(
+            let active = store.active_sync_run(merchant_id).await?;
+            Err(ImportError::Busy(
                 active.map_or_else(|| "unknown".to_owned(), |run| run.id),
-            ));
+            ))
         }
-        Err(other) => return Err(other.into()),
-    };
+        Err(other) => Err(other.into()),
+    }
+}
 
+/// Ends `run` as failed with `reason` (shown to the merchant in the history).
+pub async fn fail(store: &dyn Store, run: &SyncRun, reason: String) -> Result<SyncRun, StoreError> {
+    let failed = store
+        .finish_sync_run(
+            &run.merchant_id,
+            &run.id,
+            &RunOutcome {
+                failure: Some(reason),
+                processed: 0,
+                failed: 0,
+                errors: Vec::new(),
+                error_count: 0,
+                keep_only: None,
+                delete: Vec::new(),
+            },
+        )
+        .await?;
+    super::metrics::finished(&failed);
+    Ok(failed)
+}
+
+/// Applies the file of `import` to the started `run` and finishes it; `delete` names SKUs to
+/// remove as well (a platform push). A file that cannot be read fails the run with the reason.
+pub async fn apply(
+    store: &dyn Store,
+    run: &SyncRun,
+    import: &Import<'_>,
+    delete: Vec<String>,
+) -> Result<ImportReport, ImportError> {
+    let rows = match parse::records(import.format, import.bytes, import.mapping.as_ref()) {
+        Ok(rows) => rows,
+        Err(error) => {
+            fail(store, run, format!("The file could not be read: {error}")).await?;
+            return Err(error.into());
+        }
+    };
     let mut processed = 0;
     let mut errors = Errors::default();
     let mut seen = (import.mode == Mode::Replace).then(HashSet::new);
@@ -219,10 +275,12 @@ pub async fn run(store: &dyn Store, import: &Import<'_>) -> Result<ImportReport,
         errors: errors.kept,
         error_count: errors.count,
         keep_only: seen,
+        delete,
     };
     let finished = store
         .finish_sync_run(import.merchant_id, &run.id, &outcome)
         .await?;
+    super::metrics::finished(&finished);
     written?;
     Ok(ImportReport::from_run(finished, import.mode))
 }

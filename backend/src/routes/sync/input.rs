@@ -1,16 +1,14 @@
 //! A sync configuration as a merchant writes it, and its rules. Every field is checked and
 //! every bad one is named in the one answer, so a form can show them all at once.
 
-use std::str::FromStr;
-
 use axum::http::Uri;
-use chrono::{DateTime, Utc};
-use croner::Cron;
+use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::ApiError;
 use crate::store::{StoredMapping, SyncConfigFields};
+use crate::sync::schedule::{next_occurrence, parse_schedule};
 
 const SYNC_TYPES: [&str; 3] = ["scheduled", "webhook", "manual"];
 const SOURCE_TYPES: [&str; 4] = ["api", "ftp", "s3", "csv"];
@@ -26,6 +24,7 @@ const TARGETS: [&str; 7] = [
 ];
 const MAX_URL_BYTES: usize = 2048;
 const MAX_COLUMN_CHARS: usize = 200;
+const MAX_AUTH_BYTES: usize = 4096;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -36,25 +35,8 @@ pub(crate) struct ConfigInput {
     source_url: Option<String>,
     field_mapping: Option<Map<String, Value>>,
     status: Option<String>,
-}
-
-/// The next time `schedule` (five-field cron, UTC) fires after `now`.
-pub(crate) fn next_occurrence(schedule: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    parse_schedule(schedule)
-        .ok()?
-        .find_next_occurrence(&now, false)
-        .ok()
-}
-
-/// A five-field cron expression (minute hour day-of-month month day-of-week), in UTC.
-fn parse_schedule(schedule: &str) -> Result<Cron, String> {
-    let fields = schedule.split_whitespace().count();
-    if fields != 5 {
-        return Err(format!(
-            "must be a cron expression of 5 fields (minute hour day month weekday), got {fields}"
-        ));
-    }
-    Cron::from_str(schedule).map_err(|error| format!("is not a valid cron expression: {error}"))
+    /// Write-only credentials for pulls; absent keeps the stored ones, `""` removes them.
+    source_auth: Option<String>,
 }
 
 impl ConfigInput {
@@ -124,10 +106,26 @@ impl ConfigInput {
             Some(mapping) => check_mapping(mapping, &mut refuse),
         };
 
+        let source_auth = self.source_auth.map(|auth| auth.trim().to_owned());
+        if let Some(auth) = &source_auth
+            && (auth.len() > MAX_AUTH_BYTES || auth.chars().any(char::is_control))
+        {
+            refuse(
+                "sourceAuth",
+                format!("must be at most {MAX_AUTH_BYTES} bytes without control characters"),
+            );
+        }
+
         match (sync_type, source_type, status, field_mapping) {
             (Some(sync_type), Some(source_type), Some(status), Some(field_mapping))
                 if errors.is_empty() =>
             {
+                let next_run_at = match (sync_type.as_str(), status.as_str(), &schedule) {
+                    ("scheduled", "active", Some(schedule)) => {
+                        next_occurrence(schedule, Utc::now())
+                    }
+                    _ => None,
+                };
                 Ok(SyncConfigFields {
                     sync_type,
                     schedule,
@@ -135,6 +133,8 @@ impl ConfigInput {
                     source_url,
                     field_mapping,
                     status,
+                    source_auth,
+                    next_run_at,
                 })
             }
             _ => Err(ApiError::Invalid(errors)),

@@ -1,0 +1,41 @@
+//! `[sync]`: how the backend pulls catalogs (schedules, timeouts, size caps, which addresses
+//! and which S3 endpoint it may reach).
+
+use serde::{Deserialize, Serialize};
+
+/// Product sync's pulls and schedules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSettings {
+    /// How often each backend looks for scheduled syncs that are due and for runs whose backend
+    /// died, in seconds.
+    pub scheduler_interval_secs: u64,
+    /// A run whose backend has reported no progress for this long is marked failed.
+    pub stale_run_secs: u64,
+    /// Longest a pull (connect, transfer) may take, in seconds.
+    pub fetch_timeout_secs: u64,
+    /// Largest file a pull may fetch, in bytes.
+    pub max_fetch_bytes: u64,
+    /// Let `api` and `ftp` sources resolve to loopback, private or link-local addresses (local
+    /// development and tests); refused by default so a merchant cannot make the backend fetch
+    /// from the internal network.
+    pub allow_private_sources: bool,
+    /// Region for `s3` sources.
+    pub s3_region: String,
+    /// Endpoint of an S3-compatible store (MinIO, Ceph, moto); unset means AWS.
+    pub s3_endpoint: Option<String>,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            scheduler_interval_secs: 30,
+            stale_run_secs: 120,
+            fetch_timeout_secs: 60,
+            max_fetch_bytes: 100 * 1024 * 1024,
+            allow_private_sources: false,
+            s3_region: "us-east-1".to_owned(),
+            s3_endpoint: None,
+        }
+    }
+}
