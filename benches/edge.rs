@@ -16,13 +16,16 @@
 //! it does not answer). Load generator and servers share this machine's cores: compare rows
 //! with each other, not with numbers from elsewhere.
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+mod common;
+
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
+use common::{Process, admin_json, free_addr, mindshop};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mindshop");
 const SECRET: &str = "bench-internal-secret-0123456789abcdef";
 
 struct Row {
@@ -48,46 +51,6 @@ impl Row {
         let index = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
         self.latencies_us[index] as f64 / 1000.0
     }
-}
-
-/// Kills the child on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
-
-fn mindshop(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut command = Command::new(BIN);
-    command.args(args).current_dir(dir).stdin(Stdio::null());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("MINDSHOP_") || name == "RUST_LOG" {
-            command.env_remove(name);
-        }
-    }
-    command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
-    command
-}
-
-fn admin_json(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let output = mindshop(dir, args, &[])
-        .output()
-        .expect("run an admin command");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("admin JSON")
 }
 
 /// Starts `mindshop edge` in front of `origin` and waits for `/health`.
@@ -257,6 +220,7 @@ async fn main() {
             "--domain",
             "bench.example",
         ],
+        &[],
     );
     let key = admin_json(
         dir,
@@ -269,6 +233,7 @@ async fn main() {
             "--kind",
             "secret",
         ],
+        &[],
     )["key"]
         .as_str()
         .expect("a key")

@@ -71,7 +71,7 @@ async fn an_unusable_request_id_is_replaced_by_a_generated_one() {
 }
 
 #[tokio::test]
-async fn unknown_routes_get_404_envelopes_from_the_edge_and_the_backend() {
+async fn unknown_routes_and_methods_get_envelopes_from_the_edge_and_the_backend() {
     let server = Launch::serve().start().await;
     let client = client();
 
@@ -79,17 +79,18 @@ async fn unknown_routes_get_404_envelopes_from_the_edge_and_the_backend() {
     reply.failure(404, "ROUTE_NOT_FOUND");
     assert!(is_uuid(reply.request_id()), "{reply:?}");
 
-    // A known prefix that needs no credential at the edge reaches the backend, which has no
-    // such route.
+    // A route that needs no credential at the edge reaches the backend, which answers a method
+    // it does not serve with 405 and the methods it does.
     let reply = Reply::of(
         client
             .get(server.url("/api/merchants/acme/sync/webhook"))
-            .header("X-Request-ID", "req-404"),
+            .header("X-Request-ID", "req-405"),
     )
     .await;
-    let envelope = reply.failure(404, "NOT_FOUND");
-    assert_eq!(reply.request_id(), "req-404");
-    assert_eq!(envelope["requestId"], "req-404");
+    let envelope = reply.failure(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(reply.header("allow"), Some("POST"));
+    assert_eq!(reply.request_id(), "req-405");
+    assert_eq!(envelope["requestId"], "req-405");
 }
 
 #[tokio::test]

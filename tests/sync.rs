@@ -475,7 +475,9 @@ async fn feed(body: &'static str, delay: std::time::Duration) -> std::net::Socke
 /// Polls `…/sync/status` until the run is no longer `processing`.
 async fn settled(server: &Server, token: &str) -> Value {
     for _ in 0..100 {
-        let status = get(server, token, &format!("{BASE}/sync/status")).await.success(200);
+        let status = get(server, token, &format!("{BASE}/sync/status"))
+            .await
+            .success(200);
         if status["status"] != "processing" && status["status"] != "pending" {
             return status;
         }
@@ -500,7 +502,11 @@ async fn serve_allowing_loopback_sources() -> (Server, String, String) {
 #[tokio::test]
 async fn a_trigger_pulls_the_api_source_in_the_background() {
     let (server, acme, _) = serve_allowing_loopback_sources().await;
-    let source = feed("id,name,cost\nF1,Fan,29.5\nF2,Heater,x\n", std::time::Duration::from_millis(700)).await;
+    let source = feed(
+        "id,name,cost\nF1,Fan,29.5\nF2,Heater,x\n",
+        std::time::Duration::from_millis(700),
+    )
+    .await;
     configure(
         &server,
         &acme,
@@ -514,7 +520,13 @@ async fn a_trigger_pulls_the_api_source_in_the_background() {
     .await
     .success(201);
 
-    let trigger = || Reply::of(client().post(server.url(&format!("{BASE}/sync/trigger"))).bearer_auth(&acme));
+    let trigger = || {
+        Reply::of(
+            client()
+                .post(server.url(&format!("{BASE}/sync/trigger")))
+                .bearer_auth(&acme),
+        )
+    };
     let started = trigger().await.success(202);
     assert_eq!(started["status"], "processing", "{started}");
     let run_id = started["id"].as_str().unwrap().to_owned();
@@ -547,7 +559,10 @@ async fn a_trigger_pulls_the_api_source_in_the_background() {
     trigger().await.success(202);
     let failed = settled(&server, &acme).await;
     assert_eq!(failed["status"], "failed", "{failed}");
-    assert!(failed["failure"].as_str().unwrap().contains("HTTP 404"), "{failed}");
+    assert!(
+        failed["failure"].as_str().unwrap().contains("HTTP 404"),
+        "{failed}"
+    );
     assert_eq!(catalog(&server, &acme).await, owned(&[("F1", "Fan")]));
 }
 
@@ -567,12 +582,19 @@ async fn sources_on_the_internal_network_are_refused_by_default() {
     )
     .await
     .success(201);
-    Reply::of(client().post(server.url(&format!("{BASE}/sync/trigger"))).bearer_auth(&acme))
-        .await
-        .success(202);
+    Reply::of(
+        client()
+            .post(server.url(&format!("{BASE}/sync/trigger")))
+            .bearer_auth(&acme),
+    )
+    .await
+    .success(202);
     let failed = settled(&server, &acme).await;
     assert_eq!(failed["status"], "failed");
-    assert!(failed["failure"].as_str().unwrap().contains("127.0.0.1"), "{failed}");
+    assert!(
+        failed["failure"].as_str().unwrap().contains("127.0.0.1"),
+        "{failed}"
+    );
     assert!(catalog(&server, &acme).await.is_empty());
 
     // A csv configuration has nothing to pull.
@@ -584,9 +606,13 @@ async fn sources_on_the_internal_network_are_refused_by_default() {
     )
     .await
     .success(200);
-    Reply::of(client().post(server.url(&format!("{BASE}/sync/trigger"))).bearer_auth(&acme))
-        .await
-        .failure(400, "NOTHING_TO_PULL");
+    Reply::of(
+        client()
+            .post(server.url(&format!("{BASE}/sync/trigger")))
+            .bearer_auth(&acme),
+    )
+    .await
+    .failure(400, "NOTHING_TO_PULL");
 }
 
 /// A push as a merchant's platform signs it: hex HMAC-SHA256 of the raw body.
@@ -627,8 +653,12 @@ async fn the_platform_pushes_upserts_and_deletions_signed_with_the_secret() {
 
     // Wrong secret, stale timestamp, a body other than the signed one: 401, nothing written.
     let evil = r#"{"deleted": ["W1", "W2"]}"#;
-    push(&server, "whsec_guess", evil, now).await.failure(401, "INVALID_SIGNATURE");
-    push(&server, &secret, evil, now - 301).await.failure(401, "INVALID_SIGNATURE");
+    push(&server, "whsec_guess", evil, now)
+        .await
+        .failure(401, "INVALID_SIGNATURE");
+    push(&server, &secret, evil, now - 301)
+        .await
+        .failure(401, "INVALID_SIGNATURE");
     let forged = Reply::of(
         client()
             .post(server.url(&format!("{BASE}/sync/webhook")))
@@ -638,22 +668,41 @@ async fn the_platform_pushes_upserts_and_deletions_signed_with_the_secret() {
     )
     .await;
     forged.failure(401, "INVALID_SIGNATURE");
-    assert_eq!(catalog(&server, &acme).await, owned(&[("W1", "Wok"), ("W2", "Pan")]));
+    assert_eq!(
+        catalog(&server, &acme).await,
+        owned(&[("W1", "Wok"), ("W2", "Pan")])
+    );
 
     let second = r#"{"products": [{"id": "W1", "name": "Carbon wok"}], "deleted": ["W2"]}"#;
     let report = push(&server, &secret, second, now).await.success(200);
-    assert_eq!((report["productsUpdated"].as_i64(), report["productsDeleted"].as_i64()), (Some(1), Some(1)), "{report}");
-    assert_eq!(catalog(&server, &acme).await, owned(&[("W1", "Carbon wok")]));
+    assert_eq!(
+        (
+            report["productsUpdated"].as_i64(),
+            report["productsDeleted"].as_i64()
+        ),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    assert_eq!(
+        catalog(&server, &acme).await,
+        owned(&[("W1", "Carbon wok")])
+    );
     let runs = history(&server, &acme).await;
     assert_eq!(runs[0]["trigger"], "webhook");
 
     // Rotating the secret retires the old one.
-    let rotated = Reply::of(client().post(server.url(&format!("{BASE}/sync/webhook-secret"))).bearer_auth(&acme))
-        .await
-        .success(200);
+    let rotated = Reply::of(
+        client()
+            .post(server.url(&format!("{BASE}/sync/webhook-secret")))
+            .bearer_auth(&acme),
+    )
+    .await
+    .success(200);
     let new_secret = rotated["webhookSecret"].as_str().unwrap();
     assert_ne!(new_secret, secret);
-    push(&server, &secret, second, now).await.failure(401, "INVALID_SIGNATURE");
+    push(&server, &secret, second, now)
+        .await
+        .failure(401, "INVALID_SIGNATURE");
     push(&server, new_secret, second, now).await.success(200);
     // A merchant without a configuration looks the same as a bad signature.
     let other = Reply::of(

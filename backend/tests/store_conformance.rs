@@ -3,8 +3,10 @@
 //!
 //! # Layout
 //! - The checks: one `async fn name(store: &dyn Store)` each, written once, knowing nothing of
-//!   the database underneath.
-//! - `conformance!`: turns the list of checks into `sqlite::<check>` and `postgres::<check>` tests.
+//!   the database underneath. The few that must see what the interface does not show (the
+//!   events outbox, a second backend on the same rows) take a [`RawDatabase`] as well.
+//! - `conformance!`: turns the lists of checks into `sqlite::<check>` and `postgres::<check>`
+//!   tests.
 //! - `on_sqlite` / `on_postgres`: give every test a store on a database of its own (a file in a
 //!   temp dir; a freshly created PostgreSQL database), so parallel tests and reruns never see
 //!   each other's rows.
@@ -16,18 +18,23 @@
 //!     cargo test -p mindshop-backend --test store_conformance -- --include-ignored
 //! ```
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use mindshop_backend::store::catalog::ProductRecord;
 use mindshop_backend::store::{
-    self, ApiKey, ChatSession, Document, DocumentFields, MerchantSettings, NewApiKey,
-    NewChatSession, NewDocument, NewMerchant, SessionEnding, Store, StoreError,
+    self, ApiKey, BatchCounts, ChatSession, Document, DocumentFields, MerchantSettings, NewApiKey,
+    NewChatSession, NewDocument, NewMerchant, NewSyncRun, Product, RunError, RunOutcome,
+    SessionEnding, Store, StoreError, StoredMapping, SyncConfig, SyncConfigFields, SyncRun,
 };
 use mindshop_config::DatabaseConfig;
 use mindshop_wire::api_key::{self, KeyEnv, KeyKind};
-use sqlx::{Connection, PgConnection};
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::{Connection, PgConnection, SqliteConnection};
 
 // ---------------------------------------------------------------------------------------------
 // The checks
@@ -1146,6 +1153,1173 @@ async fn calls_fail_after_close(store: &dyn Store) {
     );
 }
 
+async fn sync_config_is_created_then_updated_keeping_its_secret(store: &dyn Store) {
+    for id in ["m-sync", "m-other"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    assert_eq!(store.get_sync_config("m-sync").await.expect("get"), None);
+
+    let fields = scheduled_config(Some(at("2030-01-02T03:04:05.123456Z")));
+    let before = Utc::now();
+    let (created, is_new) = store
+        .put_sync_config("m-sync", &fields, "whsec_first")
+        .await
+        .expect("put sync config");
+    let after = Utc::now();
+    assert!(is_new, "the first put creates the configuration");
+    assert_eq!(created.merchant_id, "m-sync");
+    assert_eq!(created.webhook_secret, "whsec_first");
+    assert_config_holds(&created, &fields);
+    assert_eq!(created.source_auth.as_deref(), Some("Bearer feed-token"));
+    assert_stamped_between(created.created_at, before, after, "config created_at");
+    assert_eq!(created.updated_at, created.created_at);
+    assert_eq!(
+        store.get_sync_config("m-sync").await.expect("get"),
+        Some(created.clone())
+    );
+    assert_eq!(
+        store.get_sync_config("m-other").await.expect("get"),
+        None,
+        "another merchant has no configuration"
+    );
+
+    next_instant().await;
+    let manual = SyncConfigFields {
+        sync_type: "manual".to_owned(),
+        schedule: None,
+        source_type: "csv".to_owned(),
+        source_url: None,
+        field_mapping: StoredMapping {
+            sku: "SKU".to_owned(),
+            title: "Name".to_owned(),
+            description: None,
+            price: None,
+            image_url: None,
+            category: None,
+            in_stock: None,
+        },
+        status: "disabled".to_owned(),
+        source_auth: None,
+        next_run_at: None,
+    };
+    let (updated, is_new) = store
+        .put_sync_config("m-sync", &manual, "whsec_second")
+        .await
+        .expect("put sync config");
+    assert!(!is_new, "a second put updates");
+    assert_eq!(
+        updated.webhook_secret, "whsec_first",
+        "an update keeps the webhook secret merchants already verify with"
+    );
+    assert_config_holds(&updated, &manual);
+    assert_eq!(
+        updated.source_auth.as_deref(),
+        Some("Bearer feed-token"),
+        "no source_auth keeps the stored credentials"
+    );
+    assert_eq!(updated.created_at, created.created_at);
+    assert!(updated.updated_at > created.updated_at, "updated_at moves");
+    assert_eq!(
+        store.get_sync_config("m-sync").await.expect("get"),
+        Some(updated)
+    );
+
+    let put_auth = |auth: Option<&str>| {
+        let fields = SyncConfigFields {
+            source_auth: auth.map(str::to_owned),
+            ..manual.clone()
+        };
+        async move {
+            let (config, is_new) = store
+                .put_sync_config("m-sync", &fields, "whsec_ignored")
+                .await
+                .expect("put sync config");
+            assert!(!is_new);
+            assert_eq!(config.webhook_secret, "whsec_first");
+            config.source_auth
+        }
+    };
+    assert_eq!(
+        put_auth(Some("")).await,
+        None,
+        "an empty source_auth clears it"
+    );
+    assert_eq!(put_auth(None).await, None, "cleared stays cleared");
+    assert_eq!(
+        put_auth(Some("user:pa55")).await.as_deref(),
+        Some("user:pa55"),
+        "a source_auth replaces it"
+    );
+    assert_eq!(
+        put_auth(None).await.as_deref(),
+        Some("user:pa55"),
+        "and is kept by the next put without one"
+    );
+    let stored = store
+        .get_sync_config("m-sync")
+        .await
+        .expect("get")
+        .expect("configured");
+    assert_eq!(stored.source_auth.as_deref(), Some("user:pa55"));
+    assert_eq!(stored.webhook_secret, "whsec_first");
+
+    let (other, is_new) = store
+        .put_sync_config(
+            "m-other",
+            &SyncConfigFields {
+                source_auth: Some(String::new()),
+                ..fields.clone()
+            },
+            "whsec_other",
+        )
+        .await
+        .expect("put sync config");
+    assert!(is_new);
+    assert_eq!(other.source_auth, None, "an empty source_auth stores none");
+    assert_eq!(other.webhook_secret, "whsec_other");
+
+    let err = store
+        .put_sync_config("m-ghost", &fields, "whsec_ghost")
+        .await
+        .expect_err("no such merchant");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+    assert_eq!(store.get_sync_config("m-ghost").await.expect("get"), None);
+}
+
+async fn rotating_the_webhook_secret_replaces_only_it(store: &dyn Store) {
+    for id in ["m-rot", "m-other"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    let err = store
+        .rotate_sync_webhook_secret("m-rot", "whsec_new")
+        .await
+        .expect_err("nothing to rotate");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+    assert_eq!(
+        store.get_sync_config("m-rot").await.expect("get"),
+        None,
+        "rotating does not create a configuration"
+    );
+
+    let fields = scheduled_config(Some(at("2030-01-02T03:04:05Z")));
+    let (config, _) = store
+        .put_sync_config("m-rot", &fields, "whsec_old")
+        .await
+        .expect("put sync config");
+    let (other, _) = store
+        .put_sync_config("m-other", &fields, "whsec_other")
+        .await
+        .expect("put sync config");
+    next_instant().await;
+
+    let rotated = store
+        .rotate_sync_webhook_secret("m-rot", "whsec_new")
+        .await
+        .expect("rotate");
+    assert_eq!(
+        rotated,
+        SyncConfig {
+            webhook_secret: "whsec_new".to_owned(),
+            updated_at: rotated.updated_at,
+            ..config.clone()
+        },
+        "rotating changes the secret and nothing else"
+    );
+    assert!(rotated.updated_at > config.updated_at);
+    assert_eq!(
+        store.get_sync_config("m-rot").await.expect("get"),
+        Some(rotated)
+    );
+    assert_eq!(
+        store.get_sync_config("m-other").await.expect("get"),
+        Some(other),
+        "another merchant's secret is untouched"
+    );
+
+    let (again, is_new) = store
+        .put_sync_config("m-rot", &fields, "whsec_ignored")
+        .await
+        .expect("put sync config");
+    assert!(!is_new);
+    assert_eq!(
+        again.webhook_secret, "whsec_new",
+        "a later update keeps the rotated secret"
+    );
+}
+
+async fn one_active_sync_run_per_merchant(store: &dyn Store) {
+    for id in ["m-run", "m-other"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    assert_eq!(store.active_sync_run("m-run").await.expect("active"), None);
+
+    let before = Utc::now();
+    let first = store
+        .start_sync_run(&new_run("run-1", "m-run"))
+        .await
+        .expect("start run");
+    let after = Utc::now();
+    assert_eq!(
+        first,
+        SyncRun {
+            id: "run-1".to_owned(),
+            merchant_id: "m-run".to_owned(),
+            status: "processing".to_owned(),
+            trigger: "upload".to_owned(),
+            source_type: "csv".to_owned(),
+            mode: "upsert".to_owned(),
+            started_at: first.started_at,
+            completed_at: None,
+            products_processed: 0,
+            products_created: 0,
+            products_updated: 0,
+            products_unchanged: 0,
+            products_deleted: 0,
+            products_failed: 0,
+            errors: Vec::new(),
+            error_count: 0,
+            failure: None,
+        }
+    );
+    assert_stamped_between(first.started_at, before, after, "run started_at");
+    assert_eq!(
+        store.active_sync_run("m-run").await.expect("active"),
+        Some(first.clone())
+    );
+
+    let err = store
+        .start_sync_run(&new_run("run-2", "m-run"))
+        .await
+        .expect_err("a second active run for the merchant");
+    assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
+    assert_eq!(
+        store.active_sync_run("m-run").await.expect("active"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.list_sync_runs("m-run", None, 10).await.expect("list"),
+        std::slice::from_ref(&first),
+        "the refused run was not stored"
+    );
+
+    let other = store
+        .start_sync_run(&new_run("run-other", "m-other"))
+        .await
+        .expect("another merchant starts its own run");
+    assert_eq!(
+        store.active_sync_run("m-other").await.expect("active"),
+        Some(other.clone())
+    );
+
+    let err = store
+        .start_sync_run(&new_run("run-ghost", "m-ghost"))
+        .await
+        .expect_err("no such merchant");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+
+    let finished = store
+        .finish_sync_run("m-run", "run-1", &completed(0))
+        .await
+        .expect("finish run");
+    assert_eq!(finished.status, "completed");
+    assert_eq!(store.active_sync_run("m-run").await.expect("active"), None);
+    let second = store
+        .start_sync_run(&new_run("run-2", "m-run"))
+        .await
+        .expect("after finishing, a new run can start");
+    assert_eq!(
+        store.active_sync_run("m-run").await.expect("active"),
+        Some(second.clone())
+    );
+
+    for (merchant, run, why) in [
+        ("m-run", "run-1", "finished already"),
+        ("m-run", "run-other", "another merchant's run"),
+        ("m-run", "run-ghost", "no such run"),
+    ] {
+        let err = store
+            .finish_sync_run(merchant, run, &completed(0))
+            .await
+            .expect_err(why);
+        assert!(matches!(err, StoreError::NotFound(_)), "{why}: got {err:?}");
+    }
+    assert_eq!(
+        store.list_sync_runs("m-run", None, 10).await.expect("list"),
+        [second, finished],
+        "finishing a run that is not active changes nothing"
+    );
+    assert_eq!(
+        store.active_sync_run("m-other").await.expect("active"),
+        Some(other),
+        "the other merchant's run is still going"
+    );
+}
+
+async fn product_batches_write_only_what_changed(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-cat", "Catalog"))
+        .await
+        .expect("create merchant");
+    store
+        .start_sync_run(&new_run("run-cat", "m-cat"))
+        .await
+        .expect("start run");
+    let apply = |records: Vec<ProductRecord>| async move {
+        store
+            .apply_product_batch("m-cat", "run-cat", &records)
+            .await
+            .expect("apply batch")
+    };
+
+    let records = vec![
+        ProductRecord {
+            sku: "sku-a".to_owned(),
+            title: "Trail shoe 🥾 \"Grip\"".to_owned(),
+            description: Some("Soles for wet rock — Sohlen für nassen Fels".to_owned()),
+            price: Some(89.95),
+            image_url: Some("https://img.test/a.png?w=640".to_owned()),
+            category: Some("Footwear".to_owned()),
+            in_stock: Some(true),
+        },
+        ProductRecord {
+            in_stock: Some(false),
+            price: Some(0.0),
+            ..record("sku-b", "Rain jacket")
+        },
+        record("sku-c", "Wool socks"),
+    ];
+    let before = Utc::now();
+    assert_eq!(
+        apply(records.clone()).await,
+        BatchCounts {
+            created: 3,
+            updated: 0,
+            unchanged: 0
+        }
+    );
+    let after = Utc::now();
+    let stored = store
+        .list_products("m-cat", None, 10)
+        .await
+        .expect("list products");
+    assert_eq!(
+        stored.iter().map(record_of).collect::<Vec<_>>(),
+        records,
+        "every field round-trips"
+    );
+    for product in &stored {
+        assert_eq!(product.merchant_id, "m-cat");
+        assert!(product.id.starts_with("prod_"), "id {:?}", product.id);
+        assert_stamped_between(product.created_at, before, after, "product created_at");
+        assert_eq!(product.updated_at, product.created_at);
+    }
+
+    next_instant().await;
+    assert_eq!(
+        apply(records.clone()).await,
+        BatchCounts {
+            created: 0,
+            updated: 0,
+            unchanged: 3
+        }
+    );
+    assert_eq!(
+        store.list_products("m-cat", None, 10).await.expect("list"),
+        stored,
+        "an unchanged batch rewrites nothing: same ids, same updated_at"
+    );
+
+    next_instant().await;
+    let mut renamed = records.clone();
+    renamed[1].title = "Rain jacket (2025)".to_owned();
+    let before = Utc::now();
+    assert_eq!(
+        apply(renamed.clone()).await,
+        BatchCounts {
+            created: 0,
+            updated: 1,
+            unchanged: 2
+        }
+    );
+    let after = Utc::now();
+    let listed = store.list_products("m-cat", None, 10).await.expect("list");
+    assert_eq!(listed[0], stored[0], "unchanged products are untouched");
+    assert_eq!(listed[2], stored[2], "unchanged products are untouched");
+    assert_eq!(record_of(&listed[1]), renamed[1]);
+    assert_eq!(listed[1].id, stored[1].id, "an update keeps the product id");
+    assert_eq!(listed[1].created_at, stored[1].created_at);
+    assert_stamped_between(listed[1].updated_at, before, after, "product updated_at");
+
+    // Each field on its own is a change, clearing one included.
+    type Edit = fn(&mut ProductRecord);
+    let edits: [(&str, Edit); 7] = [
+        ("title", |r| r.title = "Trail shoe II".to_owned()),
+        ("description", |r| r.description = None),
+        ("price", |r| r.price = Some(89.94)),
+        ("image_url", |r| r.image_url = None),
+        ("category", |r| r.category = Some("footwear".to_owned())),
+        ("in_stock", |r| r.in_stock = Some(false)),
+        ("in_stock cleared", |r| r.in_stock = None),
+    ];
+    let mut shoe = records[0].clone();
+    for (what, edit) in edits {
+        edit(&mut shoe);
+        assert_eq!(
+            apply(vec![shoe.clone()]).await,
+            BatchCounts {
+                created: 0,
+                updated: 1,
+                unchanged: 0
+            },
+            "changing {what} updates the product"
+        );
+        let listed = store.list_products("m-cat", None, 1).await.expect("list");
+        assert_eq!(record_of(&listed[0]), shoe, "after changing {what}");
+    }
+
+    // Within one batch the last row of a SKU wins, and is not an error.
+    assert_eq!(
+        apply(vec![
+            record("sku-d", "first"),
+            renamed[1].clone(),
+            record("sku-d", "second"),
+        ])
+        .await,
+        BatchCounts {
+            created: 1,
+            updated: 0,
+            unchanged: 1
+        }
+    );
+    let listed = store.list_products("m-cat", None, 10).await.expect("list");
+    assert_eq!(skus(&listed), ["sku-a", "sku-b", "sku-c", "sku-d"]);
+    assert_eq!(listed[3].title, "second");
+    assert_eq!(store.count_products("m-cat").await.expect("count"), 4);
+    assert_eq!(
+        apply(Vec::new()).await,
+        BatchCounts::default(),
+        "an empty batch does nothing"
+    );
+}
+
+async fn finishing_a_run_records_its_outcome(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-fin", "Finish"))
+        .await
+        .expect("create merchant");
+    store
+        .start_sync_run(&new_run("run-fin", "m-fin"))
+        .await
+        .expect("start run");
+    let first = [record("sku-a", "A"), record("sku-b", "B")];
+    store
+        .apply_product_batch("m-fin", "run-fin", &first)
+        .await
+        .expect("apply batch");
+    let second = [
+        record("sku-a", "A"),
+        record("sku-b", "B, renamed"),
+        record("sku-c", "C"),
+    ];
+    store
+        .apply_product_batch("m-fin", "run-fin", &second)
+        .await
+        .expect("apply batch");
+
+    let running = store
+        .active_sync_run("m-fin")
+        .await
+        .expect("active")
+        .expect("the run is still active");
+    assert_eq!(
+        (
+            running.products_processed,
+            running.products_created,
+            running.products_updated,
+            running.products_unchanged,
+        ),
+        (5, 3, 1, 1),
+        "progress adds up the batches while the run goes"
+    );
+    assert_eq!(running.status, "processing");
+
+    let errors = vec![
+        RunError {
+            row: 4,
+            field: "price".to_owned(),
+            message: "not a number: \"abc\"".to_owned(),
+        },
+        RunError {
+            row: 9,
+            field: String::new(),
+            message: "the row has 2 columns, the header 5".to_owned(),
+        },
+    ];
+    let outcome = RunOutcome {
+        failure: None,
+        processed: 250,
+        failed: 245,
+        errors: errors.clone(),
+        // More errors than the run keeps: the total says how many there were.
+        error_count: 245,
+        keep_only: None,
+        delete: Vec::new(),
+    };
+    let before = Utc::now();
+    let finished = store
+        .finish_sync_run("m-fin", "run-fin", &outcome)
+        .await
+        .expect("finish run");
+    let after = Utc::now();
+    let completed_at = finished.completed_at.expect("completed_at is set");
+    assert_stamped_between(completed_at, before, after, "run completed_at");
+    assert_eq!(
+        finished,
+        SyncRun {
+            status: "completed".to_owned(),
+            completed_at: Some(completed_at),
+            products_processed: 250,
+            products_failed: 245,
+            products_deleted: 0,
+            errors,
+            error_count: 245,
+            failure: None,
+            ..running
+        },
+        "the outcome as given, the batches' counts kept"
+    );
+    assert_eq!(store.active_sync_run("m-fin").await.expect("active"), None);
+    assert_eq!(
+        store.list_sync_runs("m-fin", None, 10).await.expect("list"),
+        [finished]
+    );
+    assert_eq!(store.count_products("m-fin").await.expect("count"), 3);
+}
+
+async fn replace_and_delete_remove_only_the_merchants_products(store: &dyn Store) {
+    for id in ["m-rep", "m-other"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    let catalog = [
+        record("sku-1", "One"),
+        record("sku-2", "Two"),
+        record("sku-3", "Three"),
+    ];
+    store
+        .start_sync_run(&new_run("run-other", "m-other"))
+        .await
+        .expect("start run");
+    store
+        .apply_product_batch("m-other", "run-other", &catalog)
+        .await
+        .expect("apply batch");
+    store
+        .finish_sync_run("m-other", "run-other", &completed(3))
+        .await
+        .expect("finish run");
+
+    store
+        .start_sync_run(&NewSyncRun {
+            mode: "replace".to_owned(),
+            ..new_run("run-replace", "m-rep")
+        })
+        .await
+        .expect("start run");
+    store
+        .apply_product_batch("m-rep", "run-replace", &catalog)
+        .await
+        .expect("apply batch");
+    let replaced = store
+        .finish_sync_run(
+            "m-rep",
+            "run-replace",
+            &RunOutcome {
+                keep_only: Some(HashSet::from(["sku-2".to_owned()])),
+                ..completed(3)
+            },
+        )
+        .await
+        .expect("finish run");
+    assert_eq!(replaced.status, "completed");
+    assert_eq!(replaced.products_deleted, 2);
+    let rep_skus = |merchant: &'static str| async move {
+        let listed = store.list_products(merchant, None, 10).await.expect("list");
+        skus(&listed)
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rep_skus("m-rep").await,
+        ["sku-2"],
+        "only the kept SKU is left"
+    );
+    assert_eq!(
+        rep_skus("m-other").await,
+        ["sku-1", "sku-2", "sku-3"],
+        "another merchant's products with the same SKUs stay"
+    );
+
+    // A push of deletions: unknown SKUs are no error and count for nothing.
+    store
+        .start_sync_run(&new_run("run-delete", "m-rep"))
+        .await
+        .expect("start run");
+    store
+        .apply_product_batch("m-rep", "run-delete", &[record("sku-4", "Four")])
+        .await
+        .expect("apply batch");
+    let deleted = store
+        .finish_sync_run(
+            "m-rep",
+            "run-delete",
+            &RunOutcome {
+                delete: vec!["sku-2".to_owned(), "sku-absent".to_owned()],
+                ..completed(1)
+            },
+        )
+        .await
+        .expect("finish run");
+    assert_eq!(deleted.products_deleted, 1);
+    assert_eq!(rep_skus("m-rep").await, ["sku-4"]);
+    assert_eq!(rep_skus("m-other").await, ["sku-1", "sku-2", "sku-3"]);
+
+    // A failed run deletes nothing, whatever it was asked to.
+    store
+        .start_sync_run(&NewSyncRun {
+            mode: "replace".to_owned(),
+            ..new_run("run-failed", "m-rep")
+        })
+        .await
+        .expect("start run");
+    let failed = store
+        .finish_sync_run(
+            "m-rep",
+            "run-failed",
+            &RunOutcome {
+                failure: Some("the source answered 503".to_owned()),
+                keep_only: Some(HashSet::new()),
+                delete: vec!["sku-4".to_owned()],
+                ..completed(0)
+            },
+        )
+        .await
+        .expect("finish run");
+    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.failure.as_deref(), Some("the source answered 503"));
+    assert_eq!(failed.products_deleted, 0);
+    assert_eq!(rep_skus("m-rep").await, ["sku-4"]);
+
+    // Finishing a run that is not active deletes nothing either.
+    let err = store
+        .finish_sync_run(
+            "m-rep",
+            "run-replace",
+            &RunOutcome {
+                keep_only: Some(HashSet::new()),
+                delete: vec!["sku-4".to_owned()],
+                ..completed(0)
+            },
+        )
+        .await
+        .expect_err("the run finished already");
+    assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+    assert_eq!(rep_skus("m-rep").await, ["sku-4"]);
+    assert_eq!(store.count_products("m-other").await.expect("count"), 3);
+}
+
+async fn runs_write_their_events_to_the_outbox(store: &dyn Store, database: &RawDatabase) {
+    for id in ["m-ev", "m-quiet"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    let started = store
+        .start_sync_run(&new_run("run-ev", "m-ev"))
+        .await
+        .expect("start run");
+    let events = database.events("m-ev").await;
+    assert_eq!(
+        event_types(&events),
+        ["sync.started"],
+        "starting writes one event"
+    );
+    assert_event_reports(&events[0], &started);
+    assert_eq!(events[0].data["status"], "processing");
+
+    let err = store
+        .start_sync_run(&new_run("run-refused", "m-ev"))
+        .await
+        .expect_err("a second active run");
+    assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
+    store
+        .apply_product_batch("m-ev", "run-ev", &[record("sku-1", "One")])
+        .await
+        .expect("apply batch");
+    assert_eq!(
+        database.events("m-ev").await.len(),
+        1,
+        "neither a refused start nor a batch writes an event"
+    );
+
+    let completed_run = store
+        .finish_sync_run("m-ev", "run-ev", &completed(1))
+        .await
+        .expect("finish run");
+    let failed_run = {
+        store
+            .start_sync_run(&new_run("run-ev-2", "m-ev"))
+            .await
+            .expect("start run");
+        store
+            .finish_sync_run(
+                "m-ev",
+                "run-ev-2",
+                &RunOutcome {
+                    failure: Some("the source answered 503".to_owned()),
+                    ..completed(0)
+                },
+            )
+            .await
+            .expect("finish run")
+    };
+
+    let events = database.events("m-ev").await;
+    assert_eq!(
+        event_types(&events),
+        [
+            "sync.started",
+            "sync.completed",
+            "sync.started",
+            "sync.failed"
+        ]
+    );
+    assert_event_reports(&events[1], &completed_run);
+    assert_eq!(events[1].data["status"], "completed");
+    assert_eq!(events[2].data["id"], "run-ev-2");
+    assert_event_reports(&events[3], &failed_run);
+    assert_eq!(events[3].data["status"], "failed");
+    assert_eq!(events[3].data["failure"], "the source answered 503");
+    let unique: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(unique.len(), events.len(), "event ids are unique");
+
+    assert!(
+        database.events("m-quiet").await.is_empty(),
+        "no events for a merchant that did nothing"
+    );
+}
+
+async fn stale_runs_are_failed_once(store: &dyn Store, database: &RawDatabase) {
+    for id in ["m-stale", "m-busy", "m-fresh"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    let stale = store
+        .start_sync_run(&new_run("run-stale", "m-stale"))
+        .await
+        .expect("start run");
+    store
+        .start_sync_run(&new_run("run-busy", "m-busy"))
+        .await
+        .expect("start run");
+    next_instant().await;
+    let cutoff = Utc::now();
+    next_instant().await;
+    // A batch after the cutoff is a heartbeat: the run is still alive.
+    store
+        .apply_product_batch("m-busy", "run-busy", &[record("sku-1", "One")])
+        .await
+        .expect("apply batch");
+    let fresh = store
+        .start_sync_run(&new_run("run-fresh", "m-fresh"))
+        .await
+        .expect("start run");
+
+    assert_eq!(
+        store
+            .fail_stale_sync_runs(stale.started_at - TimeDelta::hours(1))
+            .await
+            .expect("fail stale runs"),
+        [],
+        "with a cutoff before every heartbeat no run is stale"
+    );
+
+    let before = Utc::now();
+    let failed = store
+        .fail_stale_sync_runs(cutoff)
+        .await
+        .expect("fail stale runs");
+    let after = Utc::now();
+    assert_eq!(
+        run_ids(&failed),
+        ["run-stale"],
+        "only the silent run is stale"
+    );
+    let failed = &failed[0];
+    assert_eq!(failed.status, "failed");
+    assert!(
+        failed.failure.as_deref().is_some_and(|f| !f.is_empty()),
+        "a failed run says why: {:?}",
+        failed.failure
+    );
+    let completed_at = failed.completed_at.expect("completed_at is set");
+    assert_stamped_between(completed_at, before, after, "stale run completed_at");
+    assert_eq!(
+        store
+            .list_sync_runs("m-stale", None, 10)
+            .await
+            .expect("list"),
+        std::slice::from_ref(failed)
+    );
+    assert_eq!(
+        store.active_sync_run("m-stale").await.expect("active"),
+        None
+    );
+    assert_eq!(
+        store
+            .active_sync_run("m-busy")
+            .await
+            .expect("active")
+            .map(|r| r.status),
+        Some("processing".to_owned())
+    );
+    assert_eq!(
+        store.active_sync_run("m-fresh").await.expect("active"),
+        Some(fresh)
+    );
+
+    let events = database.events("m-stale").await;
+    assert_eq!(event_types(&events), ["sync.started", "sync.failed"]);
+    assert_event_reports(&events[1], failed);
+
+    assert_eq!(
+        store
+            .fail_stale_sync_runs(cutoff)
+            .await
+            .expect("fail stale runs"),
+        [],
+        "a run is failed once"
+    );
+    assert_eq!(
+        database.events("m-stale").await.len(),
+        2,
+        "and reported once"
+    );
+    assert_eq!(
+        event_types(&database.events("m-busy").await),
+        ["sync.started"]
+    );
+    store
+        .start_sync_run(&new_run("run-stale-2", "m-stale"))
+        .await
+        .expect("once failed, the merchant can sync again");
+}
+
+async fn due_schedules_are_listed_and_claimed_once(store: &dyn Store, database: &RawDatabase) {
+    // Microseconds, which both databases keep exactly.
+    let now = at("2030-06-01T12:00:00.250000Z");
+    let minutes = |n: i64| now + TimeDelta::minutes(n);
+    let configs = [
+        ("m-late", scheduled_config(Some(minutes(-30)))),
+        ("m-due", scheduled_config(Some(minutes(-1)))),
+        ("m-now", scheduled_config(Some(now))),
+        ("m-later", scheduled_config(Some(minutes(1)))),
+        ("m-unset", scheduled_config(None)),
+        (
+            "m-off",
+            SyncConfigFields {
+                status: "disabled".to_owned(),
+                ..scheduled_config(Some(minutes(-5)))
+            },
+        ),
+        (
+            "m-manual",
+            SyncConfigFields {
+                sync_type: "manual".to_owned(),
+                schedule: None,
+                ..scheduled_config(Some(minutes(-5)))
+            },
+        ),
+    ];
+    for (merchant, fields) in &configs {
+        store
+            .create_merchant(&new_merchant(merchant, merchant))
+            .await
+            .expect("create merchant");
+        store
+            .put_sync_config(merchant, fields, "whsec_x")
+            .await
+            .expect("put sync config");
+    }
+    let due_ids = |now: DateTime<Utc>| async move {
+        store
+            .due_sync_configs(now)
+            .await
+            .expect("due configs")
+            .into_iter()
+            .map(|c| c.merchant_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        due_ids(now).await,
+        ["m-late", "m-due", "m-now"],
+        "active scheduled configurations due by now, most overdue first"
+    );
+    assert_eq!(due_ids(minutes(-60)).await, Vec::<String>::new());
+
+    let due = store
+        .due_sync_configs(now)
+        .await
+        .expect("due configs")
+        .into_iter()
+        .find(|c| c.merchant_id == "m-due")
+        .expect("m-due is due");
+    let due_at = due.next_run_at.expect("a due config has next_run_at");
+    let next = minutes(59);
+
+    // Two backends saw the same due schedule; one of them runs it.
+    let other_backend = database.open_store().await;
+    let claimed_here = store
+        .claim_scheduled_sync("m-due", due_at, Some(next))
+        .await
+        .expect("claim");
+    let claimed_there = other_backend
+        .claim_scheduled_sync("m-due", due_at, Some(next))
+        .await
+        .expect("claim");
+    other_backend.close().await;
+    assert!(claimed_here, "the first claimer runs it");
+    assert!(!claimed_there, "the second claimer does not");
+    assert_eq!(
+        store
+            .get_sync_config("m-due")
+            .await
+            .expect("get")
+            .and_then(|c| c.next_run_at),
+        Some(next)
+    );
+    assert_eq!(due_ids(now).await, ["m-late", "m-now"]);
+
+    assert!(
+        !store
+            .claim_scheduled_sync("m-later", now, Some(next))
+            .await
+            .expect("claim"),
+        "a schedule is claimed only at the time it is due"
+    );
+    assert_eq!(
+        store
+            .get_sync_config("m-later")
+            .await
+            .expect("get")
+            .and_then(|c| c.next_run_at),
+        Some(minutes(1))
+    );
+
+    assert!(
+        store
+            .claim_scheduled_sync("m-now", now, None)
+            .await
+            .expect("claim")
+    );
+    assert_eq!(
+        store
+            .get_sync_config("m-now")
+            .await
+            .expect("get")
+            .and_then(|c| c.next_run_at),
+        None,
+        "a schedule with no next time"
+    );
+    assert_eq!(due_ids(now).await, ["m-late"]);
+    assert_eq!(due_ids(minutes(59)).await, ["m-late", "m-later", "m-due"]);
+}
+
+async fn sync_runs_are_listed_newest_first_in_pages(store: &dyn Store) {
+    for id in ["m-hist", "m-noise", "m-empty"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    // Ids in an order unrelated to start time, so that only the start time orders them.
+    let mut history = Vec::new();
+    let ids = ["run-c", "run-a", "run-e", "run-b", "run-d"];
+    for (i, id) in ids.into_iter().enumerate() {
+        let run = store
+            .start_sync_run(&new_run(id, "m-hist"))
+            .await
+            .expect("start run");
+        let noise = format!("{id}-noise");
+        store
+            .start_sync_run(&new_run(&noise, "m-noise"))
+            .await
+            .expect("start run");
+        store
+            .finish_sync_run("m-noise", &noise, &completed(0))
+            .await
+            .expect("finish run");
+        // The newest run is still going: the history shows it too.
+        let run = if i + 1 < ids.len() {
+            store
+                .finish_sync_run("m-hist", id, &completed(0))
+                .await
+                .expect("finish run")
+        } else {
+            run
+        };
+        history.push(run);
+        next_instant().await;
+    }
+    history.reverse();
+
+    assert_eq!(
+        store
+            .list_sync_runs("m-hist", None, 10)
+            .await
+            .expect("list"),
+        history,
+        "newest first, this merchant's only"
+    );
+    let first = store.list_sync_runs("m-hist", None, 2).await.expect("list");
+    assert_eq!(first, history[..2]);
+    let second = store
+        .list_sync_runs("m-hist", Some(&first[1].page_key()), 2)
+        .await
+        .expect("list");
+    assert_eq!(second, history[2..4]);
+    let third = store
+        .list_sync_runs("m-hist", Some(&second[1].page_key()), 2)
+        .await
+        .expect("list");
+    assert_eq!(third, history[4..]);
+    assert_eq!(
+        store
+            .list_sync_runs("m-hist", Some(&third[0].page_key()), 2)
+            .await
+            .expect("list"),
+        [],
+        "nothing after the oldest"
+    );
+    assert_eq!(
+        run_ids(
+            &store
+                .list_sync_runs("m-noise", None, 10)
+                .await
+                .expect("list")
+        ),
+        [
+            "run-d-noise",
+            "run-b-noise",
+            "run-e-noise",
+            "run-a-noise",
+            "run-c-noise"
+        ]
+    );
+    assert_eq!(
+        store
+            .list_sync_runs("m-empty", None, 10)
+            .await
+            .expect("list"),
+        []
+    );
+}
+
+async fn products_are_listed_by_sku_in_pages_and_counted(store: &dyn Store) {
+    for id in ["m-list", "m-noise", "m-empty"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    // Written out of order, in mixed case: listed in byte order, as SQLite compares text.
+    let catalog = ["sku-2", "SKU-10", "sku-10", "Sku-3", "sku-1"].map(|s| record(s, s));
+    let noise = ["sku-1", "sku-9"].map(|s| record(s, "noise"));
+    for (merchant, records) in [("m-list", &catalog[..]), ("m-noise", &noise[..])] {
+        let run_id = format!("run-{merchant}");
+        store
+            .start_sync_run(&new_run(&run_id, merchant))
+            .await
+            .expect("start run");
+        store
+            .apply_product_batch(merchant, &run_id, records)
+            .await
+            .expect("apply batch");
+    }
+
+    let all = store.list_products("m-list", None, 10).await.expect("list");
+    assert_eq!(
+        skus(&all),
+        ["SKU-10", "Sku-3", "sku-1", "sku-10", "sku-2"],
+        "by SKU, this merchant's only"
+    );
+    let first = store.list_products("m-list", None, 2).await.expect("list");
+    assert_eq!(first, all[..2]);
+    let second = store
+        .list_products("m-list", Some(&first[1].sku), 2)
+        .await
+        .expect("list");
+    assert_eq!(second, all[2..4]);
+    let third = store
+        .list_products("m-list", Some(&second[1].sku), 2)
+        .await
+        .expect("list");
+    assert_eq!(third, all[4..]);
+    assert_eq!(
+        store
+            .list_products("m-list", Some(&third[0].sku), 2)
+            .await
+            .expect("list"),
+        []
+    );
+    assert_eq!(
+        skus(
+            &store
+                .list_products("m-list", Some("sku-0"), 10)
+                .await
+                .expect("list")
+        ),
+        ["sku-1", "sku-10", "sku-2"],
+        "a SKU that is not stored still marks where the page starts"
+    );
+    assert_eq!(
+        skus(
+            &store
+                .list_products("m-noise", None, 10)
+                .await
+                .expect("list")
+        ),
+        ["sku-1", "sku-9"]
+    );
+    assert_eq!(
+        store
+            .list_products("m-empty", None, 10)
+            .await
+            .expect("list"),
+        []
+    );
+
+    assert_eq!(store.count_products("m-list").await.expect("count"), 5);
+    assert_eq!(store.count_products("m-noise").await.expect("count"), 2);
+    assert_eq!(store.count_products("m-empty").await.expect("count"), 0);
+    assert_eq!(store.count_products("m-ghost").await.expect("count"), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------------------------
@@ -1211,6 +2385,116 @@ fn ids(keys: &[ApiKey]) -> Vec<&str> {
     keys.iter().map(|k| k.id.as_str()).collect()
 }
 
+/// A scheduled pull from an api source with every optional field set.
+fn scheduled_config(next_run_at: Option<DateTime<Utc>>) -> SyncConfigFields {
+    SyncConfigFields {
+        sync_type: "scheduled".to_owned(),
+        schedule: Some("0 3 * * *".to_owned()),
+        source_type: "api".to_owned(),
+        source_url: Some("https://feed.test/products.json?page=all".to_owned()),
+        field_mapping: StoredMapping {
+            sku: "id".to_owned(),
+            title: "name".to_owned(),
+            description: Some("body_html".to_owned()),
+            price: Some("variants.price".to_owned()),
+            image_url: Some("image.src".to_owned()),
+            category: Some("product_type".to_owned()),
+            in_stock: Some("available".to_owned()),
+        },
+        status: "active".to_owned(),
+        source_auth: Some("Bearer feed-token".to_owned()),
+        next_run_at,
+    }
+}
+
+/// `config` holds what `fields` set (`source_auth` follows rules of its own).
+fn assert_config_holds(config: &SyncConfig, fields: &SyncConfigFields) {
+    assert_eq!(config.sync_type, fields.sync_type);
+    assert_eq!(config.schedule, fields.schedule);
+    assert_eq!(config.source_type, fields.source_type);
+    assert_eq!(config.source_url, fields.source_url);
+    assert_eq!(config.field_mapping, fields.field_mapping);
+    assert_eq!(config.status, fields.status);
+    assert_eq!(config.next_run_at, fields.next_run_at);
+}
+
+fn at(rfc3339: &str) -> DateTime<Utc> {
+    rfc3339.parse().expect("an RFC 3339 time")
+}
+
+fn new_run(id: &str, merchant_id: &str) -> NewSyncRun {
+    NewSyncRun {
+        id: id.to_owned(),
+        merchant_id: merchant_id.to_owned(),
+        trigger: "upload".to_owned(),
+        source_type: "csv".to_owned(),
+        mode: "upsert".to_owned(),
+    }
+}
+
+/// A run that completed after reading `processed` rows, all good, deleting nothing.
+fn completed(processed: i64) -> RunOutcome {
+    RunOutcome {
+        failure: None,
+        processed,
+        failed: 0,
+        errors: Vec::new(),
+        error_count: 0,
+        keep_only: None,
+        delete: Vec::new(),
+    }
+}
+
+/// A product with only the required fields.
+fn record(sku: &str, title: &str) -> ProductRecord {
+    ProductRecord {
+        sku: sku.to_owned(),
+        title: title.to_owned(),
+        description: None,
+        price: None,
+        image_url: None,
+        category: None,
+        in_stock: None,
+    }
+}
+
+fn record_of(product: &Product) -> ProductRecord {
+    ProductRecord {
+        sku: product.sku.clone(),
+        title: product.title.clone(),
+        description: product.description.clone(),
+        price: product.price,
+        image_url: product.image_url.clone(),
+        category: product.category.clone(),
+        in_stock: product.in_stock,
+    }
+}
+
+fn skus(products: &[Product]) -> Vec<&str> {
+    products.iter().map(|p| p.sku.as_str()).collect()
+}
+
+fn run_ids(runs: &[SyncRun]) -> Vec<&str> {
+    runs.iter().map(|r| r.id.as_str()).collect()
+}
+
+fn event_types(events: &[OutboxEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.event_type.as_str()).collect()
+}
+
+/// `event` is the outbox's report of `run` as the store returned it.
+fn assert_event_reports(event: &OutboxEvent, run: &SyncRun) {
+    assert!(event.id.starts_with("evt_"), "event id {:?}", event.id);
+    assert_eq!(event.merchant_id, run.merchant_id);
+    assert_eq!(event.data["id"], run.id.as_str(), "{event:?}");
+    assert_eq!(event.data["status"], run.status.as_str(), "{event:?}");
+    assert_eq!(
+        event.data,
+        serde_json::to_value(run).expect("a run serializes"),
+        "the event carries the run"
+    );
+}
+
 /// The store stamps rows with the wall clock (PostgreSQL keeps microseconds) and breaks ties
 /// by id; a short pause makes sure the next row is stamped later, so that ordering checks
 /// test the creation order and not the tie-break.
@@ -1236,14 +2520,29 @@ fn assert_stamped_between(
 // Harness
 // ---------------------------------------------------------------------------------------------
 
-/// Declares, for every check, `sqlite::<check>` and `postgres::<check>` tests.
+/// Declares, for every check, `sqlite::<check>` and `postgres::<check>` tests. Checks in
+/// `store` take the store; checks in `store_and_database` take the store and its
+/// [`RawDatabase`].
 macro_rules! conformance {
-    ($($check:ident),+ $(,)?) => {
+    (
+        store: [$($check:ident),+ $(,)?],
+        store_and_database: [$($raw:ident),+ $(,)?] $(,)?
+    ) => {
         mod sqlite {
             $(
                 #[tokio::test]
                 async fn $check() {
-                    super::on_sqlite(|store| async move { super::$check(&*store).await }).await;
+                    super::on_sqlite(|store, _| async move { super::$check(&*store).await })
+                        .await;
+                }
+            )+
+            $(
+                #[tokio::test]
+                async fn $raw() {
+                    super::on_sqlite(|store, database| async move {
+                        super::$raw(&*store, &database).await
+                    })
+                    .await;
                 }
             )+
         }
@@ -1253,14 +2552,26 @@ macro_rules! conformance {
                 #[tokio::test]
                 #[ignore = "needs MINDSHOP_TEST_POSTGRES_URL"]
                 async fn $check() {
-                    super::on_postgres(|store| async move { super::$check(&*store).await }).await;
+                    super::on_postgres(|store, _| async move { super::$check(&*store).await })
+                        .await;
+                }
+            )+
+            $(
+                #[tokio::test]
+                #[ignore = "needs MINDSHOP_TEST_POSTGRES_URL"]
+                async fn $raw() {
+                    super::on_postgres(|store, database| async move {
+                        super::$raw(&*store, &database).await
+                    })
+                    .await;
                 }
             )+
         }
     };
 }
 
-conformance![
+conformance! {
+    store: [
     migrate_is_idempotent_and_ping_works,
     merchant_round_trips,
     unknown_merchant_is_none,
@@ -1288,12 +2599,91 @@ conformance![
     chat_sessions_round_trip_per_merchant,
     ending_a_session_stamps_it_once,
     calls_fail_after_close,
-];
+    sync_config_is_created_then_updated_keeping_its_secret,
+    rotating_the_webhook_secret_replaces_only_it,
+    one_active_sync_run_per_merchant,
+    product_batches_write_only_what_changed,
+    finishing_a_run_records_its_outcome,
+    replace_and_delete_remove_only_the_merchants_products,
+    sync_runs_are_listed_newest_first_in_pages,
+    products_are_listed_by_sku_in_pages_and_counted,
+    ],
+    store_and_database: [
+        runs_write_their_events_to_the_outbox,
+        stale_runs_are_failed_once,
+        due_schedules_are_listed_and_claimed_once,
+    ],
+}
+
+/// The database under a check's store, for what the [`Store`] interface does not show.
+#[derive(Debug, Clone)]
+struct RawDatabase {
+    /// The URL the store was opened on.
+    url: String,
+}
+
+/// A row of the events outbox.
+#[derive(Debug)]
+struct OutboxEvent {
+    id: String,
+    merchant_id: String,
+    event_type: String,
+    data: Value,
+}
+
+impl RawDatabase {
+    /// The merchant's events, in the order they were written (the order webhooks deliver).
+    async fn events(&self, merchant_id: &str) -> Vec<OutboxEvent> {
+        const EVENTS: &str = "SELECT id, merchant_id, event_type, data FROM events \
+             WHERE merchant_id = $1 ORDER BY seq";
+        let url = &self.url;
+        let rows: Vec<(String, String, String, Json<Value>)> = if url.starts_with("sqlite:") {
+            let mut db = SqliteConnection::connect(url)
+                .await
+                .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+            let rows = sqlx::query_as(EVENTS)
+                .bind(merchant_id)
+                .fetch_all(&mut db)
+                .await;
+            db.close().await.ok();
+            rows
+        } else {
+            let mut db = PgConnection::connect(url)
+                .await
+                .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+            let rows = sqlx::query_as(EVENTS)
+                .bind(merchant_id)
+                .fetch_all(&mut db)
+                .await;
+            db.close().await.ok();
+            rows
+        }
+        .expect("read the events outbox");
+        rows.into_iter()
+            .map(|(id, merchant_id, event_type, data)| OutboxEvent {
+                id,
+                merchant_id,
+                event_type,
+                data: data.0,
+            })
+            .collect()
+    }
+
+    /// Another store on the same database, as a second backend would open it.
+    async fn open_store(&self) -> Arc<dyn Store> {
+        store::open(&DatabaseConfig {
+            url: self.url.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("open a second store on {}: {e}", self.url))
+    }
+}
 
 /// Runs `check` on a store over a new SQLite file in a temp dir of its own.
 async fn on_sqlite<F, Fut>(check: F)
 where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
+    F: FnOnce(Arc<dyn Store>, RawDatabase) -> Fut,
     Fut: Future<Output = ()>,
 {
     let dir = tempfile::tempdir().expect("create a temp dir");
@@ -1304,7 +2694,7 @@ where
     })
     .await
     .unwrap_or_else(|e| panic!("open {url}: {e}"));
-    check(Arc::clone(&store)).await;
+    check(Arc::clone(&store), RawDatabase { url }).await;
     store.close().await;
 }
 
@@ -1314,7 +2704,7 @@ const POSTGRES_URL_VAR: &str = "MINDSHOP_TEST_POSTGRES_URL";
 /// the database, whether the check passed or not.
 async fn on_postgres<F, Fut>(check: F)
 where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
+    F: FnOnce(Arc<dyn Store>, RawDatabase) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let server_url = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
@@ -1340,7 +2730,10 @@ where
 
     // Run on a task of its own so that a failed assertion comes back as a value and the
     // database is still dropped; the panic is resumed afterwards.
-    let outcome = tokio::spawn(check(Arc::clone(&store))).await;
+    let raw = RawDatabase {
+        url: database.url.clone(),
+    };
+    let outcome = tokio::spawn(check(Arc::clone(&store), raw)).await;
     store.close().await;
     database.drop_best_effort().await;
     if let Err(failure) = outcome {

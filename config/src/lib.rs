@@ -43,11 +43,11 @@ use serde::{Deserialize, Serialize};
 pub use error::ConfigError;
 pub use policy::{CorsConfig, LimitStore, LimitsConfig, OnLimitStoreError, RedisConfig};
 pub use secret::Secret;
-pub use sync::SyncSettings;
 pub use sections::{
     AuthConfig, BackendConfig, DataConfig, DatabaseConfig, DatabaseKind, EdgeConfig,
     InternalConfig, JwtAlgorithm, LogConfig, LogFormat,
 };
+pub use sync::SyncSettings;
 
 /// The file [`Config::load`] reads when no path is given, if it exists.
 pub const DEFAULT_FILE: &str = "mindshop.toml";

@@ -24,6 +24,10 @@ pub struct SyncSettings {
     pub s3_region: String,
     /// Endpoint of an S3-compatible store (MinIO, Ceph, moto); unset means AWS.
     pub s3_endpoint: Option<String>,
+    /// Let `s3` sources without `sourceAuth` use this backend's own AWS credentials (the usual
+    /// `AWS_*` environment). Off by default: those credentials may read buckets of the operator
+    /// or of other merchants.
+    pub s3_environment_credentials: bool,
 }
 
 impl Default for SyncSettings {
@@ -36,6 +40,7 @@ impl Default for SyncSettings {
             allow_private_sources: false,
             s3_region: "us-east-1".to_owned(),
             s3_endpoint: None,
+            s3_environment_credentials: false,
         }
     }
 }

@@ -3,7 +3,8 @@
 CREATE TABLE products (
     id          TEXT PRIMARY KEY,
     merchant_id TEXT NOT NULL REFERENCES merchants (id) ON DELETE CASCADE,
-    sku         TEXT NOT NULL,
+    -- Byte order, as SQLite compares: listings by SKU and their cursors agree on both.
+    sku         TEXT COLLATE "C" NOT NULL,
     title       TEXT NOT NULL,
     description TEXT,
     price       DOUBLE PRECISION,

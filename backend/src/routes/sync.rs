@@ -335,7 +335,8 @@ async fn push(
     // An unknown merchant and a wrong signature look alike to the caller.
     let secret = config.as_ref().map(|c| c.webhook_secret.as_bytes());
     webhook::verify(secret, &headers, &body, Utc::now().timestamp())?;
-    let config = config.ok_or_else(|| ApiError::Internal("verified without a secret".to_owned()))?;
+    let config =
+        config.ok_or_else(|| ApiError::Internal("verified without a secret".to_owned()))?;
     if config.status != "active" {
         return Err(disabled());
     }
@@ -362,9 +363,15 @@ async fn push(
         trigger: "webhook",
         source_type: "webhook",
     };
-    let run = import::start(state.store.as_ref(), &merchant_id, "webhook", "webhook", Mode::Upsert)
-        .await
-        .map_err(import_error)?;
+    let run = import::start(
+        state.store.as_ref(),
+        &merchant_id,
+        "webhook",
+        "webhook",
+        Mode::Upsert,
+    )
+    .await
+    .map_err(import_error)?;
     let report = import::apply(state.store.as_ref(), &run, &import, push.deleted)
         .await
         .map_err(import_error)?;
@@ -483,7 +490,11 @@ fn mask_password(url: &str) -> String {
     match rest[..authority_end].rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            let masked = if userinfo.contains(':') { format!("{user}:***") } else { user.to_owned() };
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
             format!("{scheme}://{masked}@{host}{}", &rest[authority_end..])
         }
         None => url.to_owned(),
@@ -518,8 +529,14 @@ mod tests {
             mask_password("ftp://shop:hunter2@files.example/p.csv"),
             "ftp://shop:***@files.example/p.csv"
         );
-        assert_eq!(mask_password("ftp://shop@files.example/p.csv"), "ftp://shop@files.example/p.csv");
-        assert_eq!(mask_password("https://files.example/a@b.csv"), "https://files.example/a@b.csv");
+        assert_eq!(
+            mask_password("ftp://shop@files.example/p.csv"),
+            "ftp://shop@files.example/p.csv"
+        );
+        assert_eq!(
+            mask_password("https://files.example/a@b.csv"),
+            "https://files.example/a@b.csv"
+        );
     }
 
     #[test]

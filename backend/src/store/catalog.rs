@@ -216,16 +216,6 @@ pub(super) fn run_event(run: &SyncRun) -> NewEvent<'_> {
     }
 }
 
-/// Whether `record` differs from the stored product (so writing it would change something).
-pub(super) fn differs(record: &ProductRecord, row: &ProductRow) -> bool {
-    record.title != row.title
-        || record.description != row.description
-        || record.price != row.price
-        || record.image_url != row.image_url
-        || record.category != row.category
-        || record.in_stock != row.in_stock
-}
-
 #[derive(sqlx::FromRow)]
 pub(super) struct ProductRow {
     pub id: String,
@@ -374,13 +364,37 @@ pub(super) mod sql {
          WHERE merchant_id = $1 AND id = $2 AND status = 'processing' RETURNING *";
     pub const STALE_RUNS: &str = "SELECT * FROM sync_runs WHERE status IN ('pending', 'processing') \
          AND heartbeat_at < $1";
+    /// Fails a run still active whose heartbeat is still older than the cutoff (`$5`): a run
+    /// that reported progress since it was listed as stale is left running.
     pub const FAIL_RUN: &str = "UPDATE sync_runs SET status = 'failed', completed_at = $3, failure = $4 \
-         WHERE merchant_id = $1 AND id = $2 AND status IN ('pending', 'processing') RETURNING *";
+         WHERE merchant_id = $1 AND id = $2 AND status IN ('pending', 'processing') \
+         AND heartbeat_at < $5 RETURNING *";
     pub const LIST_RUNS_FIRST: &str = "SELECT * FROM sync_runs WHERE merchant_id = $1 \
          ORDER BY started_at DESC, id DESC LIMIT $2";
     pub const LIST_RUNS_AFTER: &str = "SELECT * FROM sync_runs WHERE merchant_id = $1 \
          AND (started_at, id) < ($2, $3) ORDER BY started_at DESC, id DESC LIMIT $4";
 
+    /// A multi-row upsert by (merchant, sku): the rows go between head and tail (SQLite's
+    /// `VALUES`; PostgreSQL's form is [`PG_UPSERT_UNNEST`]). A row that would change nothing is
+    /// not written (and not counted as affected).
+    pub const UPSERT_HEAD: &str = "INSERT INTO products (id, merchant_id, sku, title, description, price, \
+         image_url, category, in_stock, created_at, updated_at) ";
+    pub const UPSERT_TAIL: &str = " ON CONFLICT (merchant_id, sku) DO UPDATE SET \
+         title = excluded.title, description = excluded.description, price = excluded.price, \
+         image_url = excluded.image_url, category = excluded.category, \
+         in_stock = excluded.in_stock, updated_at = excluded.updated_at \
+         WHERE products.title IS DISTINCT FROM excluded.title \
+         OR products.description IS DISTINCT FROM excluded.description \
+         OR products.price IS DISTINCT FROM excluded.price \
+         OR products.image_url IS DISTINCT FROM excluded.image_url \
+         OR products.category IS DISTINCT FROM excluded.category \
+         OR products.in_stock IS DISTINCT FROM excluded.in_stock";
+    /// PostgreSQL's form of the upsert: the rows as one array per column.
+    pub const PG_UPSERT_UNNEST: &str = "INSERT INTO products (id, merchant_id, sku, title, description, price, \
+         image_url, category, in_stock, created_at, updated_at) \
+         SELECT id, $1, sku, title, description, price, image_url, category, in_stock, $2, $2 \
+         FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::text[], \
+         $9::text[], $10::bool[]) AS t (id, sku, title, description, price, image_url, category, in_stock)";
     pub const PRODUCT_SKUS: &str = "SELECT sku FROM products WHERE merchant_id = $1";
     pub const LIST_PRODUCTS_FIRST: &str =
         "SELECT * FROM products WHERE merchant_id = $1 ORDER BY sku LIMIT $2";

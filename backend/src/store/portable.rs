@@ -474,7 +474,7 @@ macro_rules! portable_store_impl {
                 run_id: &str,
                 records: &[super::catalog::ProductRecord],
             ) -> super::StoreResult<super::BatchCounts> {
-                use super::catalog::{ProductRow, differs, sql};
+                use super::catalog::sql;
                 let mut counts = super::BatchCounts::default();
                 if records.is_empty() {
                     return Ok(counts);
@@ -485,68 +485,18 @@ macro_rules! portable_store_impl {
                 for record in records {
                     latest.insert(record.sku.as_str(), record);
                 }
+                let distinct = i64::try_from(latest.len()).unwrap_or(i64::MAX);
                 let now = ::chrono::Utc::now();
                 let mut tx = self.pool.begin().await?;
 
-                let mut select =
-                    ::sqlx::QueryBuilder::new("SELECT * FROM products WHERE merchant_id = ");
-                select.push_bind(merchant_id).push(" AND sku IN (");
-                let mut skus = select.separated(", ");
-                for sku in latest.keys() {
-                    skus.push_bind(*sku);
-                }
-                skus.push_unseparated(")");
-                let existing: ::std::collections::HashMap<String, ProductRow> = select
-                    .build_query_as::<ProductRow>()
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .map(|row| (row.sku.clone(), row))
-                    .collect();
-
-                let mut writes = Vec::with_capacity(latest.len());
-                for (sku, record) in &latest {
-                    match existing.get(*sku) {
-                        None => {
-                            counts.created += 1;
-                            writes.push(*record);
-                        }
-                        Some(row) if differs(record, row) => {
-                            counts.updated += 1;
-                            writes.push(*record);
-                        }
-                        Some(_) => counts.unchanged += 1,
-                    }
-                }
-                if !writes.is_empty() {
-                    let mut insert = ::sqlx::QueryBuilder::new(
-                        "INSERT INTO products (id, merchant_id, sku, title, description, price, \
-                         image_url, category, in_stock, created_at, updated_at) ",
-                    );
-                    insert.push_values(writes, |mut row, record| {
-                        row.push_bind(::mindshop_wire::ids::new_id("prod"))
-                            .push_bind(merchant_id)
-                            .push_bind(&record.sku)
-                            .push_bind(&record.title)
-                            .push_bind(&record.description)
-                            .push_bind(record.price)
-                            .push_bind(&record.image_url)
-                            .push_bind(&record.category)
-                            .push_bind(record.in_stock)
-                            .push_bind(now)
-                            .push_bind(now);
-                    });
-                    insert.push(
-                        " ON CONFLICT (merchant_id, sku) DO UPDATE SET title = excluded.title, \
-                         description = excluded.description, price = excluded.price, \
-                         image_url = excluded.image_url, category = excluded.category, \
-                         in_stock = excluded.in_stock, updated_at = excluded.updated_at",
-                    );
-                    insert.build().execute(&mut *tx).await?;
-                }
+                let (created, updated) =
+                    Self::write_products(&mut tx, merchant_id, &latest, now).await?;
+                counts.created = created;
+                counts.updated = updated;
+                counts.unchanged = distinct - created - updated;
                 // Duplicate SKUs within the batch count as processed rows of the run too.
                 let processed = i64::try_from(records.len()).unwrap_or(i64::MAX);
-                ::sqlx::query(sql::PROGRESS)
+                let progressed = ::sqlx::query(sql::PROGRESS)
                     .bind(merchant_id)
                     .bind(run_id)
                     .bind(now)
@@ -556,6 +506,13 @@ macro_rules! portable_store_impl {
                     .bind(processed)
                     .execute(&mut *tx)
                     .await?;
+                // A run that is no longer active (failed by the sweep meanwhile, or not this
+                // merchant's) writes nothing: dropping the transaction rolls the batch back.
+                if progressed.rows_affected() != 1 {
+                    return Err(super::StoreError::NotFound(format!(
+                        "active sync run {run_id}"
+                    )));
+                }
                 tx.commit().await?;
                 Ok(counts)
             }
@@ -593,9 +550,8 @@ macro_rules! portable_store_impl {
                 }
                 if outcome.failure.is_none() {
                     for chunk in outcome.delete.chunks(500) {
-                        let mut delete = ::sqlx::QueryBuilder::new(
-                            "DELETE FROM products WHERE merchant_id = ",
-                        );
+                        let mut delete =
+                            ::sqlx::QueryBuilder::new("DELETE FROM products WHERE merchant_id = ");
                         delete.push_bind(merchant_id).push(" AND sku IN (");
                         let mut skus = delete.separated(", ");
                         for sku in chunk {
@@ -651,6 +607,7 @@ macro_rules! portable_store_impl {
                         .bind(&run.id)
                         .bind(::chrono::Utc::now())
                         .bind("The backend running this sync stopped before it finished")
+                        .bind(before)
                         .fetch_optional(&mut *tx)
                         .await?;
                     if let Some(row) = row {
@@ -751,6 +708,9 @@ macro_rules! portable_store_impl {
 }
 
 pub(super) use portable_store_impl;
+
+/// A batch of products keyed by SKU (the last row of each SKU).
+pub(super) type Batch<'a> = ::std::collections::HashMap<&'a str, &'a super::catalog::ProductRecord>;
 
 /// The sqlx database a store type runs on, so shared code can name its transactions.
 pub(super) trait HasDb {

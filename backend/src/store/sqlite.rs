@@ -47,6 +47,50 @@ impl super::portable::HasDb for SqliteStore {
     type Db = sqlx::Sqlite;
 }
 
+impl SqliteStore {
+    /// Upserts `batch`, writing only rows that change something; (created, updated). SQLite
+    /// counts the SKUs that exist first (an index lookup each), then the rows written: two
+    /// statements of one result row each, which keeps sqlx's per-row hand-off out of the loop.
+    async fn write_products(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        merchant_id: &str,
+        batch: &super::portable::Batch<'_>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<(i64, i64)> {
+        let mut count =
+            sqlx::QueryBuilder::new("SELECT COUNT(*) FROM products WHERE merchant_id = ");
+        count.push_bind(merchant_id).push(" AND sku IN (");
+        let mut skus = count.separated(", ");
+        for sku in batch.keys() {
+            skus.push_bind(*sku);
+        }
+        skus.push_unseparated(")");
+        let existing: i64 = count.build_query_scalar().fetch_one(&mut **tx).await?;
+        let mut upsert = sqlx::QueryBuilder::new(super::catalog::sql::UPSERT_HEAD);
+        upsert.push_values(batch.values(), |mut row, record| {
+            row.push_bind(mindshop_wire::ids::new_id("prod"))
+                .push_bind(merchant_id)
+                .push_bind(&record.sku)
+                .push_bind(&record.title)
+                .push_bind(&record.description)
+                .push_bind(record.price)
+                .push_bind(&record.image_url)
+                .push_bind(&record.category)
+                .push_bind(record.in_stock)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        upsert.push(super::catalog::sql::UPSERT_TAIL);
+        let written = upsert.build().execute(&mut **tx).await?.rows_affected();
+        let distinct = i64::try_from(batch.len()).unwrap_or(i64::MAX);
+        let created = distinct - existing;
+        Ok((
+            created,
+            i64::try_from(written).unwrap_or(i64::MAX) - created,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

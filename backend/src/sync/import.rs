@@ -10,7 +10,7 @@ use crate::store::{NewSyncRun, RunError, RunOutcome, Store, StoreError, SyncRun,
 
 /// Rows written per transaction: large enough to amortise the round trips, small enough that a
 /// batch commits in milliseconds and a crash loses at most one.
-pub const BATCH_ROWS: usize = 500;
+pub const BATCH_ROWS: usize = 1000;
 
 /// How a run treats products that the file does not hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +138,11 @@ pub fn dry_run(import: &Import<'_>) -> Result<ImportReport, ImportError> {
 /// Runs the import as a sync run in the history: a file that cannot be read at all is
 /// refused before any run exists.
 pub async fn run(store: &dyn Store, import: &Import<'_>) -> Result<ImportReport, ImportError> {
-    drop(parse::records(import.format, import.bytes, import.mapping.as_ref())?);
+    drop(parse::records(
+        import.format,
+        import.bytes,
+        import.mapping.as_ref(),
+    )?);
     let run = start(
         store,
         import.merchant_id,

@@ -31,7 +31,9 @@ static METRICS: LazyLock<SyncMetrics> = LazyLock::new(|| SyncMetrics {
         "mindshop_sync_run_duration_seconds",
         "Time from a sync run's start to its end, by source type.",
         &["source"],
-        vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0]
+        vec![
+            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0
+        ]
     )
     .expect("metric names are valid and registered once"),
 });

@@ -147,3 +147,132 @@ impl Runner {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration as StdDuration;
+
+    use super::*;
+    use crate::store::{StoredMapping, SyncConfigFields};
+    use crate::test_support;
+
+    /// A feed on loopback answering `GET /feed.csv` with two products.
+    async fn feed() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/feed.csv",
+            axum::routing::get(|| async { "sku,title\nS1,Sofa\nS2,Stool\n" }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{address}/feed.csv")
+    }
+
+    fn runner(store: &Arc<dyn Store>) -> Arc<Runner> {
+        let settings = SyncSettings {
+            allow_private_sources: true,
+            ..SyncSettings::default()
+        };
+        Arc::new(Runner::new(Arc::clone(store), settings))
+    }
+
+    async fn runs_settled(store: &dyn Store, merchant: &str) -> Vec<SyncRun> {
+        for _ in 0..100 {
+            let runs = store.list_sync_runs(merchant, None, 10).await.unwrap();
+            if runs.iter().all(|run| run.status != "processing") {
+                return runs;
+            }
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
+        panic!("runs still processing after 5 s");
+    }
+
+    #[tokio::test]
+    async fn a_due_schedule_runs_once_however_many_backends_tick() {
+        let (state, _dir) = test_support::state().await;
+        test_support::with_merchants(&state).await;
+        let store = &state.store;
+        let due = "2026-11-27T03:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        store
+            .put_sync_config(
+                "acme",
+                &SyncConfigFields {
+                    sync_type: "scheduled".to_owned(),
+                    schedule: Some("0 3 * * *".to_owned()),
+                    source_type: "api".to_owned(),
+                    source_url: Some(feed().await),
+                    field_mapping: StoredMapping {
+                        sku: "sku".to_owned(),
+                        title: "title".to_owned(),
+                        description: None,
+                        price: None,
+                        image_url: None,
+                        category: None,
+                        in_stock: None,
+                    },
+                    status: "active".to_owned(),
+                    source_auth: None,
+                    next_run_at: Some(due),
+                },
+                "whsec_test",
+            )
+            .await
+            .unwrap();
+        let (first, second) = (runner(store), runner(store));
+
+        first.tick(due - chrono::Duration::seconds(1)).await;
+        assert!(
+            runs_settled(store.as_ref(), "acme").await.is_empty(),
+            "not due yet"
+        );
+
+        let after = due + chrono::Duration::seconds(20);
+        tokio::join!(first.tick(after), second.tick(after));
+        let runs = runs_settled(store.as_ref(), "acme").await;
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(
+            (runs[0].trigger.as_str(), runs[0].status.as_str()),
+            ("schedule", "completed")
+        );
+        assert_eq!(runs[0].products_created, 2);
+        let config = store.get_sync_config("acme").await.unwrap().unwrap();
+        assert_eq!(
+            config.next_run_at,
+            Some("2026-11-28T03:00:00Z".parse().unwrap())
+        );
+
+        // Ticking again before the next occurrence starts nothing.
+        first.tick(after + chrono::Duration::hours(1)).await;
+        assert_eq!(runs_settled(store.as_ref(), "acme").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_backend_died_is_failed_not_left_processing() {
+        let (state, _dir) = test_support::state().await;
+        test_support::with_merchants(&state).await;
+        let store = &state.store;
+        let run = import::start(store.as_ref(), "acme", "upload", "csv", Mode::Upsert)
+            .await
+            .unwrap();
+        let runner = runner(store);
+
+        // Within the heartbeat window it is left alone.
+        runner.tick(Utc::now()).await;
+        assert_eq!(
+            store.active_sync_run("acme").await.unwrap().map(|r| r.id),
+            Some(run.id.clone())
+        );
+
+        let later = Utc::now() + chrono::Duration::seconds(121);
+        runner.tick(later).await;
+        let runs = store.list_sync_runs("acme", None, 10).await.unwrap();
+        assert_eq!(runs[0].id, run.id);
+        assert_eq!(runs[0].status, "failed");
+        assert!(runs[0].failure.as_deref().unwrap().contains("stopped"));
+        assert!(store.active_sync_run("acme").await.unwrap().is_none());
+        // The merchant can sync again.
+        import::start(store.as_ref(), "acme", "upload", "csv", Mode::Upsert)
+            .await
+            .unwrap();
+    }
+}

@@ -33,7 +33,9 @@ pub(crate) fn verify(
     let signature = header(SIGNATURE_HEADER)
         .map(|value| value.trim().trim_start_matches("sha256="))
         .and_then(|value| hex::decode(value).ok())
-        .ok_or_else(|| refuse("X-Webhook-Signature is required: the hex HMAC-SHA256 of the body"))?;
+        .ok_or_else(|| {
+            refuse("X-Webhook-Signature is required: the hex HMAC-SHA256 of the body")
+        })?;
     let secret = secret.ok_or_else(bad_signature)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| bad_signature())?;
     mac.update(body);
@@ -70,11 +72,23 @@ mod tests {
 
     #[test]
     fn only_a_fresh_signature_of_these_exact_bytes_passes() {
-        let (secret, body, now) = (b"whsec_test".as_slice(), br#"{"products":[]}"#, 1_700_000_000);
+        let (secret, body, now) = (
+            b"whsec_test".as_slice(),
+            br#"{"products":[]}"#,
+            1_700_000_000,
+        );
         assert!(verify(Some(secret), &signed(secret, body, now), body, now).is_ok());
         assert!(verify(Some(secret), &signed(secret, body, now - 299), body, now).is_ok());
         // Re-serialized JSON (a space added) is other bytes.
-        assert!(verify(Some(secret), &signed(secret, body, now), br#"{"products": []}"#, now).is_err());
+        assert!(
+            verify(
+                Some(secret),
+                &signed(secret, body, now),
+                br#"{"products": []}"#,
+                now
+            )
+            .is_err()
+        );
         assert!(verify(Some(b"other"), &signed(secret, body, now), body, now).is_err());
         assert!(verify(Some(secret), &signed(secret, body, now - 301), body, now).is_err());
         assert!(verify(None, &signed(secret, body, now), body, now).is_err());

@@ -242,17 +242,21 @@ pub(super) mod tests {
     }
 
     impl PythonServer {
-        /// Runs `python3 args(port)` and waits until the port accepts connections. The port was
-        /// free when asked for, but another process may take it first; then the server exits and
-        /// another port is tried.
-        pub(in crate::sync::fetch) async fn start(args: impl Fn(u16) -> Vec<String>) -> Self {
+        /// Runs `python3 args(port)`, with `env`, and waits until the port accepts connections.
+        /// The port was free when asked for, but another process may take it first; then the
+        /// server exits and another port is tried.
+        pub(in crate::sync::fetch) async fn start(
+            env: &[(&str, &str)],
+            args: impl Fn(&str) -> Vec<String>,
+        ) -> Self {
             for _ in 0..5 {
                 let port = std::net::TcpListener::bind("127.0.0.1:0")
                     .and_then(|listener| listener.local_addr())
                     .expect("a free loopback port")
                     .port();
                 let child = Command::new("python3")
-                    .args(args(port))
+                    .args(args(&port.to_string()))
+                    .envs(env.iter().copied())
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
@@ -292,29 +296,22 @@ pub(super) mod tests {
     const USER: &str = "merchant";
     /// With characters a URL must escape, to show the URL's credentials are decoded.
     const PASSWORD: &str = "p@ss word";
-    /// `\n` line endings and UTF-8: an ASCII-mode transfer would change them.
+    /// `\n` line endings and UTF-8, which must arrive byte for byte.
     const CATALOG: &[u8] = "sku,title\nA-1,Crème brûlée\nA-2,Tea\n".as_bytes();
 
     /// pyftpdlib serving `dir`, with `USER`/`PASSWORD`, or anonymous access when `login` is
     /// false.
     async fn ftp_server(dir: &Path, login: bool) -> PythonServer {
-        let dir = dir.to_str().expect("a UTF-8 temp dir").to_owned();
-        PythonServer::start(move |port| {
-            let mut args = [
-                "-m",
-                "pyftpdlib",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ]
-            .map(str::to_owned)
-            .to_vec();
-            args.extend(["-d".to_owned(), dir.clone()]);
+        let dir = dir.to_str().expect("a UTF-8 temp dir");
+        PythonServer::start(&[], |port| {
+            // PASV replies name 192.0.2.1 (TEST-NET-1, which reaches nothing): a transfer
+            // works only if the data connection goes to the control connection's address.
+            let mut args = vec!["-m", "pyftpdlib", "-i", "127.0.0.1", "-p", port];
+            args.extend(["-n", "192.0.2.1", "-d", dir]);
             if login {
-                args.extend(["-u", USER, "-P", PASSWORD].map(str::to_owned));
+                args.extend(["-u", USER, "-P", PASSWORD]);
             }
-            args
+            args.into_iter().map(str::to_owned).collect()
         })
         .await
     }

@@ -120,6 +120,10 @@ mod tests {
         assert!(matches!(refused, FetchError::Refused(_)), "{refused:?}");
         assert!(refused.to_string().contains("127.0.0.1"));
         let allowed = resolve("localhost", 8080, true).await.unwrap();
-        assert!(allowed.iter().all(|a| a.ip().is_loopback() && a.port() == 8080));
+        assert!(
+            allowed
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 8080)
+        );
     }
 }

@@ -32,7 +32,10 @@ pub(super) async fn fetch(
     if let Some(auth) = auth {
         request = request.header(AUTHORIZATION, auth);
     }
-    let mut response = request.send().await.map_err(|error| transport(&error, limits))?;
+    let mut response = request
+        .send()
+        .await
+        .map_err(|error| transport(&error, limits))?;
     let status = response.status();
     if status.is_redirection() {
         return Err(FetchError::Source(format!(
@@ -41,7 +44,9 @@ pub(super) async fn fetch(
         )));
     }
     if !status.is_success() {
-        return Err(FetchError::Source(format!("the source answered HTTP {status}")));
+        return Err(FetchError::Source(format!(
+            "the source answered HTTP {status}"
+        )));
     }
     let header = |name| {
         response
@@ -57,7 +62,11 @@ pub(super) async fn fetch(
         return Err(FetchError::TooLarge(limits.max_bytes));
     }
     let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|error| transport(&error, limits))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| transport(&error, limits))?
+    {
         append_capped(&mut bytes, &chunk, limits.max_bytes)?;
     }
     Ok(Download {
@@ -70,7 +79,9 @@ fn transport(error: &reqwest::Error, limits: &Limits) -> FetchError {
     if error.is_timeout() {
         FetchError::Timeout(limits.timeout.as_secs())
     } else if error.is_connect() {
-        FetchError::Unreachable("the source refused the connection or could not be reached".to_owned())
+        FetchError::Unreachable(
+            "the source refused the connection or could not be reached".to_owned(),
+        )
     } else {
         FetchError::Unreachable("the transfer from the source broke off".to_owned())
     }

@@ -73,6 +73,8 @@ pub(crate) async fn fetch(
     config: &SyncConfig,
     settings: &SyncSettings,
 ) -> Result<(Format, Vec<u8>), FetchError> {
+    // reqwest (api, s3) needs the process's TLS provider; idempotent.
+    crate::install_crypto_provider();
     let limits = Limits::from_settings(settings);
     let url = config.source_url.as_deref().ok_or_else(|| {
         FetchError::NotPullable("the sync configuration has no sourceUrl".to_owned())
@@ -97,7 +99,11 @@ pub(crate) async fn fetch(
 
 /// By the declared content type, else the file name's extension, else the first byte (`[` or
 /// `{` is JSON; anything printable is read as CSV).
-fn detect_format(url: &str, content_type: Option<&str>, bytes: &[u8]) -> Result<Format, FetchError> {
+fn detect_format(
+    url: &str,
+    content_type: Option<&str>,
+    bytes: &[u8],
+) -> Result<Format, FetchError> {
     let essence = content_type
         .and_then(|value| value.split(';').next())
         .map(|value| value.trim().to_ascii_lowercase());
@@ -106,7 +112,11 @@ fn detect_format(url: &str, content_type: Option<&str>, bytes: &[u8]) -> Result<
         Some("application/json" | "text/json") => return Ok(Format::Json),
         _ => {}
     }
-    let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
+    let path = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .to_ascii_lowercase();
     if path.ends_with(".csv") {
         return Ok(Format::Csv);
     }
@@ -141,10 +151,26 @@ mod tests {
     fn the_format_comes_from_the_type_then_the_name_then_the_content() {
         let csv = Ok(Format::Csv);
         let json = Ok(Format::Json);
-        assert_eq!(detect_format("https://a/x", Some("application/json; charset=utf-8"), b"sku"), json);
-        assert_eq!(detect_format("https://a/feed.CSV?token=1", None, b"[]"), csv);
-        assert_eq!(detect_format("s3://b/k.json", Some("binary/octet-stream"), b"sku"), json);
-        assert_eq!(detect_format("ftp://h/export", None, b"\xEF\xBB\xBF [{}]"), json);
+        assert_eq!(
+            detect_format(
+                "https://a/x",
+                Some("application/json; charset=utf-8"),
+                b"sku"
+            ),
+            json
+        );
+        assert_eq!(
+            detect_format("https://a/feed.CSV?token=1", None, b"[]"),
+            csv
+        );
+        assert_eq!(
+            detect_format("s3://b/k.json", Some("binary/octet-stream"), b"sku"),
+            json
+        );
+        assert_eq!(
+            detect_format("ftp://h/export", None, b"\xEF\xBB\xBF [{}]"),
+            json
+        );
         assert_eq!(detect_format("ftp://h/export", None, b"sku,title\n"), csv);
         assert!(detect_format("ftp://h/export", None, b"\x00\x01").is_err());
     }

@@ -5,14 +5,15 @@
 
 use std::error::Error as _;
 use std::pin::Pin;
-use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
 use mindshop_config::SyncSettings;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::client::HttpError;
 use object_store::path::Path;
-use object_store::{Attribute, BackoffConfig, GetResult, ObjectStoreExt, RetryConfig};
+use object_store::{
+    Attribute, BackoffConfig, ClientConfigKey, GetResult, ObjectStoreExt, RetryConfig,
+};
 
 use super::{Download, FetchError, Limits, append_capped};
 
@@ -97,17 +98,30 @@ fn store(
                 .with_access_key_id(key_id)
                 .with_secret_access_key(secret)
         }
-        None => AmazonS3Builder::from_env(),
+        None if settings.s3_environment_credentials => AmazonS3Builder::from_env(),
+        None => {
+            return Err(FetchError::NotPullable(
+                "an s3 source needs sourceAuth: ACCESS_KEY_ID:SECRET_ACCESS_KEY of a key that \
+                 may read the object"
+                    .to_owned(),
+            ));
+        }
     };
     let mut builder = builder
         .with_bucket_name(bucket)
         .with_region(&settings.s3_region)
+        // object_store's own timeout (30 s) covers the body too and would cut off a large
+        // object the pull's timeout allows.
+        .with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+            format!("{}ms", limits.timeout.as_millis()),
+        )
         // A few quick retries, so an endpoint that does not answer is reported as unreachable
         // before the pull's timeout (the default retries for minutes).
         .with_retry(RetryConfig {
             backoff: BackoffConfig::default(),
             max_retries: 2,
-            retry_timeout: limits.timeout.min(Duration::from_secs(10)),
+            retry_timeout: limits.timeout,
         });
     if let Some(endpoint) = &settings.s3_endpoint {
         // S3-compatible stores answer on one host, the bucket in the path.
@@ -134,13 +148,13 @@ async fn read_capped(
     let mut body = Body::from_stream(result.into_stream());
     let mut bytes = Vec::new();
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let frame =
-            frame.map_err(
-                |error| match error.into_inner().downcast::<object_store::Error>() {
-                    Ok(error) => failure(&error, object),
-                    Err(_) => broke_off(),
-                },
-            )?;
+        // axum wraps the stream's error; object_store's is inside.
+        let frame = frame.map_err(|error| {
+            error
+                .into_inner()
+                .downcast::<object_store::Error>()
+                .map_or_else(|_| broke_off(), |error| failure(&error, object))
+        })?;
         if let Ok(data) = frame.into_data() {
             append_capped(&mut bytes, &data, max)?;
         }
@@ -185,8 +199,10 @@ fn broke_off() -> FetchError {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use object_store::client::HttpErrorKind;
-    use object_store::{Attributes, PutOptions, PutPayload};
+    use object_store::{Attributes, ObjectStore, PutOptions, PutPayload};
 
     use super::super::ftp::tests::PythonServer;
     use super::*;
@@ -211,31 +227,34 @@ mod tests {
         }
     }
 
-    /// moto's S3 with `BUCKET` created, and the settings that reach it.
-    async fn moto() -> (PythonServer, SyncSettings) {
+    /// moto's S3 server; with `MOTO_AUTH` it checks credentials (and knows none).
+    async fn moto(env: &[(&str, &str)]) -> (PythonServer, SyncSettings) {
         crate::install_crypto_provider();
-        let server = PythonServer::start(|port| {
-            [
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ]
-            .map(str::to_owned)
-            .to_vec()
+        let server = PythonServer::start(env, |port| {
+            ["-m", "moto.server", "-H", "127.0.0.1", "-p", port]
+                .map(str::to_owned)
+                .to_vec()
         })
         .await;
         let endpoint = format!("http://127.0.0.1:{}", server.port);
-        // moto does not check signatures, so a plain PUT creates the bucket.
+        (server, settings(endpoint))
+    }
+
+    /// Checks credentials from the first request on.
+    const MOTO_AUTH: (&str, &str) = ("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+
+    /// moto with `BUCKET` created.
+    async fn moto_with_bucket() -> (PythonServer, SyncSettings) {
+        let (server, settings) = moto(&[]).await;
+        let endpoint = settings.s3_endpoint.as_deref().unwrap_or_default();
+        // moto does not check signatures by default, so a plain PUT creates the bucket.
         let created = reqwest::Client::new()
             .put(format!("{endpoint}/{BUCKET}"))
             .send()
             .await
             .unwrap();
         assert!(created.status().is_success(), "{}", created.status());
-        (server, settings(endpoint))
+        (server, settings)
     }
 
     async fn put(settings: &SyncSettings, key: &str, bytes: Vec<u8>, content_type: &'static str) {
@@ -253,7 +272,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs python3 with moto[server] (pip install 'moto[server]')"]
     async fn an_object_is_fetched_with_its_content_type() {
-        let (_server, settings) = moto().await;
+        let (_server, settings) = moto_with_bucket().await;
         put(
             &settings,
             "exports/2024/products",
@@ -272,7 +291,7 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs python3 with moto[server] (pip install 'moto[server]')"]
     async fn a_missing_key_is_named_in_the_error() {
-        let (_server, settings) = moto().await;
+        let (_server, settings) = moto_with_bucket().await;
         let url = format!("s3://{BUCKET}/exports/missing.csv");
         let error = fetch(&url, Some(AUTH), &settings, &limits(1 << 20))
             .await
@@ -288,13 +307,29 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs python3 with moto[server] (pip install 'moto[server]')"]
     async fn an_object_over_the_cap_is_too_large() {
-        let (_server, settings) = moto().await;
+        let (_server, settings) = moto_with_bucket().await;
         put(&settings, "big.csv", vec![b'x'; 200_000], "text/csv").await;
         let url = format!("s3://{BUCKET}/big.csv");
         let error = fetch(&url, Some(AUTH), &settings, &limits(100_000))
             .await
             .unwrap_err();
         assert_eq!(error, FetchError::TooLarge(100_000));
+    }
+
+    #[tokio::test]
+    #[ignore = "needs python3 with moto[server] (pip install 'moto[server]')"]
+    async fn unknown_credentials_are_refused() {
+        let (_server, settings) = moto(&[MOTO_AUTH]).await;
+        let url = format!("s3://{BUCKET}/products.csv");
+        let error = fetch(&url, Some(AUTH), &settings, &limits(1 << 20))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            FetchError::Source(format!(
+                "S3 refused the credentials, or they may not read products.csv in bucket {BUCKET}"
+            ))
+        );
     }
 
     #[tokio::test]
