@@ -26,9 +26,9 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use mindshop_backend::store::catalog::ProductRecord;
 use mindshop_backend::store::{
-    self, ApiKey, BatchCounts, ChatSession, Document, DocumentFields, MerchantSettings, NewApiKey,
-    NewChatSession, NewDocument, NewMerchant, NewSyncRun, Product, RunError, RunOutcome,
-    SessionEnding, Store, StoreError, StoredMapping, SyncConfig, SyncConfigFields, SyncRun,
+    self, ApiKey, BatchCounts, ChatSession, Document, DocumentFields, FieldMapping,
+    MerchantSettings, NewApiKey, NewChatSession, NewDocument, NewMerchant, NewSyncRun, Product,
+    RunError, RunOutcome, SessionEnding, Store, StoreError, SyncConfig, SyncConfigFields, SyncRun,
 };
 use mindshop_config::DatabaseConfig;
 use mindshop_wire::api_key::{self, KeyEnv, KeyKind};
@@ -1192,7 +1192,7 @@ async fn sync_config_is_created_then_updated_keeping_its_secret(store: &dyn Stor
         schedule: None,
         source_type: "csv".to_owned(),
         source_url: None,
-        field_mapping: StoredMapping {
+        field_mapping: FieldMapping {
             sku: "SKU".to_owned(),
             title: "Name".to_owned(),
             description: None,
@@ -2392,7 +2392,7 @@ fn scheduled_config(next_run_at: Option<DateTime<Utc>>) -> SyncConfigFields {
         schedule: Some("0 3 * * *".to_owned()),
         source_type: "api".to_owned(),
         source_url: Some("https://feed.test/products.json?page=all".to_owned()),
-        field_mapping: StoredMapping {
+        field_mapping: FieldMapping {
             sku: "id".to_owned(),
             title: "name".to_owned(),
             description: Some("body_html".to_owned()),

@@ -76,18 +76,12 @@ async fn list(
         .map(page::decode_cursor)
         .transpose()?;
     // One more than asked tells whether another page follows.
-    let mut items = state
+    let items = state
         .store
         .list_documents(&access.merchant_id, after.as_ref(), limit + 1)
         .await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|last| page::encode_cursor(&last.page_key()))
-    } else {
-        None
-    };
+    let (items, next_cursor) =
+        page::split(items, limit, |last| page::encode_cursor(&last.page_key()));
     Ok(Envelope::new(
         &access.context,
         DocumentPage { items, next_cursor },

@@ -32,6 +32,22 @@ pub(crate) fn parse_limit(limit: Option<&str>) -> Result<u32, ApiError> {
         })
 }
 
+/// A page from `items` fetched with `limit + 1`: at most `limit` items, and the cursor of the
+/// next page (`cursor_of` the last item kept) when the extra item shows that one follows.
+pub(crate) fn split<T>(
+    mut items: Vec<T>,
+    limit: u32,
+    cursor_of: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let limit = limit as usize;
+    if items.len() <= limit {
+        return (items, None);
+    }
+    items.truncate(limit);
+    let next = items.last().map(cursor_of);
+    (items, next)
+}
+
 pub(crate) fn encode_cursor(key: &PageKey) -> String {
     let created_at = key.created_at.to_rfc3339_opts(SecondsFormat::Nanos, true);
     hex::encode(format!("{VERSION}\n{created_at}\n{}", key.id))

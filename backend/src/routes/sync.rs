@@ -28,9 +28,9 @@ use serde::{Deserialize, Serialize};
 use crate::access::{KeyAccess, PortalAccess, ProductsRead};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::page;
-use crate::store::{Product, StoredMapping, SyncConfig, SyncRun};
+use crate::store::{FieldMapping, Product, SyncConfig, SyncRun};
 use crate::sync::import::{self, Import, ImportError, ImportReport, Mode};
-use crate::sync::parse::{FieldMapping, FileError, Format};
+use crate::sync::parse::{FileError, Format};
 use crate::{ApiError, AppState, Envelope, RequestContext};
 use input::ConfigInput;
 
@@ -68,7 +68,7 @@ struct ConfigView {
     source_url: Option<String>,
     /// Whether pull credentials (`sourceAuth`) are stored; they are never shown.
     source_auth_set: bool,
-    field_mapping: StoredMapping,
+    field_mapping: FieldMapping,
     status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     webhook_secret: Option<String>,
@@ -177,9 +177,7 @@ async fn upload(
         merchant_id: &access.merchant_id,
         format,
         bytes: &bytes,
-        mapping: config
-            .as_ref()
-            .map(|config| FieldMapping::from(&config.field_mapping)),
+        mapping: config.as_ref().map(|config| config.field_mapping.clone()),
         mode,
         trigger: "upload",
         source_type: "csv",
@@ -358,7 +356,7 @@ async fn push(
         merchant_id: &merchant_id,
         format: Format::Json,
         bytes: &products,
-        mapping: Some(FieldMapping::from(&config.field_mapping)),
+        mapping: Some(config.field_mapping.clone()),
         mode: Mode::Upsert,
         trigger: "webhook",
         source_type: "webhook",
@@ -425,18 +423,12 @@ async fn history(
         .as_deref()
         .map(page::decode_cursor)
         .transpose()?;
-    let mut items = state
+    let items = state
         .store
         .list_sync_runs(&access.merchant_id, after.as_ref(), limit + 1)
         .await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items
-            .last()
-            .map(|last| page::encode_cursor(&last.page_key()))
-    } else {
-        None
-    };
+    let (items, next_cursor) =
+        page::split(items, limit, |last| page::encode_cursor(&last.page_key()));
     Ok(Envelope::new(&access.context, Page { items, next_cursor }))
 }
 
@@ -468,16 +460,11 @@ async fn products(
         .as_deref()
         .map(page::decode_sku_cursor)
         .transpose()?;
-    let mut items = state
+    let items = state
         .store
         .list_products(merchant_id, after.as_deref(), limit + 1)
         .await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|last| page::encode_sku_cursor(&last.sku))
-    } else {
-        None
-    };
+    let (items, next_cursor) = page::split(items, limit, |last| page::encode_sku_cursor(&last.sku));
     Ok(Envelope::new(context, Page { items, next_cursor }))
 }
 

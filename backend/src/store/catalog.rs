@@ -50,38 +50,6 @@ pub struct Product {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A field mapping as stored and shown: target field → source column.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredMapping {
-    pub sku: String,
-    pub title: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_stock: Option<String>,
-}
-
-impl From<&StoredMapping> for FieldMapping {
-    fn from(mapping: &StoredMapping) -> Self {
-        Self {
-            sku: mapping.sku.clone(),
-            title: mapping.title.clone(),
-            description: mapping.description.clone(),
-            price: mapping.price.clone(),
-            image_url: mapping.image_url.clone(),
-            category: mapping.category.clone(),
-            in_stock: mapping.in_stock.clone(),
-        }
-    }
-}
-
 /// A merchant's sync configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -91,7 +59,7 @@ pub struct SyncConfig {
     pub schedule: Option<String>,
     pub source_type: String,
     pub source_url: Option<String>,
-    pub field_mapping: StoredMapping,
+    pub field_mapping: FieldMapping,
     pub status: String,
     /// Verifies pushes to `/sync/webhook`; shown once, when created or rotated.
     #[serde(skip)]
@@ -111,7 +79,7 @@ pub struct SyncConfigFields {
     pub schedule: Option<String>,
     pub source_type: String,
     pub source_url: Option<String>,
-    pub field_mapping: StoredMapping,
+    pub field_mapping: FieldMapping,
     pub status: String,
     /// `None` keeps the stored credentials, `Some("")` removes them.
     pub source_auth: Option<String>,
@@ -256,7 +224,7 @@ pub(super) struct SyncConfigRow {
     schedule: Option<String>,
     source_type: String,
     source_url: Option<String>,
-    field_mapping: sqlx::types::Json<StoredMapping>,
+    field_mapping: sqlx::types::Json<FieldMapping>,
     status: String,
     webhook_secret: String,
     source_auth: Option<String>,

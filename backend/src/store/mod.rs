@@ -26,7 +26,7 @@ use mindshop_config::{DatabaseConfig, DatabaseKind};
 use serde::Serialize;
 
 pub use catalog::{
-    BatchCounts, NewEvent, NewSyncRun, Product, RunError, RunOutcome, StoredMapping, SyncConfig,
+    BatchCounts, FieldMapping, NewEvent, NewSyncRun, Product, RunError, RunOutcome, SyncConfig,
     SyncConfigFields, SyncRun,
 };
 pub use documents::{Document, DocumentFields, NewDocument, PageKey};

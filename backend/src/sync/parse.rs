@@ -15,18 +15,25 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
 use csv::ByteRecord;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
-/// Which source column (CSV header / JSON key) feeds each product field.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which source column (CSV header / JSON key) feeds each product field; stored with the sync
+/// configuration and shown as `{"sku": …, "title": …, "imageUrl": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FieldMapping {
     pub sku: String,
     pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub price: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_stock: Option<String>,
 }
 

@@ -14,7 +14,6 @@ use tokio::task::JoinHandle;
 
 use super::fetch;
 use super::import::{self, Import, ImportError, Mode};
-use super::parse::FieldMapping;
 use crate::store::{Store, SyncConfig, SyncRun};
 
 #[derive(Debug)]
@@ -63,7 +62,7 @@ impl Runner {
                     merchant_id: &config.merchant_id,
                     format,
                     bytes: &bytes,
-                    mapping: Some(FieldMapping::from(&config.field_mapping)),
+                    mapping: Some(config.field_mapping.clone()),
                     mode: Mode::Upsert,
                     trigger: "pull",
                     source_type: &config.source_type,
@@ -153,7 +152,7 @@ mod tests {
     use std::time::Duration as StdDuration;
 
     use super::*;
-    use crate::store::{StoredMapping, SyncConfigFields};
+    use crate::store::{FieldMapping, SyncConfigFields};
     use crate::test_support;
 
     /// A feed on loopback answering `GET /feed.csv` with two products.
@@ -201,7 +200,7 @@ mod tests {
                     schedule: Some("0 3 * * *".to_owned()),
                     source_type: "api".to_owned(),
                     source_url: Some(feed().await),
-                    field_mapping: StoredMapping {
+                    field_mapping: FieldMapping {
                         sku: "sku".to_owned(),
                         title: "title".to_owned(),
                         description: None,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::ApiError;
-use crate::store::{StoredMapping, SyncConfigFields};
+use crate::store::{FieldMapping, SyncConfigFields};
 use crate::sync::schedule::{next_occurrence, parse_schedule};
 
 const SYNC_TYPES: [&str; 3] = ["scheduled", "webhook", "manual"];
@@ -204,7 +204,7 @@ fn check_source_url(kind: &str, url: &str) -> Result<(), String> {
 fn check_mapping(
     mapping: Map<String, Value>,
     refuse: &mut impl FnMut(&str, String),
-) -> Option<StoredMapping> {
+) -> Option<FieldMapping> {
     let mut columns: Vec<(String, String)> = Vec::new();
     let mut ok = true;
     for (target, column) in mapping {
@@ -250,7 +250,7 @@ fn check_mapping(
         }
     }
     match (ok, sku, title) {
-        (true, Some(sku), Some(title)) => Some(StoredMapping {
+        (true, Some(sku), Some(title)) => Some(FieldMapping {
             sku,
             title,
             description: take("description"),
