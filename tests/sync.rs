@@ -715,3 +715,69 @@ async fn the_platform_pushes_upserts_and_deletions_signed_with_the_secret() {
     .await;
     other.failure(401, "INVALID_SIGNATURE");
 }
+
+#[tokio::test]
+async fn a_scheduled_sync_runs_on_its_own_when_due() {
+    let workdir = Workdir::new();
+    create_merchant(&workdir, "acme", &["merchant-store.com"]);
+    let acme = portal_token(&workdir, "acme", &[]);
+    let server = Launch::serve()
+        .env("MINDSHOP_SYNC_ALLOW_PRIVATE_SOURCES", "true")
+        .env("MINDSHOP_SYNC_SCHEDULER_INTERVAL_SECS", "1")
+        .start_in(workdir)
+        .await;
+    let source = feed("sku,title\nN1,Nightstand\n", std::time::Duration::ZERO).await;
+    let config = configure(
+        &server,
+        &acme,
+        "POST",
+        json!({
+            "syncType": "scheduled", "schedule": "0 3 * * *", "sourceType": "api",
+            "sourceUrl": format!("http://{source}/feed.csv"),
+            "fieldMapping": {"sku": "sku", "title": "title"}
+        }),
+    )
+    .await
+    .success(201);
+    let next_run_at = config["nextRunAt"].as_str().expect("a next run");
+    assert!(next_run_at.contains("T03:00:00"), "{config}");
+    assert!(history(&server, &acme).await.is_empty());
+
+    // Rather than wait for 03:00: the stored schedule is made due now, as the clock would.
+    let database = server.workdir().path().join("data/mindshop.db");
+    let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        database.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE sync_configs SET next_run_at = ? WHERE merchant_id = 'acme'")
+        .bind(chrono::Utc::now() - chrono::Duration::minutes(1))
+        .execute(&mut db)
+        .await
+        .unwrap();
+
+    let mut runs = Vec::new();
+    for _ in 0..50 {
+        runs = history(&server, &acme).await;
+        if runs.first().is_some_and(|run| run["status"] == "completed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["trigger"], "schedule");
+    assert_eq!(runs[0]["status"], "completed");
+    assert_eq!(
+        catalog(&server, &acme).await,
+        owned(&[("N1", "Nightstand")])
+    );
+    // The schedule moved on to its next occurrence.
+    let config = get(&server, &acme, &format!("{BASE}/sync/configure"))
+        .await
+        .success(200);
+    assert!(
+        config["nextRunAt"].as_str().unwrap().contains("T03:00:00"),
+        "{config}"
+    );
+}
