@@ -677,6 +677,121 @@ macro_rules! portable_store_impl {
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
+            async fn search_products(
+                &self,
+                merchant_id: &str,
+                query: &super::ProductQuery<'_>,
+            ) -> super::StoreResult<Vec<super::Scored<super::Product>>> {
+                use super::chat::{ScoredProductRow, safe_terms, sql};
+                let terms = safe_terms(query.terms);
+                let rows = if terms.is_empty() {
+                    ::sqlx::query_as::<_, ScoredProductRow>(sql::FILTER_PRODUCTS)
+                        .bind(merchant_id)
+                        .bind(query.min_price)
+                        .bind(query.max_price)
+                        .bind(query.in_stock_only)
+                        .bind(i64::from(query.limit))
+                        .fetch_all(&self.pool)
+                        .await?
+                } else {
+                    ::sqlx::query_as::<_, ScoredProductRow>(Self::SEARCH_PRODUCTS)
+                        .bind(Self::match_expression(&terms))
+                        .bind(merchant_id)
+                        .bind(query.min_price)
+                        .bind(query.max_price)
+                        .bind(query.in_stock_only)
+                        .bind(i64::from(query.limit))
+                        .fetch_all(&self.pool)
+                        .await?
+                };
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn search_documents(
+                &self,
+                merchant_id: &str,
+                terms: &[String],
+                limit: u32,
+            ) -> super::StoreResult<Vec<super::Scored<super::Document>>> {
+                use super::chat::{ScoredDocumentRow, safe_terms};
+                let terms = safe_terms(terms);
+                if terms.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows = ::sqlx::query_as::<_, ScoredDocumentRow>(Self::SEARCH_DOCUMENTS)
+                    .bind(Self::match_expression(&terms))
+                    .bind(merchant_id)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn record_exchange(
+                &self,
+                exchange: &super::NewExchange,
+            ) -> super::StoreResult<()> {
+                let now = ::chrono::Utc::now();
+                let mut tx = self.pool.begin().await?;
+                let messages = [
+                    (
+                        "user",
+                        &exchange.question,
+                        ::serde_json::json!([]),
+                        ::serde_json::json!([]),
+                    ),
+                    (
+                        "assistant",
+                        &exchange.answer,
+                        exchange.recommendations.clone(),
+                        exchange.sources.clone(),
+                    ),
+                ];
+                for (offset, (role, content, recommendations, sources)) in
+                    messages.into_iter().enumerate()
+                {
+                    ::sqlx::query(super::chat::sql::INSERT_MESSAGE)
+                        .bind(::mindshop_wire::ids::new_id("msg"))
+                        .bind(&exchange.session_id)
+                        .bind(&exchange.merchant_id)
+                        .bind(role)
+                        .bind(content)
+                        .bind(::sqlx::types::Json(recommendations))
+                        .bind(::sqlx::types::Json(sources))
+                        // The answer sorts after its question.
+                        .bind(now + ::chrono::Duration::microseconds(offset as i64))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| super::classify(e, "message", "session"))?;
+                }
+                Self::insert_event(
+                    &mut tx,
+                    &super::NewEvent {
+                        merchant_id: &exchange.merchant_id,
+                        event_type: "chat.completed",
+                        data: exchange.event.clone(),
+                    },
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_messages(
+                &self,
+                merchant_id: &str,
+                session_id: &str,
+            ) -> super::StoreResult<Vec<super::ChatMessage>> {
+                let rows = ::sqlx::query_as::<_, super::chat::ChatMessageRow>(
+                    super::chat::sql::LIST_MESSAGES,
+                )
+                .bind(merchant_id)
+                .bind(session_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
             async fn count_products(&self, merchant_id: &str) -> super::StoreResult<i64> {
                 Ok(
                     ::sqlx::query_scalar::<_, i64>(super::catalog::sql::COUNT_PRODUCTS)
