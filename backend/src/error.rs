@@ -34,9 +34,6 @@ pub enum ApiError {
     /// `allowedDomains[0]`, `limit`).
     #[error("{field}: {message}")]
     Validation { field: String, message: String },
-    /// The resource existed but is over for good (an ended session).
-    #[error("{message}")]
-    Gone { code: &'static str, message: String },
     /// Several inputs were refused, each named (`syncType`, `fieldMapping.color`).
     #[error("invalid input: {0:?}")]
     Invalid(Vec<(String, String)>),
@@ -113,7 +110,6 @@ impl ApiError {
                         .with("errors", serde_json::Value::Array(list)),
                 )
             }
-            Self::Gone { code, message } => (StatusCode::GONE, Failure::new(code, message.clone())),
             Self::BadRequest { code, message } => {
                 (StatusCode::BAD_REQUEST, Failure::new(code, message.clone()))
             }

@@ -18,7 +18,6 @@
 //! - `routes`: the routers, one module per resource (settings, API keys, documents, sessions).
 
 mod access;
-mod chat;
 mod edge_identity;
 mod envelope;
 mod error;

@@ -11,7 +11,6 @@
 //! - `sqlite` / `postgres`: connecting, embedded migrations.
 
 pub mod catalog;
-pub mod chat;
 pub mod documents;
 mod merchant_domains;
 mod portable;
@@ -30,7 +29,6 @@ pub use catalog::{
     BatchCounts, FieldMapping, NewEvent, NewSyncRun, Product, RunError, RunOutcome, SyncConfig,
     SyncConfigFields, SyncRun,
 };
-pub use chat::{ChatMessage, NewExchange, ProductQuery, Scored};
 pub use documents::{Document, DocumentFields, NewDocument, PageKey};
 pub use postgres::PostgresStore;
 pub use sessions::{ChatSession, NewChatSession, SessionEnding};
@@ -264,29 +262,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> StoreResult<Vec<Product>>;
     async fn count_products(&self, merchant_id: &str) -> StoreResult<i64>;
-
-    /// The merchant's products best matching any of `query.terms` within its constraints, best
-    /// first; with no terms, the products within the constraints, cheapest first.
-    async fn search_products(
-        &self,
-        merchant_id: &str,
-        query: &ProductQuery<'_>,
-    ) -> StoreResult<Vec<Scored<Product>>>;
-    /// The merchant's documents best matching any of `terms`, best first.
-    async fn search_documents(
-        &self,
-        merchant_id: &str,
-        terms: &[String],
-        limit: u32,
-    ) -> StoreResult<Vec<Scored<Document>>>;
-    /// Stores a question, its answer and their `chat.completed` event in one transaction.
-    async fn record_exchange(&self, exchange: &NewExchange) -> StoreResult<()>;
-    /// The messages of the merchant's session, oldest first (at most 1,000).
-    async fn list_messages(
-        &self,
-        merchant_id: &str,
-        session_id: &str,
-    ) -> StoreResult<Vec<ChatMessage>>;
 }
 
 /// Opens the database named by `database.url` (creating a SQLite file and its directory when

@@ -17,14 +17,6 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    const SEARCH_PRODUCTS: &str = super::chat::sql::PG_SEARCH_PRODUCTS;
-    const SEARCH_DOCUMENTS: &str = super::chat::sql::PG_SEARCH_DOCUMENTS;
-
-    /// A `to_tsquery` expression matching any of `terms` (plain words: letters and digits).
-    fn match_expression(terms: &[&str]) -> String {
-        terms.join(" | ")
-    }
-
     /// Connects to a `postgres://` URL.
     pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(&config.url)?;

@@ -16,18 +16,6 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    const SEARCH_PRODUCTS: &str = super::chat::sql::SQLITE_SEARCH_PRODUCTS;
-    const SEARCH_DOCUMENTS: &str = super::chat::sql::SQLITE_SEARCH_DOCUMENTS;
-
-    /// An FTS5 query matching any of `terms`, each quoted so it is read as a plain word.
-    fn match_expression(terms: &[&str]) -> String {
-        terms
-            .iter()
-            .map(|term| format!("\"{term}\""))
-            .collect::<Vec<_>>()
-            .join(" OR ")
-    }
-
     /// Opens (creating if missing) the database file of a `sqlite:` URL, and its directory.
     pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(&config.url)?
