@@ -75,6 +75,15 @@ pub fn backend(config: Config) -> anyhow::Result<()> {
             .context("cannot open the database")?;
         let state = AppState::new(&config, store.clone(), &internal_secret);
         let listener = tokio::net::TcpListener::from_std(listener)?;
+        let metrics_listener = tokio::net::TcpListener::bind(config.backend.metrics_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on backend.metrics_listen {}",
+                    config.backend.metrics_listen
+                )
+            })?;
+        let metrics = tokio::spawn(mindshop_backend::serve_metrics(metrics_listener));
 
         let (signalled, mut signal) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
@@ -96,6 +105,7 @@ pub fn backend(config: Config) -> anyhow::Result<()> {
             served = server => served?,
             () = deadline => tracing::warn!("stopping with requests still in flight"),
         }
+        metrics.abort();
         store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -195,3 +195,53 @@ fn edge_and_backend_refuse_to_start_without_the_internal_secret() {
         workdir.run(&[command], &env).fails_with("internal.secret");
     }
 }
+
+#[tokio::test]
+async fn a_backend_run_apart_serves_its_own_metrics() {
+    const JWT_SECRET: &str = "apart-jwt-secret-0123456789abcdef0123";
+    let backend = Launch::backend(SECRET)
+        .env("MINDSHOP_AUTH_JWT_SECRET", JWT_SECRET)
+        .start()
+        .await;
+    let edge = Launch::edge(SECRET, &[backend.backend])
+        .env("MINDSHOP_AUTH_JWT_SECRET", JWT_SECRET)
+        .start()
+        .await;
+    support::pipeline::create_merchant(backend.workdir(), "acme", &["merchant-store.com"]);
+    let claims = serde_json::json!({
+        "sub": "owner", "merchantId": "acme", "roles": [],
+        "exp": support::pipeline::unix_now() + 600,
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"sku,title\nA1,Lamp".to_vec()).file_name("p.csv"),
+    );
+    Reply::of(
+        client()
+            .post(edge.url("/api/merchants/acme/sync/upload"))
+            .bearer_auth(&token)
+            .multipart(form),
+    )
+    .await
+    .success(200);
+
+    let metrics = client()
+        .get(backend.metrics_url())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"mindshop_sync_runs_total{source="csv",status="completed"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"mindshop_sync_rows_total{outcome="created"} 1"#));
+}

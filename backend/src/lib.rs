@@ -109,6 +109,30 @@ pub async fn serve(
     served
 }
 
+/// Serves `GET /metrics` (the process's default Prometheus registry) on `listener`, for a
+/// backend run apart from the edge; runs until the task is dropped.
+pub async fn serve_metrics(listener: TcpListener) -> std::io::Result<()> {
+    async fn metrics() -> axum::response::Response {
+        use axum::response::IntoResponse;
+        use prometheus::Encoder;
+        let encoder = prometheus::TextEncoder::new();
+        let mut body = Vec::new();
+        match encoder.encode(&prometheus::gather(), &mut body) {
+            Ok(()) => (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    encoder.format_type().to_owned(),
+                )],
+                body,
+            )
+                .into_response(),
+            Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        }
+    }
+    let app = Router::new().route("/metrics", axum::routing::get(metrics));
+    axum::serve(listener, app).await
+}
+
 /// Builders shared by the unit tests of the routers.
 #[cfg(test)]
 pub(crate) mod test_support {

@@ -65,6 +65,10 @@ pub struct BackendConfig {
     pub listen: SocketAddr,
     /// Longest a backend request may run before it is cut off, in seconds.
     pub request_timeout_secs: u64,
+    /// Prometheus listener of `mindshop backend` run apart (sync metrics); under `serve` the
+    /// edge's `edge.metrics_listen` serves them.
+    #[serde(with = "addr::one")]
+    pub metrics_listen: SocketAddr,
 }
 
 impl Default for BackendConfig {
@@ -72,6 +76,7 @@ impl Default for BackendConfig {
         Self {
             listen: loopback(8081),
             request_timeout_secs: 30,
+            metrics_listen: loopback(9465),
         }
     }
 }

@@ -40,6 +40,13 @@ impl Config {
                 "edge.metrics_listen",
                 edge.metrics_listen,
             ),
+            // `backend` run apart binds these two.
+            (
+                "backend.metrics_listen",
+                self.backend.metrics_listen,
+                "backend.listen",
+                backend,
+            ),
         ] {
             if address == other && address.port() != 0 {
                 return Err(ConfigError::invalid(

@@ -342,6 +342,7 @@ impl Launch {
             command
                 .env("MINDSHOP_EDGE_LISTEN", ports.edge.to_string())
                 .env("MINDSHOP_EDGE_METRICS_LISTEN", ports.metrics.to_string())
+                .env("MINDSHOP_BACKEND_METRICS_LISTEN", ports.metrics.to_string())
                 .env("MINDSHOP_BACKEND_LISTEN", ports.backend.to_string())
                 .envs(self.env.iter().map(|(n, v)| (n, v)));
             let file = File::create(&log).expect("create the server log");
@@ -392,7 +393,8 @@ pub struct Server {
     mode: Mode,
     /// The edge's public listener (`edge.listen`).
     pub edge: SocketAddr,
-    /// The Prometheus listener (`edge.metrics_listen`).
+    /// The Prometheus listener (`edge.metrics_listen`; `backend.metrics_listen` of a backend
+    /// run apart).
     pub metrics: SocketAddr,
     /// The backend's listener (`backend.listen`).
     pub backend: SocketAddr,
