@@ -1840,6 +1840,74 @@ async fn replace_and_delete_remove_only_the_merchants_products(store: &dyn Store
     assert_eq!(store.count_products("m-other").await.expect("count"), 3);
 }
 
+async fn documents_and_sessions_write_their_events_to_the_outbox(
+    store: &dyn Store,
+    database: &RawDatabase,
+) {
+    for id in ["m-doc-ev", "m-other-ev"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    let created = store
+        .create_document(&new_document("doc-ev", "m-doc-ev", doc_fields("Care")))
+        .await
+        .expect("create document");
+    store
+        .update_document("m-doc-ev", "doc-ev", &doc_fields("Care guide"))
+        .await
+        .expect("update document");
+    // Refused writes record nothing.
+    store
+        .update_document("m-other-ev", "doc-ev", &doc_fields("Hijack"))
+        .await
+        .expect_err("another merchant's document");
+    store
+        .delete_document("m-doc-ev", "doc-ev")
+        .await
+        .expect("delete document");
+    store
+        .delete_document("m-doc-ev", "doc-ev")
+        .await
+        .expect_err("already deleted");
+    let session = store
+        .create_chat_session(&NewChatSession {
+            id: "sess-ev".to_owned(),
+            merchant_id: "m-doc-ev".to_owned(),
+            user_id: "shopper".to_owned(),
+        })
+        .await
+        .expect("create session");
+    store
+        .end_chat_session("m-doc-ev", "sess-ev")
+        .await
+        .expect("end session");
+    store
+        .end_chat_session("m-doc-ev", "sess-ev")
+        .await
+        .expect("end again reports the session");
+
+    let events = database.events("m-doc-ev").await;
+    assert_eq!(
+        event_types(&events),
+        [
+            "document.created",
+            "document.updated",
+            "document.deleted",
+            "session.created",
+            "session.ended"
+        ]
+    );
+    assert_eq!(events[0].data["id"], created.id.as_str());
+    assert_eq!(events[0].data["title"], "Care");
+    assert_eq!(events[1].data["title"], "Care guide");
+    assert_eq!(events[2].data["id"], "doc-ev");
+    assert_eq!(events[3].data["sessionId"], session.id.as_str());
+    assert_eq!(events[4].data["status"], "ended");
+    assert!(database.events("m-other-ev").await.is_empty());
+}
+
 async fn runs_write_their_events_to_the_outbox(store: &dyn Store, database: &RawDatabase) {
     for id in ["m-ev", "m-quiet"] {
         store
@@ -2609,6 +2677,7 @@ conformance! {
     products_are_listed_by_sku_in_pages_and_counted,
     ],
     store_and_database: [
+        documents_and_sessions_write_their_events_to_the_outbox,
         runs_write_their_events_to_the_outbox,
         stale_runs_are_failed_once,
         due_schedules_are_listed_and_claimed_once,

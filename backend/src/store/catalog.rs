@@ -170,6 +170,17 @@ pub struct NewEvent<'a> {
     pub data: Value,
 }
 
+impl<'a> NewEvent<'a> {
+    /// An event whose data is `subject` as the API shows it.
+    pub fn about(merchant_id: &'a str, event_type: &'static str, subject: &impl Serialize) -> Self {
+        Self {
+            merchant_id,
+            event_type,
+            data: serde_json::to_value(subject).unwrap_or(Value::Null),
+        }
+    }
+}
+
 /// The event a run's state change records.
 pub(super) fn run_event(run: &SyncRun) -> NewEvent<'_> {
     let event_type = match run.status.as_str() {

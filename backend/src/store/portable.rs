@@ -187,24 +187,30 @@ macro_rules! portable_store_impl {
                 document: &super::NewDocument,
             ) -> super::StoreResult<super::Document> {
                 let fields = &document.fields;
-                ::sqlx::query_as::<_, super::documents::DocumentRow>(super::documents::sql::INSERT)
-                    .bind(&document.id)
-                    .bind(&document.merchant_id)
-                    .bind(&fields.title)
-                    .bind(&fields.body)
-                    .bind(::sqlx::types::Json(&fields.tags))
-                    .bind(&fields.url)
-                    .bind(::chrono::Utc::now())
-                    .fetch_one(&self.pool)
-                    .await
-                    .map(super::Document::from)
-                    .map_err(|e| {
-                        super::classify(
-                            e,
-                            &format!("document {}", document.id),
-                            &format!("merchant {}", document.merchant_id),
-                        )
-                    })
+                let mut tx = self.pool.begin().await?;
+                let created = ::sqlx::query_as::<_, super::documents::DocumentRow>(
+                    super::documents::sql::INSERT,
+                )
+                .bind(&document.id)
+                .bind(&document.merchant_id)
+                .bind(&fields.title)
+                .bind(&fields.body)
+                .bind(::sqlx::types::Json(&fields.tags))
+                .bind(&fields.url)
+                .bind(::chrono::Utc::now())
+                .fetch_one(&mut *tx)
+                .await
+                .map(super::Document::from)
+                .map_err(|e| {
+                    super::classify(
+                        e,
+                        &format!("document {}", document.id),
+                        &format!("merchant {}", document.merchant_id),
+                    )
+                })?;
+                Self::insert_event(&mut tx, &super::NewEvent::about(&created.merchant_id, "document.created", &created)).await?;
+                tx.commit().await?;
+                Ok(created)
             }
 
             async fn get_document(
@@ -260,29 +266,39 @@ macro_rules! portable_store_impl {
                 id: &str,
                 fields: &super::DocumentFields,
             ) -> super::StoreResult<super::Document> {
-                ::sqlx::query_as::<_, super::documents::DocumentRow>(super::documents::sql::UPDATE)
-                    .bind(merchant_id)
-                    .bind(id)
-                    .bind(&fields.title)
-                    .bind(&fields.body)
-                    .bind(::sqlx::types::Json(&fields.tags))
-                    .bind(&fields.url)
-                    .bind(::chrono::Utc::now())
-                    .fetch_optional(&self.pool)
-                    .await?
-                    .map(super::Document::from)
-                    .ok_or_else(|| super::StoreError::NotFound(format!("document {id}")))
+                let mut tx = self.pool.begin().await?;
+                let updated = ::sqlx::query_as::<_, super::documents::DocumentRow>(
+                    super::documents::sql::UPDATE,
+                )
+                .bind(merchant_id)
+                .bind(id)
+                .bind(&fields.title)
+                .bind(&fields.body)
+                .bind(::sqlx::types::Json(&fields.tags))
+                .bind(&fields.url)
+                .bind(::chrono::Utc::now())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(super::Document::from)
+                .ok_or_else(|| super::StoreError::NotFound(format!("document {id}")))?;
+                Self::insert_event(&mut tx, &super::NewEvent::about(merchant_id, "document.updated", &updated)).await?;
+                tx.commit().await?;
+                Ok(updated)
             }
 
             async fn delete_document(&self, merchant_id: &str, id: &str) -> super::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
                 let deleted = ::sqlx::query(super::documents::sql::DELETE)
                     .bind(merchant_id)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
                 if deleted.rows_affected() == 0 {
                     return Err(super::StoreError::NotFound(format!("document {id}")));
                 }
+                let data = ::serde_json::json!({"id": id, "merchantId": merchant_id});
+                Self::insert_event(&mut tx, &super::NewEvent::about(merchant_id, "document.deleted", &data)).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -290,21 +306,27 @@ macro_rules! portable_store_impl {
                 &self,
                 session: &super::NewChatSession,
             ) -> super::StoreResult<super::ChatSession> {
-                ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(super::sessions::sql::INSERT)
-                    .bind(&session.id)
-                    .bind(&session.merchant_id)
-                    .bind(&session.user_id)
-                    .bind(::chrono::Utc::now())
-                    .fetch_one(&self.pool)
-                    .await
-                    .map(super::ChatSession::from)
-                    .map_err(|e| {
-                        super::classify(
-                            e,
-                            &format!("session {}", session.id),
-                            &format!("merchant {}", session.merchant_id),
-                        )
-                    })
+                let mut tx = self.pool.begin().await?;
+                let created = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
+                    super::sessions::sql::INSERT,
+                )
+                .bind(&session.id)
+                .bind(&session.merchant_id)
+                .bind(&session.user_id)
+                .bind(::chrono::Utc::now())
+                .fetch_one(&mut *tx)
+                .await
+                .map(super::ChatSession::from)
+                .map_err(|e| {
+                    super::classify(
+                        e,
+                        &format!("session {}", session.id),
+                        &format!("merchant {}", session.merchant_id),
+                    )
+                })?;
+                Self::insert_event(&mut tx, &super::NewEvent::about(&created.merchant_id, "session.created", &created)).await?;
+                tx.commit().await?;
+                Ok(created)
             }
 
             async fn get_chat_session(
@@ -327,17 +349,22 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<super::SessionEnding> {
+                let mut tx = self.pool.begin().await?;
                 let ended = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
                     super::sessions::sql::END,
                 )
                 .bind(merchant_id)
                 .bind(id)
                 .bind(::chrono::Utc::now())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
                 if let Some(ended) = ended {
-                    return Ok(super::SessionEnding::Ended(ended.into()));
+                    let ended = super::ChatSession::from(ended);
+                    Self::insert_event(&mut tx, &super::NewEvent::about(merchant_id, "session.ended", &ended)).await?;
+                    tx.commit().await?;
+                    return Ok(super::SessionEnding::Ended(ended));
                 }
+                drop(tx);
                 // Nothing changed: either there is no such session, or it had ended already
                 // (a session never becomes active again, so this read cannot race back).
                 match self.get_chat_session(merchant_id, id).await? {
