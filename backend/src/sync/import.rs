@@ -138,11 +138,7 @@ pub fn dry_run(import: &Import<'_>) -> Result<ImportReport, ImportError> {
 /// Runs the import as a sync run in the history: a file that cannot be read at all is
 /// refused before any run exists.
 pub async fn run(store: &dyn Store, import: &Import<'_>) -> Result<ImportReport, ImportError> {
-    drop(parse::records(
-        import.format,
-        import.bytes,
-        import.mapping.as_ref(),
-    )?);
+    let rows = parse::records(import.format, import.bytes, import.mapping.as_ref())?;
     let run = start(
         store,
         import.merchant_id,
@@ -151,7 +147,7 @@ pub async fn run(store: &dyn Store, import: &Import<'_>) -> Result<ImportReport,
         import.mode,
     )
     .await?;
-    apply(store, &run, import, Vec::new()).await
+    apply_rows(store, &run, import, rows, Vec::new()).await
 }
 
 /// Starts a run (`processing`); [`ImportError::Busy`] names the merchant's active run.
@@ -212,13 +208,23 @@ pub async fn apply(
     import: &Import<'_>,
     delete: Vec<String>,
 ) -> Result<ImportReport, ImportError> {
-    let rows = match parse::records(import.format, import.bytes, import.mapping.as_ref()) {
-        Ok(rows) => rows,
+    match parse::records(import.format, import.bytes, import.mapping.as_ref()) {
+        Ok(rows) => apply_rows(store, run, import, rows, delete).await,
         Err(error) => {
             fail(store, run, format!("The file could not be read: {error}")).await?;
-            return Err(error.into());
+            Err(error.into())
         }
-    };
+    }
+}
+
+/// Writes `rows` (read from `import`) to the started `run` in batches and finishes it.
+async fn apply_rows(
+    store: &dyn Store,
+    run: &SyncRun,
+    import: &Import<'_>,
+    rows: parse::Records<'_>,
+    delete: Vec<String>,
+) -> Result<ImportReport, ImportError> {
     let mut processed = 0;
     let mut errors = Errors::default();
     let mut seen = (import.mode == Mode::Replace).then(HashSet::new);

@@ -12,7 +12,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 
 use csv::ByteRecord;
 use serde::{Deserialize, Serialize};
@@ -622,48 +621,16 @@ fn quoted(value: &str) -> String {
 // --- Duplicates --------------------------------------------------------------------------
 
 /// The skus seen so far in one file and the row of each one's first occurrence.
-///
-/// All skus live in one growing string, indexed by hash with a chain per hash, so remembering
-/// a row costs no allocation of its own (a `HashMap<String, u64>` would cost one per row).
 #[derive(Default)]
-struct SeenSkus {
-    hasher: RandomState,
-    /// Hash of a sku → index in `entries` of the latest sku with that hash.
-    heads: HashMap<u64, usize>,
-    entries: Vec<SeenSku>,
-    text: String,
-}
-
-struct SeenSku {
-    start: usize,
-    end: usize,
-    row: u64,
-    /// The previous entry with the same hash.
-    next: Option<usize>,
-}
+struct SeenSkus(HashMap<Box<str>, u64>);
 
 impl SeenSkus {
     /// The row where `sku` first appeared; or `None`, remembering `row` as its first.
     fn first_row(&mut self, sku: &str, row: u64) -> Option<u64> {
-        let hash = self.hasher.hash_one(sku);
-        let head = self.heads.get(&hash).copied();
-        let mut cursor = head;
-        while let Some(index) = cursor {
-            let entry = &self.entries[index];
-            if self.text.get(entry.start..entry.end) == Some(sku) {
-                return Some(entry.row);
-            }
-            cursor = entry.next;
+        if let Some(first) = self.0.get(sku) {
+            return Some(*first);
         }
-        let start = self.text.len();
-        self.text.push_str(sku);
-        self.entries.push(SeenSku {
-            start,
-            end: self.text.len(),
-            row,
-            next: head,
-        });
-        self.heads.insert(hash, self.entries.len() - 1);
+        self.0.insert(sku.into(), row);
         None
     }
 }
