@@ -34,6 +34,9 @@ pub enum ApiError {
     /// `allowedDomains[0]`, `limit`).
     #[error("{field}: {message}")]
     Validation { field: String, message: String },
+    /// The resource existed but is over for good (an ended session).
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     /// Several inputs were refused, each named (`syncType`, `fieldMapping.color`).
     #[error("invalid input: {0:?}")]
     Invalid(Vec<(String, String)>),
@@ -110,6 +113,7 @@ impl ApiError {
                         .with("errors", serde_json::Value::Array(list)),
                 )
             }
+            Self::Gone { code, message } => (StatusCode::GONE, Failure::new(code, message.clone())),
             Self::BadRequest { code, message } => {
                 (StatusCode::BAD_REQUEST, Failure::new(code, message.clone()))
             }
@@ -158,6 +162,15 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// The status and envelope this error answers with (for answers written outside a plain
+    /// response, such as a server-sent event).
+    pub(crate) fn to_failure(&self) -> (StatusCode, Failure) {
+        if let Self::Internal(cause) = self {
+            tracing::error!(cause, "internal error");
+        }
+        self.status_and_failure()
+    }
+
     /// A refused input: 400 `VALIDATION_ERROR` naming `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation {

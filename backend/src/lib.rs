@@ -15,15 +15,21 @@
 //!   checked again here after the edge.
 //! - `extract`: `ApiJson`, `ApiPath`, `ApiQuery`: extractors whose rejections are envelopes
 //!   naming the bad field.
-//! - `routes`: the routers, one module per resource (settings, API keys, documents, sessions).
+//! - `routes`: the routers, one module per resource (settings, API keys, documents, sessions,
+//!   chat, sync).
+//! - `chat`: understanding a shopper's question and composing the answer (optionally by an LLM).
+//! - `search`: the background indexer that keeps product search current after imports.
+//! - `sync`: product sync (parsing, imports, pulls, schedules).
 
 mod access;
+pub mod chat;
 mod edge_identity;
 mod envelope;
 mod error;
 mod extract;
 pub mod keys;
 mod routes;
+mod search;
 pub mod store;
 mod sync;
 
@@ -62,6 +68,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Product sync's background pulls and schedules.
     pub sync: Arc<sync::Runner>,
+    /// Keeps product search current after imports.
+    pub(crate) indexer: Arc<search::Indexer>,
+    /// The language model chat answers through, when `[chat]` names one.
+    pub(crate) llm: Option<chat::llm::Llm>,
 }
 
 impl AppState {
@@ -69,6 +79,11 @@ impl AppState {
         install_crypto_provider();
         Self {
             sync: Arc::new(sync::Runner::new(Arc::clone(&store), config.sync.clone())),
+            indexer: Arc::new(search::Indexer::new(
+                Arc::clone(&store),
+                Duration::from_millis(config.chat.index_interval_ms),
+            )),
+            llm: chat::llm::Llm::from_settings(&config.chat),
             store,
             signer: IdentitySigner::new(internal_secret.as_bytes()),
             max_clock_skew_secs: config.internal.max_clock_skew_secs,
@@ -102,10 +117,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     tracing::info!(addr = ?listener.local_addr().ok(), "backend listening");
     let scheduler = Arc::clone(&state.sync).spawn_scheduler();
+    let indexer = Arc::clone(&state.indexer).spawn();
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await;
     scheduler.abort();
+    indexer.abort();
     served
 }
 

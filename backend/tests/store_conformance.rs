@@ -28,7 +28,8 @@ use mindshop_backend::store::catalog::ProductRecord;
 use mindshop_backend::store::{
     self, ApiKey, BatchCounts, ChatSession, Document, DocumentFields, FieldMapping,
     MerchantSettings, NewApiKey, NewChatSession, NewDocument, NewMerchant, NewSyncRun, Product,
-    RunError, RunOutcome, SessionEnding, Store, StoreError, SyncConfig, SyncConfigFields, SyncRun,
+    ProductQuery, RunError, RunOutcome, SessionEnding, Store, StoreError, SyncConfig,
+    SyncConfigFields, SyncRun,
 };
 use mindshop_config::DatabaseConfig;
 use mindshop_wire::api_key::{self, KeyEnv, KeyKind};
@@ -2392,6 +2393,204 @@ async fn products_are_listed_by_sku_in_pages_and_counted(store: &dyn Store) {
 // Fixtures
 // ---------------------------------------------------------------------------------------------
 
+async fn search_finds_the_merchants_products_and_documents_by_word(store: &dyn Store) {
+    for id in ["m-search", "m-other"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    let product = |sku: &str, title: &str, price: f64, in_stock: bool| ProductRecord {
+        sku: sku.to_owned(),
+        title: title.to_owned(),
+        description: Some(format!("A {title} for the living room")),
+        price: Some(price),
+        image_url: None,
+        category: Some("Lighting".to_owned()),
+        in_stock: Some(in_stock),
+    };
+    let catalog = [
+        product("L1", "Oak floor lamp", 89.0, true),
+        product("L2", "Brass desk lamp", 120.0, true),
+        product("L3", "Paper lamp shade", 15.0, false),
+        product("C1", "Walnut chair", 60.0, true),
+    ];
+    store
+        .start_sync_run(&new_run("run-search", "m-search"))
+        .await
+        .expect("start run");
+    store
+        .apply_product_batch("m-search", "run-search", &catalog)
+        .await
+        .expect("apply batch");
+    store
+        .start_sync_run(&new_run("run-other", "m-other"))
+        .await
+        .expect("start run");
+    store
+        .apply_product_batch(
+            "m-other",
+            "run-other",
+            &[product("X1", "Glass lamp", 10.0, true)],
+        )
+        .await
+        .expect("apply batch");
+
+    let search = |terms: &[&str], min: Option<f64>, max: Option<f64>, in_stock_only: bool| {
+        let terms: Vec<String> = terms.iter().map(|t| (*t).to_owned()).collect();
+        async move {
+            let found = store
+                .search_products(
+                    "m-search",
+                    &ProductQuery {
+                        terms: &terms,
+                        min_price: min,
+                        max_price: max,
+                        in_stock_only,
+                        limit: 10,
+                    },
+                )
+                .await
+                .expect("search");
+            let mut skus: Vec<String> = found.into_iter().map(|s| s.item.sku).collect();
+            skus.sort();
+            skus
+        }
+    };
+    // Written products wait for the indexer: searchable once it has run, not before.
+    assert_eq!(store.search_backlog().await.expect("backlog"), 5);
+    assert!(search(&["lamps"], None, None, false).await.is_empty());
+    assert_eq!(index_all(store).await, 5);
+    assert_eq!(store.search_backlog().await.expect("backlog"), 0);
+    assert_eq!(index_all(store).await, 0, "nothing is indexed twice");
+
+    // Plural finds singular; another merchant's lamp is never found.
+    assert_eq!(
+        search(&["lamps"], None, None, false).await,
+        ["L1", "L2", "L3"]
+    );
+    assert_eq!(
+        search(&["lamps"], None, Some(100.0), false).await,
+        ["L1", "L3"]
+    );
+    assert_eq!(
+        search(&["lamps"], Some(50.0), Some(100.0), true).await,
+        ["L1"]
+    );
+    assert_eq!(
+        search(&["chair", "brass"], None, None, false).await,
+        ["C1", "L2"]
+    );
+    assert!(search(&["sofa"], None, None, false).await.is_empty());
+    // Words only: anything else is left out, never passed to the search syntax.
+    assert_eq!(
+        search(&["lamp\" OR *", "brass"], None, None, false).await,
+        ["L2"]
+    );
+    // No words: the constraints alone, cheapest first.
+    assert_eq!(search(&[], None, Some(70.0), true).await, ["C1"]);
+
+    // The best match comes first.
+    let ranked = store
+        .search_products(
+            "m-search",
+            &ProductQuery {
+                terms: &["oak".to_owned(), "lamp".to_owned()],
+                min_price: None,
+                max_price: None,
+                in_stock_only: false,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("search");
+    assert_eq!(ranked[0].item.sku, "L1", "{ranked:?}");
+    assert!(ranked[0].score > ranked[1].score, "{ranked:?}");
+
+    // A new price needs no re-indexing; a new name does, and is then found by it only.
+    store
+        .apply_product_batch(
+            "m-search",
+            "run-search",
+            &[product("C1", "Walnut chair", 65.0, true)],
+        )
+        .await
+        .expect("apply batch");
+    assert_eq!(store.search_backlog().await.expect("backlog"), 0);
+    assert_eq!(search(&["chair"], Some(62.0), None, false).await, ["C1"]);
+    store
+        .apply_product_batch(
+            "m-search",
+            "run-search",
+            &[product("C1", "Walnut stool", 60.0, true)],
+        )
+        .await
+        .expect("apply batch");
+    assert_eq!(store.search_backlog().await.expect("backlog"), 1);
+    assert_eq!(index_all(store).await, 1);
+    assert!(search(&["chair"], None, None, false).await.is_empty());
+    assert_eq!(search(&["stools"], None, None, false).await, ["C1"]);
+
+    // A deleted product leaves the index too.
+    let mut outcome = completed(1);
+    outcome.delete = vec!["L3".to_owned()];
+    store
+        .finish_sync_run("m-search", "run-search", &outcome)
+        .await
+        .expect("finish run");
+    index_all(store).await;
+    assert_eq!(search(&["lamps"], None, None, false).await, ["L1", "L2"]);
+    assert_eq!(store.search_backlog().await.expect("backlog"), 0);
+
+    let mut fields = doc_fields("Shipping policy");
+    fields.body = "We ship every order within 3 days; returns are free for 30 days.".to_owned();
+    store
+        .create_document(&new_document("doc-ship", "m-search", fields))
+        .await
+        .expect("create document");
+    store
+        .create_document(&new_document(
+            "doc-other",
+            "m-other",
+            doc_fields("Shipping"),
+        ))
+        .await
+        .expect("create document");
+    let found = store
+        .search_documents(
+            "m-search",
+            &["returns".to_owned(), "shipping".to_owned()],
+            5,
+        )
+        .await
+        .expect("search documents");
+    let ids: Vec<&str> = found.iter().map(|d| d.item.id.as_str()).collect();
+    assert_eq!(ids, ["doc-ship"]);
+    store
+        .delete_document("m-search", "doc-ship")
+        .await
+        .expect("delete");
+    assert!(
+        store
+            .search_documents("m-search", &["shipping".to_owned()], 5)
+            .await
+            .expect("search documents")
+            .is_empty()
+    );
+}
+
+/// Runs the search indexer's batches until none wait; how many products it indexed.
+async fn index_all(store: &dyn Store) -> u64 {
+    let mut total = 0;
+    loop {
+        let indexed = store.index_products(2).await.expect("index products");
+        if indexed == 0 {
+            return total;
+        }
+        total += indexed;
+    }
+}
+
 fn new_merchant(id: &str, name: &str) -> NewMerchant {
     NewMerchant {
         id: id.to_owned(),
@@ -2641,6 +2840,7 @@ macro_rules! conformance {
 conformance! {
     store: [
     migrate_is_idempotent_and_ping_works,
+    search_finds_the_merchants_products_and_documents_by_word,
     merchant_round_trips,
     unknown_merchant_is_none,
     merchants_are_listed_oldest_first,

@@ -10,7 +10,7 @@
 //!
 //! # Layout
 //! - `lib.rs`: [`Config`] and its entry points ([`Config::load`], [`Config::redacted_toml`], …).
-//! - `sections`: one struct per TOML section, with its defaults; `policy`: the sections that
+//! - `sections`: one struct per TOML section, with its defaults (`sync` and `chat` apart); `policy`: the sections that
 //!   steer the edge's filters (`[cors]`, `[limits]`, `[redis]`).
 //! - `load`: merges file and environment into one TOML table, deserializes it once and
 //!   attributes errors to the file or variable the value came from.
@@ -23,6 +23,7 @@
 //! - `error`: [`ConfigError`].
 
 mod addr;
+mod chat;
 mod env;
 mod error;
 mod jwt_secret;
@@ -40,6 +41,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use chat::ChatSettings;
 pub use error::ConfigError;
 pub use policy::{CorsConfig, LimitStore, LimitsConfig, OnLimitStoreError, RedisConfig};
 pub use secret::Secret;
@@ -78,6 +80,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// `[sync]`: product sync's pulls and schedules.
     pub sync: SyncSettings,
+    /// `[chat]`: how the assistant answers and how fast search follows the catalog.
+    pub chat: ChatSettings,
 }
 
 impl Config {

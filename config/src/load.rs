@@ -24,6 +24,8 @@ pub(crate) fn key_guide() -> Table {
     sample.auth.jwt_audience = Some(String::new());
     sample.redis.url = Some(Secret::new(String::new()));
     sample.sync.s3_endpoint = Some(String::new());
+    sample.chat.llm_base_url = Some(String::new());
+    sample.chat.llm_api_key = Some(Secret::new(String::new()));
     Table::try_from(&sample).expect("the default config serializes to a TOML table")
 }
 

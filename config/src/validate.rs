@@ -136,6 +136,19 @@ impl Config {
             ));
         }
 
+        let chat = &self.chat;
+        positive("chat.llm_timeout_secs", chat.llm_timeout_secs)?;
+        positive("chat.llm_max_tokens", u64::from(chat.llm_max_tokens))?;
+        positive("chat.index_interval_ms", chat.index_interval_ms)?;
+        if let Some(url) = &chat.llm_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(
+                "chat.llm_base_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+
         let limits = &self.limits;
         positive("limits.window_secs", limits.window_secs)?;
         for (key, limit) in [

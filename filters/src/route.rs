@@ -15,6 +15,8 @@ pub enum RouteGroup {
     Health,
     /// `/ready`: readiness of the backend and database, forwarded to the backend.
     Ready,
+    /// `/v1/widget.js` and the widget's load reports (`/v1/widget/load`), answered by the edge.
+    Widget,
     /// `/api/chat/**`
     Chat,
     /// `/api/sessions/**`
@@ -35,6 +37,7 @@ impl RouteGroup {
         match self {
             Self::Health => "health",
             Self::Ready => "ready",
+            Self::Widget => "widget",
             Self::Chat => "chat",
             Self::Sessions => "sessions",
             Self::Documents => "documents",
@@ -62,7 +65,7 @@ pub enum AuthKind {
 impl RouteGroup {
     pub fn auth(self) -> AuthKind {
         match self {
-            Self::Health | Self::Ready => AuthKind::None,
+            Self::Health | Self::Ready | Self::Widget => AuthKind::None,
             Self::Chat | Self::Sessions | Self::Documents | Self::Products => AuthKind::ApiKey,
             Self::SyncWebhook => AuthKind::BodySignature,
             Self::Portal => AuthKind::Jwt,
@@ -74,6 +77,7 @@ impl RouteGroup {
             Self::Health | Self::Ready | Self::SyncWebhook => CorsPolicy::None,
             Self::Chat | Self::Sessions | Self::Documents | Self::Products => CorsPolicy::Merchant,
             Self::Portal => CorsPolicy::Portal,
+            Self::Widget => CorsPolicy::AnyOrigin,
         }
     }
 
@@ -138,6 +142,11 @@ pub fn classify(path: &str) -> Option<Route<'_>> {
     match (segments.next(), segments.next()) {
         (Some("health"), None) => group(RouteGroup::Health),
         (Some("ready"), None) => group(RouteGroup::Ready),
+        (Some("v1"), Some("widget.js")) if segments.next().is_none() => group(RouteGroup::Widget),
+        (Some("v1"), Some("widget")) => match (segments.next(), segments.next()) {
+            (Some("load"), None) => group(RouteGroup::Widget),
+            _ => None,
+        },
         (Some("api"), Some("chat")) => group(RouteGroup::Chat),
         (Some("api"), Some("sessions")) => group(RouteGroup::Sessions),
         (Some("api"), Some("documents")) => group(RouteGroup::Documents),
@@ -171,6 +180,9 @@ mod tests {
     fn groups_follow_the_policy_table() {
         assert_eq!(group("/health"), Some(RouteGroup::Health));
         assert_eq!(group("/ready"), Some(RouteGroup::Ready));
+        assert_eq!(group("/v1/widget.js"), Some(RouteGroup::Widget));
+        assert_eq!(group("/v1/widget/load"), Some(RouteGroup::Widget));
+        assert_eq!(RouteGroup::Widget.cors(), CorsPolicy::AnyOrigin);
         assert_eq!(group("/api/chat"), Some(RouteGroup::Chat));
         assert_eq!(group("/api/chat/sessions"), Some(RouteGroup::Chat));
         assert_eq!(group("/api/sessions/s1/end"), Some(RouteGroup::Sessions));
@@ -268,6 +280,10 @@ mod tests {
             "/api/merchants",
             "/healthz",
             "/health/x",
+            "/v1",
+            "/v1/widget.js/x",
+            "/v1/widget",
+            "/v1/widget/load/x",
         ] {
             assert_eq!(classify(path), None, "{path}");
         }

@@ -1,7 +1,8 @@
 //! [`Edge`]: the `ProxyHttp` implementation. Each hook is one phase of the pipeline:
 //!
 //! 1. `request_filter`: request id, route policy (unknown route → 404), `/health`, body limit,
-//!    then the [`Gate`]: CORS, authentication, authorization, rate limits.
+//!    then the [`Gate`]: CORS, authentication, authorization, rate limits; the widget's routes
+//!    are answered here after the gate (`widget`).
 //! 2. `upstream_peer` / `fail_to_connect`: round robin over `edge.backends`, trying the next
 //!    backend when one refuses the connection.
 //! 3. `upstream_request_filter`: strip client-sent `X-Mindshop-*`, add the request id and the
@@ -167,6 +168,10 @@ impl ProxyHttp for Edge {
             Verdict::Admit { identity, headers } => {
                 ctx.identity = identity;
                 ctx.owed = headers;
+                if route.group == RouteGroup::Widget {
+                    crate::widget::answer(session, &ctx.request_id, &ctx.owed).await?;
+                    return Ok(true);
+                }
                 Ok(false)
             }
             Verdict::Answer {

@@ -471,6 +471,11 @@ impl Gate {
         let who = &identity.principal;
         match request.route.group {
             RouteGroup::Health | RouteGroup::Ready => Vec::new(),
+            RouteGroup::Widget => vec![(
+                "widget",
+                format!("widget:{ip}"),
+                quota(limits.widget_per_ip),
+            )],
             RouteGroup::Chat => vec![
                 ("chat", format!("chat:{who}"), quota(scaled(limits.chat))),
                 (

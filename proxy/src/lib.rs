@@ -9,6 +9,7 @@
 //!   `auth.key_cache_ttl_secs`.
 //! - `answer.rs`: writing the edge's own answers (404, 413, 502, …) as envelopes.
 //! - [`metrics`]: the Prometheus metrics and the `/metrics` listener.
+//! - `widget.rs`: `/v1/widget.js` (`assets/widget.js`, built in) and the widget's load reports.
 //! - [`add_edge_services`] / [`new_server`]: assembling the Pingora server from config.
 
 mod answer;
@@ -16,6 +17,7 @@ pub mod directory;
 mod edge;
 mod gate;
 pub mod metrics;
+mod widget;
 
 use std::sync::Arc;
 

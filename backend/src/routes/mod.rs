@@ -1,6 +1,7 @@
 //! The backend's routers, one module per resource, merged here.
 
 mod api_keys;
+mod chat;
 mod documents;
 mod health;
 mod page;
@@ -20,6 +21,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(api_keys::router())
         .merge(documents::router())
         .merge(sessions::router())
+        .merge(chat::router())
         .merge(sync::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -353,16 +353,21 @@ pub(super) mod sql {
     pub const LIST_RUNS_AFTER: &str = "SELECT * FROM sync_runs WHERE merchant_id = $1 \
          AND (started_at, id) < ($2, $3) ORDER BY started_at DESC, id DESC LIMIT $4";
 
-    /// A multi-row upsert by (merchant, sku): the rows go between head and tail (SQLite's
-    /// `VALUES`; PostgreSQL's form is [`PG_UPSERT_UNNEST`]). A row that would change nothing is
-    /// not written (and not counted as affected).
+    /// A multi-row upsert by (merchant, sku): head, the rows (SQLite's `VALUES`; PostgreSQL's
+    /// form is [`PG_UPSERT_UNNEST`]), [`UPSERT_SET`], [`UPSERT_WHERE`]. A row that would change
+    /// nothing is not written (and not counted as affected).
     pub const UPSERT_HEAD: &str = "INSERT INTO products (id, merchant_id, sku, title, description, price, \
          image_url, category, in_stock, created_at, updated_at) ";
-    pub const UPSERT_TAIL: &str = " ON CONFLICT (merchant_id, sku) DO UPDATE SET \
+    pub const UPSERT_SET: &str = " ON CONFLICT (merchant_id, sku) DO UPDATE SET \
          title = excluded.title, description = excluded.description, price = excluded.price, \
          image_url = excluded.image_url, category = excluded.category, \
-         in_stock = excluded.in_stock, updated_at = excluded.updated_at \
-         WHERE products.title IS DISTINCT FROM excluded.title \
+         in_stock = excluded.in_stock, updated_at = excluded.updated_at";
+    /// PostgreSQL's addition to [`UPSERT_SET`]: a row whose text changes waits for the search
+    /// indexer again (a price change keeps its search vector).
+    pub const PG_UPSERT_SEARCH: &str = ", search = CASE WHEN \
+         (products.title, products.description, products.category) IS DISTINCT FROM \
+         (excluded.title, excluded.description, excluded.category) THEN NULL ELSE products.search END";
+    pub const UPSERT_WHERE: &str = " WHERE products.title IS DISTINCT FROM excluded.title \
          OR products.description IS DISTINCT FROM excluded.description \
          OR products.price IS DISTINCT FROM excluded.price \
          OR products.image_url IS DISTINCT FROM excluded.image_url \

@@ -11,6 +11,7 @@
 //! - `sqlite` / `postgres`: connecting, embedded migrations.
 
 pub mod catalog;
+pub mod chat;
 pub mod documents;
 mod merchant_domains;
 mod portable;
@@ -29,6 +30,7 @@ pub use catalog::{
     BatchCounts, FieldMapping, NewEvent, NewSyncRun, Product, RunError, RunOutcome, SyncConfig,
     SyncConfigFields, SyncRun,
 };
+pub use chat::{ChatMessage, NewExchange, ProductQuery, Scored};
 pub use documents::{Document, DocumentFields, NewDocument, PageKey};
 pub use postgres::PostgresStore;
 pub use sessions::{ChatSession, NewChatSession, SessionEnding};
@@ -262,6 +264,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> StoreResult<Vec<Product>>;
     async fn count_products(&self, merchant_id: &str) -> StoreResult<i64>;
+
+    /// The merchant's products best matching any of `query.terms` within its constraints, best
+    /// first; with no terms, the products within the constraints, cheapest first.
+    async fn search_products(
+        &self,
+        merchant_id: &str,
+        query: &ProductQuery<'_>,
+    ) -> StoreResult<Vec<Scored<Product>>>;
+    /// Brings the product search index up to date for up to `limit` products written since
+    /// they were last indexed (new, changed text, or deleted), in one transaction; how many it
+    /// handled, 0 when none wait. Several backends may call it at once.
+    async fn index_products(&self, limit: u32) -> StoreResult<u64>;
+    /// How many products wait for [`Store::index_products`].
+    async fn search_backlog(&self) -> StoreResult<i64>;
+    /// The merchant's documents best matching any of `terms`, best first.
+    async fn search_documents(
+        &self,
+        merchant_id: &str,
+        terms: &[String],
+        limit: u32,
+    ) -> StoreResult<Vec<Scored<Document>>>;
+    /// Writes an event that reports no other change (`chat.failed`) to the outbox.
+    async fn record_event(&self, event: &NewEvent<'_>) -> StoreResult<()>;
+    /// Stores a question, its answer and their `chat.completed` event in one transaction.
+    async fn record_exchange(&self, exchange: &NewExchange) -> StoreResult<()>;
+    /// The messages of the merchant's session, oldest first (at most 1,000).
+    async fn list_messages(
+        &self,
+        merchant_id: &str,
+        session_id: &str,
+    ) -> StoreResult<Vec<ChatMessage>>;
 }
 
 /// Opens the database named by `database.url` (creating a SQLite file and its directory when

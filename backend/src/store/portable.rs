@@ -32,7 +32,7 @@ macro_rules! portable_store_impl {
             ) -> super::StoreResult<super::Merchant> {
                 let conflict =
                     |e| super::classify(e, &format!("merchant {}", merchant.id), "merchant");
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let created =
                     ::sqlx::query_as::<_, super::MerchantRow>(super::sql::INSERT_MERCHANT)
                         .bind(&merchant.id)
@@ -76,7 +76,7 @@ macro_rules! portable_store_impl {
             ) -> super::StoreResult<super::Merchant> {
                 // The list and its index change together or not at all; the UPDATE locks the
                 // merchant's row first, so concurrent updates apply one after the other.
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let updated =
                     ::sqlx::query_as::<_, super::MerchantRow>(super::sql::UPDATE_MERCHANT_SETTINGS)
                         .bind(id)
@@ -187,7 +187,7 @@ macro_rules! portable_store_impl {
                 document: &super::NewDocument,
             ) -> super::StoreResult<super::Document> {
                 let fields = &document.fields;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let created = ::sqlx::query_as::<_, super::documents::DocumentRow>(
                     super::documents::sql::INSERT,
                 )
@@ -266,7 +266,7 @@ macro_rules! portable_store_impl {
                 id: &str,
                 fields: &super::DocumentFields,
             ) -> super::StoreResult<super::Document> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let updated = ::sqlx::query_as::<_, super::documents::DocumentRow>(
                     super::documents::sql::UPDATE,
                 )
@@ -287,7 +287,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn delete_document(&self, merchant_id: &str, id: &str) -> super::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let deleted = ::sqlx::query(super::documents::sql::DELETE)
                     .bind(merchant_id)
                     .bind(id)
@@ -306,7 +306,7 @@ macro_rules! portable_store_impl {
                 &self,
                 session: &super::NewChatSession,
             ) -> super::StoreResult<super::ChatSession> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let created = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
                     super::sessions::sql::INSERT,
                 )
@@ -349,7 +349,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<super::SessionEnding> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let ended = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
                     super::sessions::sql::END,
                 )
@@ -381,7 +381,7 @@ macro_rules! portable_store_impl {
             ) -> super::StoreResult<(super::SyncConfig, bool)> {
                 use super::catalog::{SyncConfigRow, sql};
                 let now = ::chrono::Utc::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let existed = ::sqlx::query(sql::GET_CONFIG)
                     .bind(merchant_id)
                     .fetch_optional(&mut *tx)
@@ -466,7 +466,7 @@ macro_rules! portable_store_impl {
                 run: &super::NewSyncRun,
             ) -> super::StoreResult<super::SyncRun> {
                 use super::catalog::{SyncRunRow, sql};
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let started: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::INSERT_RUN)
                     .bind(&run.id)
                     .bind(&run.merchant_id)
@@ -514,7 +514,7 @@ macro_rules! portable_store_impl {
                 }
                 let distinct = i64::try_from(latest.len()).unwrap_or(i64::MAX);
                 let now = ::chrono::Utc::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
 
                 let (created, updated) =
                     Self::write_products(&mut tx, merchant_id, &latest, now).await?;
@@ -552,7 +552,7 @@ macro_rules! portable_store_impl {
             ) -> super::StoreResult<super::SyncRun> {
                 use super::catalog::{SyncRunRow, sql};
                 let now = ::chrono::Utc::now();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let mut deleted: i64 = 0;
                 if let (None, Some(keep)) = (&outcome.failure, &outcome.keep_only) {
                     let absent: Vec<String> = ::sqlx::query_scalar::<_, String>(sql::PRODUCT_SKUS)
@@ -627,7 +627,7 @@ macro_rules! portable_store_impl {
                     .await?;
                 let mut failed = Vec::with_capacity(stale.len());
                 for run in stale.into_iter().map(super::SyncRun::from) {
-                    let mut tx = self.pool.begin().await?;
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                     // Another backend may have failed (or finished) it meanwhile: then no row.
                     let row = ::sqlx::query_as::<_, SyncRunRow>(sql::FAIL_RUN)
                         .bind(&run.merchant_id)
@@ -701,6 +701,138 @@ macro_rules! portable_store_impl {
                             .await?
                     }
                 };
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn search_products(
+                &self,
+                merchant_id: &str,
+                query: &super::ProductQuery<'_>,
+            ) -> super::StoreResult<Vec<super::Scored<super::Product>>> {
+                use super::chat::{ScoredProductRow, safe_terms, sql};
+                let terms = safe_terms(query.terms);
+                let rows = if terms.is_empty() {
+                    ::sqlx::query_as::<_, ScoredProductRow>(sql::FILTER_PRODUCTS)
+                        .bind(merchant_id)
+                        .bind(query.min_price)
+                        .bind(query.max_price)
+                        .bind(query.in_stock_only)
+                        .bind(i64::from(query.limit))
+                        .fetch_all(&self.pool)
+                        .await?
+                } else {
+                    ::sqlx::query_as::<_, ScoredProductRow>(Self::SEARCH_PRODUCTS)
+                        .bind(Self::match_expression(&terms))
+                        .bind(merchant_id)
+                        .bind(query.min_price)
+                        .bind(query.max_price)
+                        .bind(query.in_stock_only)
+                        .bind(i64::from(query.limit))
+                        .fetch_all(&self.pool)
+                        .await?
+                };
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn index_products(&self, limit: u32) -> super::StoreResult<u64> {
+                self.index_pending_products(limit).await
+            }
+
+            async fn search_backlog(&self) -> super::StoreResult<i64> {
+                Ok(::sqlx::query_scalar::<_, i64>(Self::SEARCH_BACKLOG)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn search_documents(
+                &self,
+                merchant_id: &str,
+                terms: &[String],
+                limit: u32,
+            ) -> super::StoreResult<Vec<super::Scored<super::Document>>> {
+                use super::chat::{ScoredDocumentRow, safe_terms};
+                let terms = safe_terms(terms);
+                if terms.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows = ::sqlx::query_as::<_, ScoredDocumentRow>(Self::SEARCH_DOCUMENTS)
+                    .bind(Self::match_expression(&terms))
+                    .bind(merchant_id)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn record_event(&self, event: &super::NewEvent<'_>) -> super::StoreResult<()> {
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                Self::insert_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn record_exchange(
+                &self,
+                exchange: &super::NewExchange,
+            ) -> super::StoreResult<()> {
+                let now = ::chrono::Utc::now();
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                let messages = [
+                    (
+                        "user",
+                        &exchange.question,
+                        ::serde_json::json!([]),
+                        ::serde_json::json!([]),
+                    ),
+                    (
+                        "assistant",
+                        &exchange.answer,
+                        exchange.recommendations.clone(),
+                        exchange.sources.clone(),
+                    ),
+                ];
+                for (offset, (role, content, recommendations, sources)) in
+                    messages.into_iter().enumerate()
+                {
+                    ::sqlx::query(super::chat::sql::INSERT_MESSAGE)
+                        .bind(::mindshop_wire::ids::new_id("msg"))
+                        .bind(&exchange.session_id)
+                        .bind(&exchange.merchant_id)
+                        .bind(role)
+                        .bind(content)
+                        .bind(::sqlx::types::Json(recommendations))
+                        .bind(::sqlx::types::Json(sources))
+                        // The answer sorts after its question.
+                        .bind(now + ::chrono::Duration::microseconds(offset as i64))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| super::classify(e, "message", "session"))?;
+                }
+                Self::insert_event(
+                    &mut tx,
+                    &super::NewEvent {
+                        merchant_id: &exchange.merchant_id,
+                        event_type: "chat.completed",
+                        data: exchange.event.clone(),
+                    },
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_messages(
+                &self,
+                merchant_id: &str,
+                session_id: &str,
+            ) -> super::StoreResult<Vec<super::ChatMessage>> {
+                let rows = ::sqlx::query_as::<_, super::chat::ChatMessageRow>(
+                    super::chat::sql::LIST_MESSAGES,
+                )
+                .bind(merchant_id)
+                .bind(session_id)
+                .fetch_all(&self.pool)
+                .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 

@@ -17,6 +17,16 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    const BEGIN: &str = "BEGIN";
+    const SEARCH_PRODUCTS: &str = super::chat::sql::PG_SEARCH_PRODUCTS;
+    const SEARCH_DOCUMENTS: &str = super::chat::sql::PG_SEARCH_DOCUMENTS;
+    const SEARCH_BACKLOG: &str = "SELECT COUNT(*) FROM products WHERE search IS NULL";
+
+    /// A `to_tsquery` expression matching any of `terms` (plain words: letters and digits).
+    fn match_expression(terms: &[&str]) -> String {
+        terms.join(" | ")
+    }
+
     /// Connects to a `postgres://` URL.
     pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(&config.url)?;
@@ -51,10 +61,11 @@ impl PostgresStore {
             records.iter().map(|r| field(r)).collect::<Vec<_>>()
         };
         static UPSERT: LazyLock<String> = LazyLock::new(|| {
-            let sql = &super::catalog::sql::PG_UPSERT_UNNEST;
+            use super::catalog::sql::{
+                PG_UPSERT_SEARCH, PG_UPSERT_UNNEST, UPSERT_SET, UPSERT_WHERE,
+            };
             format!(
-                "{sql}{} RETURNING (xmax = 0)",
-                super::catalog::sql::UPSERT_TAIL
+                "{PG_UPSERT_UNNEST}{UPSERT_SET}{PG_UPSERT_SEARCH}{UPSERT_WHERE} RETURNING (xmax = 0)"
             )
         });
         let inserted: Vec<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(UPSERT.as_str()))
@@ -81,5 +92,25 @@ impl PostgresStore {
             i64::try_from(created).unwrap_or(i64::MAX),
             i64::try_from(updated).unwrap_or(i64::MAX),
         ))
+    }
+}
+
+impl PostgresStore {
+    /// Computes the search vector of up to `limit` products that have none (new or changed
+    /// text), one statement. `SKIP LOCKED` lets several backends index at once, each its own
+    /// rows, and passes over rows an import is writing (they are indexed once it commits).
+    async fn index_pending_products(&self, limit: u32) -> StoreResult<u64> {
+        const INDEX: &str = "WITH batch AS (SELECT id FROM products WHERE search IS NULL \
+             LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             UPDATE products p SET search = \
+             setweight(to_tsvector('english', p.title), 'A') \
+             || setweight(to_tsvector('english', coalesce(p.category, '') || ' ' || p.sku), 'B') \
+             || setweight(to_tsvector('english', coalesce(p.description, '')), 'C') \
+             FROM batch WHERE p.id = batch.id";
+        Ok(sqlx::query(INDEX)
+            .bind(i64::from(limit))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 }

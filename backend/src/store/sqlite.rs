@@ -16,6 +16,23 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Every transaction writes, so each takes the write lock when it begins: one that began
+    /// by reading and then wrote would fail at once (`SQLITE_BUSY`, no waiting) whenever
+    /// another connection (an import, the search indexer) committed in between.
+    const BEGIN: &str = "BEGIN IMMEDIATE";
+    const SEARCH_PRODUCTS: &str = super::chat::sql::SQLITE_SEARCH_PRODUCTS;
+    const SEARCH_DOCUMENTS: &str = super::chat::sql::SQLITE_SEARCH_DOCUMENTS;
+    const SEARCH_BACKLOG: &str = "SELECT COUNT(*) FROM products_search_queue";
+
+    /// An FTS5 query matching any of `terms`, each quoted so it is read as a plain word.
+    fn match_expression(terms: &[&str]) -> String {
+        terms
+            .iter()
+            .map(|term| format!("\"{term}\""))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    }
+
     /// Opens (creating if missing) the database file of a `sqlite:` URL, and its directory.
     pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(&config.url)?
@@ -80,7 +97,9 @@ impl SqliteStore {
                 .push_bind(now)
                 .push_bind(now);
         });
-        upsert.push(super::catalog::sql::UPSERT_TAIL);
+        upsert
+            .push(super::catalog::sql::UPSERT_SET)
+            .push(super::catalog::sql::UPSERT_WHERE);
         let written = upsert.build().execute(&mut **tx).await?.rows_affected();
         let distinct = i64::try_from(batch.len()).unwrap_or(i64::MAX);
         let created = distinct - existing;
@@ -88,6 +107,40 @@ impl SqliteStore {
             created,
             i64::try_from(written).unwrap_or(i64::MAX) - created,
         ))
+    }
+}
+
+impl SqliteStore {
+    /// Takes up to `limit` products off the search queue: forgets what the index held for each
+    /// rowid, indexes the row's current text (a deleted product has none), in one transaction.
+    async fn index_pending_products(&self, limit: u32) -> StoreResult<u64> {
+        let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+        let rowids: Vec<i64> = sqlx::query_scalar(
+            "SELECT product_rowid FROM products_search_queue ORDER BY product_rowid LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rowids.is_empty() {
+            return Ok(0);
+        }
+        let count = u64::try_from(rowids.len()).unwrap_or(u64::MAX);
+        let batch = serde_json::Value::from(rowids).to_string();
+        for statement in [
+            "DELETE FROM products_search WHERE rowid IN (SELECT value FROM json_each($1))",
+            "INSERT INTO products_search (rowid, title, category, sku, description) \
+             SELECT rowid, title, category, sku, description FROM products \
+             WHERE rowid IN (SELECT value FROM json_each($1))",
+            "DELETE FROM products_search_queue \
+             WHERE product_rowid IN (SELECT value FROM json_each($1))",
+        ] {
+            sqlx::query(statement)
+                .bind(&batch)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(count)
     }
 }
 

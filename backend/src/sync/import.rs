@@ -247,6 +247,7 @@ async fn apply_rows(
                 .await
                 .map(drop);
             batch.clear();
+            crate::search::note_import_write();
             if written.is_err() {
                 break;
             }
@@ -290,6 +291,7 @@ async fn apply_rows(
     let finished = store
         .finish_sync_run(import.merchant_id, &run.id, &outcome)
         .await?;
+    crate::search::note_import_finished();
     super::metrics::finished(&finished);
     written?;
     Ok(ImportReport::from_run(finished, import.mode))

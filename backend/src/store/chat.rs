@@ -1,0 +1,154 @@
+//! What the assistant answers from and remembers: full-text search over the merchant's
+//! products and documents, and the messages of each session.
+//!
+//! Search runs in the database (SQLite FTS5 with the porter stemmer; PostgreSQL `tsvector` with
+//! the english configuration), indexed in the same transaction as every write, so any backend
+//! sees a sync's products as soon as it commits: there is no per-process index to go stale.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::catalog::ProductRow;
+use super::documents::DocumentRow;
+use super::{Document, Product};
+
+/// A product search: any of `terms` (already normalised words), within the constraints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductQuery<'a> {
+    pub terms: &'a [String],
+    pub min_price: Option<f64>,
+    pub max_price: Option<f64>,
+    pub in_stock_only: bool,
+    pub limit: u32,
+}
+
+/// A search hit and how well it matched (higher is better; comparable within one search).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored<T> {
+    pub item: T,
+    pub score: f64,
+}
+
+/// One message of a session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatMessage {
+    pub id: String,
+    pub session_id: String,
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+    pub recommendations: Value,
+    pub sources: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A question and its answer, stored together with their `chat.completed` event.
+#[derive(Debug, Clone)]
+pub struct NewExchange {
+    pub merchant_id: String,
+    pub session_id: String,
+    pub question: String,
+    pub answer: String,
+    pub recommendations: Value,
+    pub sources: Value,
+    /// The event's data.
+    pub event: Value,
+}
+
+/// Only words the search syntax of either database reads as plain words.
+pub(super) fn safe_terms(terms: &[String]) -> Vec<&str> {
+    terms
+        .iter()
+        .map(String::as_str)
+        .filter(|term| !term.is_empty() && term.chars().all(char::is_alphanumeric))
+        .collect()
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ScoredProductRow {
+    #[sqlx(flatten)]
+    pub row: ProductRow,
+    pub score: f64,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ScoredDocumentRow {
+    #[sqlx(flatten)]
+    pub row: DocumentRow,
+    pub score: f64,
+}
+
+impl From<ScoredProductRow> for Scored<Product> {
+    fn from(scored: ScoredProductRow) -> Self {
+        Self {
+            item: scored.row.into(),
+            score: scored.score,
+        }
+    }
+}
+
+impl From<ScoredDocumentRow> for Scored<Document> {
+    fn from(scored: ScoredDocumentRow) -> Self {
+        Self {
+            item: scored.row.into(),
+            score: scored.score,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ChatMessageRow {
+    id: String,
+    session_id: String,
+    role: String,
+    content: String,
+    recommendations: sqlx::types::Json<Value>,
+    sources: sqlx::types::Json<Value>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<ChatMessageRow> for ChatMessage {
+    fn from(row: ChatMessageRow) -> Self {
+        Self {
+            id: row.id,
+            session_id: row.session_id,
+            role: row.role,
+            content: row.content,
+            recommendations: row.recommendations.0,
+            sources: row.sources.0,
+            created_at: row.created_at,
+        }
+    }
+}
+
+pub(super) mod sql {
+    pub const INSERT_MESSAGE: &str = "INSERT INTO chat_messages (id, session_id, merchant_id, role, content, \
+         recommendations, sources, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    pub const LIST_MESSAGES: &str = "SELECT * FROM chat_messages WHERE merchant_id = $1 AND session_id = $2 \
+         ORDER BY created_at, id LIMIT 1000";
+    /// Products within the constraints, cheapest first, for questions with no search words.
+    pub const FILTER_PRODUCTS: &str = "SELECT *, CAST(0.0 AS DOUBLE PRECISION) AS score FROM products WHERE merchant_id = $1 \
+         AND ($2 IS NULL OR price >= $2) AND ($3 IS NULL OR price <= $3) \
+         AND ($4 = FALSE OR in_stock = TRUE) ORDER BY price IS NULL, price, sku LIMIT $5";
+    pub const SQLITE_SEARCH_PRODUCTS: &str = "SELECT p.*, -bm25(products_search, 10.0, 4.0, 4.0, 1.0) AS score \
+         FROM products_search JOIN products p ON p.rowid = products_search.rowid \
+         WHERE products_search MATCH $1 AND p.merchant_id = $2 \
+         AND ($3 IS NULL OR p.price >= $3) AND ($4 IS NULL OR p.price <= $4) \
+         AND ($5 = FALSE OR p.in_stock = TRUE) \
+         ORDER BY bm25(products_search, 10.0, 4.0, 4.0, 1.0), p.sku LIMIT $6";
+    pub const SQLITE_SEARCH_DOCUMENTS: &str = "SELECT d.*, -bm25(documents_search, 5.0, 1.0, 2.0) AS score \
+         FROM documents_search JOIN documents d ON d.rowid = documents_search.rowid \
+         WHERE documents_search MATCH $1 AND d.merchant_id = $2 \
+         ORDER BY bm25(documents_search, 5.0, 1.0, 2.0), d.id LIMIT $3";
+    pub const PG_SEARCH_PRODUCTS: &str = "SELECT p.*, ts_rank(p.search, q)::float8 AS score \
+         FROM products p, to_tsquery('english', $1) q \
+         WHERE p.merchant_id = $2 AND p.search @@ q \
+         AND ($3::float8 IS NULL OR p.price >= $3) AND ($4::float8 IS NULL OR p.price <= $4) \
+         AND ($5 = FALSE OR p.in_stock = TRUE) \
+         ORDER BY score DESC, p.sku LIMIT $6";
+    pub const PG_SEARCH_DOCUMENTS: &str = "SELECT d.*, ts_rank(d.search, q)::float8 AS score \
+         FROM documents d, to_tsquery('english', $1) q \
+         WHERE d.merchant_id = $2 AND d.search @@ q ORDER BY score DESC, d.id LIMIT $3";
+}
