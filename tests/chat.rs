@@ -15,7 +15,14 @@ const CATALOG: &str = "sku,title,description,price,category,inStock\n\
     L1,Oak floor lamp,Warm light for reading corners,89.00,Lighting,yes\n\
     L2,Brass desk lamp,Adjustable arm,120.00,Lighting,yes\n\
     L3,Paper lamp shade,Soft diffused light,15.00,Lighting,no\n\
-    C1,Walnut chair,Solid walnut dining chair,60.00,Furniture,yes\n";
+    C1,Walnut chair,Solid walnut dining chair,60.00,Furniture,yes\n\
+    H1,Wireless headphones,Over-ear with 30 hours of battery,79.00,Audio,yes\n\
+    H2,Wireless headphones Pro,Noise cancelling,149.00,Audio,yes\n\
+    E1,Wired earphones,In-ear headphone with a 1.2 m cable,19.00,Audio,yes\n";
+
+/// Another merchant's catalog, cheaper headphones included.
+const OTHER_CATALOG: &str = "sku,title,price,category,inStock\n\
+    G1,Wireless headphones Lite,39.00,Audio,yes\n";
 
 struct Shop {
     server: Server,
@@ -35,20 +42,26 @@ async fn shop_launched(launch: Launch) -> Shop {
     let key = create_key(&workdir, "acme", "publishable", &[]).key;
     let other_key = create_key(&workdir, "globex", "publishable", &[]).key;
     let admin_key = create_key(&workdir, "acme", "secret", &["documents:write"]).key;
+    let other_token = portal_token(&workdir, "globex", &[]);
     let server = launch.start_in(workdir).await;
 
-    let form = Form::new().part(
-        "file",
-        Part::bytes(CATALOG.as_bytes().to_vec()).file_name("c.csv"),
-    );
-    Reply::of(
-        client()
-            .post(server.url("/api/merchants/acme/sync/upload"))
-            .bearer_auth(&token)
-            .multipart(form),
-    )
-    .await
-    .success(200);
+    for (merchant, token, catalog) in [
+        ("acme", &token, CATALOG),
+        ("globex", &other_token, OTHER_CATALOG),
+    ] {
+        let form = Form::new().part(
+            "file",
+            Part::bytes(catalog.as_bytes().to_vec()).file_name("c.csv"),
+        );
+        Reply::of(
+            client()
+                .post(server.url(&format!("/api/merchants/{merchant}/sync/upload")))
+                .bearer_auth(token)
+                .multipart(form),
+        )
+        .await
+        .success(200);
+    }
     Reply::of(
         client()
             .post(server.url("/api/documents"))
@@ -63,8 +76,8 @@ async fn shop_launched(launch: Launch) -> Shop {
     .success(201);
     // The catalog is searchable once the backend's indexer has taken it in (in the background,
     // so imports stay fast).
-    let indexed = counter_reaching(&server, "mindshop_search_indexed_products_total", &[], 4).await;
-    assert_eq!(indexed, 4);
+    let indexed = counter_reaching(&server, "mindshop_search_indexed_products_total", &[], 8).await;
+    assert_eq!(indexed, 8);
     Shop {
         server,
         key,
@@ -179,6 +192,45 @@ async fn answers_recommend_the_merchants_products_within_the_constraints() {
     );
     assert_eq!(items[1]["role"], "assistant");
     assert_eq!(items[1]["recommendations"][0]["sku"], "L1");
+}
+
+#[tokio::test]
+async fn headphones_under_a_price_are_the_merchants_own_and_in_price() {
+    let shop = shop().await;
+    let session_id = session(&shop, &shop.key).await;
+    let answer = ask(
+        &shop,
+        &shop.key,
+        &session_id,
+        "wireless headphones under $100",
+    )
+    .await
+    .success(200);
+    let found = skus(&answer);
+    // H1 fits; H2 is over the price; G1 is another merchant's; E1 (earphones, $19) may come
+    // after as a weaker match, but nothing over $100 and nothing of globex ever does.
+    assert_eq!(found.first(), Some(&"H1"), "{answer}");
+    assert!(!found.contains(&"H2") && !found.contains(&"G1"), "{answer}");
+    for recommendation in answer["recommendations"].as_array().unwrap() {
+        assert!(
+            recommendation["price"].as_f64().unwrap() <= 100.0,
+            "{answer}"
+        );
+    }
+    let text = answer["answer"].as_str().unwrap();
+    assert!(!text.contains("Pro") && !text.contains("Lite"), "{text}");
+
+    // And globex's shopper sees globex's headphones only.
+    let other_session = session(&shop, &shop.other_key).await;
+    let answer = ask(
+        &shop,
+        &shop.other_key,
+        &other_session,
+        "wireless headphones under $100",
+    )
+    .await
+    .success(200);
+    assert_eq!(skus(&answer), ["G1"], "{answer}");
 }
 
 #[tokio::test]
@@ -390,6 +442,14 @@ async fn a_streamed_answer_sends_the_products_then_the_text_then_the_whole_answe
     assert_eq!(done["recommendations"][0]["sku"], "L1");
     assert!(streamed.contains("Oak floor lamp"), "{streamed}");
 
+    // The plain answer to the same question agrees.
+    let plain = ask(&shop, &shop.key, &session_id, "lamps under $100 in stock")
+        .await
+        .success(200);
+    assert_eq!(plain["answer"], done["answer"]);
+    assert_eq!(plain["recommendations"], done["recommendations"]);
+    assert_eq!(plain["sources"], done["sources"]);
+
     // Stored like any other answer.
     let messages = Reply::of(
         client()
@@ -402,6 +462,7 @@ async fn a_streamed_answer_sends_the_products_then_the_text_then_the_whole_answe
     .await
     .success(200);
     assert_eq!(messages["items"][1]["content"], done["answer"]);
+    assert_eq!(messages["items"][3]["content"], done["answer"]);
 }
 
 /// An OpenAI-compatible chat-completions server on loopback: streams its first chunk, then

@@ -20,6 +20,7 @@
 //! - `chat`: understanding a shopper's question and composing the answer (optionally by an LLM).
 //! - `search`: the background indexer that keeps product search current after imports.
 //! - `sync`: product sync (parsing, imports, pulls, schedules).
+//! - [`webhooks`]: delivering outbox events to merchants' endpoints.
 
 mod access;
 pub mod chat;
@@ -32,6 +33,7 @@ mod routes;
 mod search;
 pub mod store;
 mod sync;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -72,6 +74,8 @@ pub struct AppState {
     pub(crate) indexer: Arc<search::Indexer>,
     /// The language model chat answers through, when `[chat]` names one.
     pub(crate) llm: Option<chat::llm::Llm>,
+    /// Delivers events to merchants' webhook endpoints.
+    pub(crate) webhooks: Arc<webhooks::Dispatcher>,
 }
 
 impl AppState {
@@ -84,6 +88,11 @@ impl AppState {
                 Duration::from_millis(config.chat.index_interval_ms),
             )),
             llm: chat::llm::Llm::from_settings(&config.chat),
+            webhooks: Arc::new(webhooks::Dispatcher::new(
+                Arc::clone(&store),
+                config.webhooks.clone(),
+                Arc::new(webhooks::SystemClock),
+            )),
             store,
             signer: IdentitySigner::new(internal_secret.as_bytes()),
             max_clock_skew_secs: config.internal.max_clock_skew_secs,
@@ -118,11 +127,13 @@ pub async fn serve(
     tracing::info!(addr = ?listener.local_addr().ok(), "backend listening");
     let scheduler = Arc::clone(&state.sync).spawn_scheduler();
     let indexer = Arc::clone(&state.indexer).spawn();
+    let dispatcher = Arc::clone(&state.webhooks).spawn();
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await;
     scheduler.abort();
     indexer.abort();
+    dispatcher.abort();
     served
 }
 

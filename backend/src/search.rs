@@ -6,11 +6,11 @@
 //! those rows off in batches, each in its own transaction; on PostgreSQL several backends share
 //! the work without waiting for each other.
 //!
-//! How fresh search is: while this process imports, the indexer takes one batch per
-//! `chat.index_interval_ms` (so imports keep the database's writer for themselves); once an
-//! import finishes, it drains what is left as fast as the database indexes. A product is
-//! therefore searchable `index_interval_ms` plus the backlog's indexing time after its import
-//! ends (about 9 µs a product on SQLite: under a second for a 100,000-product first import).
+//! How fresh search is: while this process imports, the indexer waits (imports keep the
+//! database's writer and the CPU for themselves), taking one batch every 5 seconds of a long
+//! import; once an import finishes, it is woken and drains what is left as fast as the database
+//! indexes. A product is therefore searchable the backlog's indexing time after its import ends
+//! (about 10 µs a product on SQLite: about a second for a 100,000-product first import).
 //! `mindshop_search_index_backlog` shows what still waits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +25,8 @@ use crate::store::{Store, StoreResult};
 
 /// Products indexed per transaction.
 pub const BATCH: u32 = 2000;
+/// Longest the indexer leaves the index alone while this process imports.
+pub const MAX_DEFER: Duration = Duration::from_secs(5);
 
 struct SearchMetrics {
     indexed: IntCounter,
@@ -72,6 +74,8 @@ pub fn note_import_write() {
 
 /// An import of this process has finished: index what it wrote.
 pub fn note_import_finished() {
+    // Another import still going marks itself again with its next batch.
+    IMPORTS.last_write_ms.store(0, Ordering::Relaxed);
     IMPORTS.finished.notify_one();
 }
 
@@ -80,11 +84,17 @@ pub fn note_import_finished() {
 pub struct Indexer {
     store: Arc<dyn Store>,
     interval: Duration,
+    /// When this indexer last indexed a batch (ms since the epoch).
+    last_batch_ms: AtomicU64,
 }
 
 impl Indexer {
     pub fn new(store: Arc<dyn Store>, interval: Duration) -> Self {
-        Self { store, interval }
+        Self {
+            store,
+            interval,
+            last_batch_ms: AtomicU64::new(0),
+        }
     }
 
     /// Runs until the task is aborted.
@@ -102,9 +112,17 @@ impl Indexer {
         })
     }
 
-    /// One pass: batches until none wait, or a single batch while this process imports.
-    /// Returns how many products it indexed.
+    /// One pass: batches until none wait. While this process imports, nothing, unless the
+    /// last batch is [`MAX_DEFER`] old; then a single batch (so a long import still becomes
+    /// searchable as it goes). Returns how many products it indexed.
     pub async fn pass(&self) -> StoreResult<u64> {
+        if self.importing()
+            && now_ms().saturating_sub(self.last_batch_ms.load(Ordering::Relaxed))
+                < u64::try_from(MAX_DEFER.as_millis()).unwrap_or(u64::MAX)
+        {
+            return Ok(0);
+        }
+        self.last_batch_ms.store(now_ms(), Ordering::Relaxed);
         let mut total = 0;
         loop {
             let indexed = self.store.index_products(BATCH).await?;

@@ -31,6 +31,10 @@ use mindshop_backend::store::{
     ProductQuery, RunError, RunOutcome, SessionEnding, Store, StoreError, SyncConfig,
     SyncConfigFields, SyncRun,
 };
+use mindshop_backend::store::{
+    AttemptNext, AttemptRecord, FailurePolicy, NewWebhookEndpoint, WebhookAttempt,
+    WebhookEndpointUpdate,
+};
 use mindshop_config::DatabaseConfig;
 use mindshop_wire::api_key::{self, KeyEnv, KeyKind};
 use serde_json::Value;
@@ -2591,6 +2595,306 @@ async fn index_all(store: &dyn Store) -> u64 {
     }
 }
 
+async fn webhook_endpoints_round_trip_per_merchant(store: &dyn Store) {
+    for id in ["m-hooks", "m-other"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    let created = store
+        .create_webhook(&new_endpoint("whe_1", "m-hooks", &["document.created"]))
+        .await
+        .expect("create webhook");
+    assert!(created.enabled);
+    assert_eq!(created.events, ["document.created"]);
+    assert_eq!(
+        store.get_webhook("m-hooks", "whe_1").await.expect("get"),
+        Some(created.clone())
+    );
+    assert_eq!(
+        store.get_webhook("m-other", "whe_1").await.expect("get"),
+        None
+    );
+    assert!(matches!(
+        store
+            .update_webhook("m-other", "whe_1", &WebhookEndpointUpdate::default())
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let updated = store
+        .update_webhook(
+            "m-hooks",
+            "whe_1",
+            &WebhookEndpointUpdate {
+                events: Some(vec!["*".to_owned()]),
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(updated.events, ["*"]);
+    assert!(!updated.enabled);
+    assert_eq!(updated.url, created.url, "fields not given are kept");
+    let rotated = store
+        .rotate_webhook_secret("m-hooks", "whe_1", "whsec_new", Utc::now())
+        .await
+        .expect("rotate");
+    assert!(rotated.previous_secret_expires_at.is_some());
+    assert_eq!(store.list_webhooks("m-hooks").await.expect("list").len(), 1);
+    assert!(
+        store
+            .list_webhooks("m-other")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(matches!(
+        store.delete_webhook("m-other", "whe_1").await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .delete_webhook("m-hooks", "whe_1")
+        .await
+        .expect("delete");
+    assert_eq!(
+        store.get_webhook("m-hooks", "whe_1").await.expect("get"),
+        None
+    );
+}
+
+async fn events_fan_out_once_to_the_endpoints_that_want_them(store: &dyn Store) {
+    for id in ["m-hooks", "m-other"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    for (id, merchant, events) in [
+        ("whe_docs", "m-hooks", &["document.created"][..]),
+        ("whe_all", "m-hooks", &["*"][..]),
+        ("whe_sessions", "m-hooks", &["session.created"][..]),
+        ("whe_other", "m-other", &["*"][..]),
+    ] {
+        store
+            .create_webhook(&new_endpoint(id, merchant, events))
+            .await
+            .expect("create webhook");
+    }
+    store
+        .create_document(&new_document("doc-1", "m-hooks", doc_fields("Policy")))
+        .await
+        .expect("create document");
+    let now = Utc::now();
+    assert_eq!(store.webhook_backlog().await.expect("backlog"), 1);
+    assert_eq!(store.fan_out_events(100, now).await.expect("fan out"), 1);
+    assert_eq!(
+        store.fan_out_events(100, now).await.expect("fan out"),
+        0,
+        "once"
+    );
+    let docs = store
+        .list_deliveries("m-hooks", "whe_docs", None, 10)
+        .await
+        .expect("list");
+    let all = store
+        .list_deliveries("m-hooks", "whe_all", None, 10)
+        .await
+        .expect("list");
+    assert_eq!(docs.len(), 1);
+    assert_eq!(all.len(), 1);
+    assert_eq!(docs[0].event, "document.created");
+    assert_eq!(
+        docs[0].event_id, all[0].event_id,
+        "one event id for every endpoint"
+    );
+    for (merchant, endpoint) in [("m-hooks", "whe_sessions"), ("m-other", "whe_other")] {
+        assert!(
+            store
+                .list_deliveries(merchant, endpoint, None, 10)
+                .await
+                .expect("list")
+                .is_empty()
+        );
+    }
+    // Another merchant cannot see the deliveries.
+    assert!(
+        store
+            .list_deliveries("m-other", "whe_docs", None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(store.webhook_backlog().await.expect("backlog"), 2);
+}
+
+async fn deliveries_are_claimed_by_one_backend_and_recorded(
+    store: &dyn Store,
+    database: &RawDatabase,
+) {
+    store
+        .create_merchant(&new_merchant("m-hooks", "m-hooks"))
+        .await
+        .expect("create merchant");
+    store
+        .create_webhook(&new_endpoint("whe_1", "m-hooks", &["*"]))
+        .await
+        .expect("create webhook");
+    for i in 0..6 {
+        store
+            .create_document(&new_document(
+                &format!("doc-{i}"),
+                "m-hooks",
+                doc_fields("Policy"),
+            ))
+            .await
+            .expect("create document");
+    }
+    let now = Utc::now();
+    store.fan_out_events(100, now).await.expect("fan out");
+    // Two backends claim at once: each delivery goes to exactly one.
+    let other = database.open_store().await;
+    let until = now + TimeDelta::seconds(30);
+    let (a, b) = tokio::join!(
+        store.claim_deliveries(4, now, until),
+        other.claim_deliveries(4, now, until)
+    );
+    let (a, b) = (a.expect("claim"), b.expect("claim"));
+    let ids: HashSet<&str> = a.iter().chain(&b).map(|d| d.id.as_str()).collect();
+    assert_eq!(ids.len(), a.len() + b.len(), "no delivery claimed twice");
+    assert_eq!(ids.len(), 6);
+    assert!(
+        store
+            .claim_deliveries(10, now, until)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "all are claimed until the claim expires"
+    );
+    let claimed = &a[0];
+    assert_eq!(claimed.secret, "whsec_test");
+    let payload: Value = serde_json::from_str(&claimed.payload).expect("JSON");
+    assert_eq!(payload["id"], claimed.event_id.as_str());
+    assert_eq!(payload["event"], "document.created");
+
+    // A failure with a retry, then a success.
+    let attempt = |status: i32, at: DateTime<Utc>| WebhookAttempt {
+        delivery_id: claimed.id.clone(),
+        attempted_at: at,
+        status_code: Some(status),
+        duration_ms: 12,
+        error: (status >= 300).then(|| format!("the endpoint answered HTTP {status}")),
+        response_excerpt: Some("body".to_owned()),
+    };
+    let policy = FailurePolicy {
+        max_consecutive_failures: 2,
+        disable_now: None,
+    };
+    let retry_at = now + TimeDelta::seconds(60);
+    let still = store
+        .record_attempt(
+            &AttemptRecord {
+                delivery_id: claimed.id.clone(),
+                endpoint_id: "whe_1".to_owned(),
+                attempt: attempt(500, now),
+                next: AttemptNext::RetryAt(retry_at),
+            },
+            &policy,
+        )
+        .await
+        .expect("record");
+    assert!(still);
+    // (The other claims have expired by then and come back; this one waits for its time.)
+    let early = retry_at - TimeDelta::seconds(1);
+    let claimed_early = store
+        .claim_deliveries(10, early, early + TimeDelta::seconds(30))
+        .await
+        .expect("claim");
+    assert!(claimed_early.iter().all(|d| d.id != claimed.id));
+    let again = store
+        .claim_deliveries(10, retry_at, retry_at + TimeDelta::seconds(30))
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1, "only the retried delivery is due");
+    assert_eq!(again[0].id, claimed.id);
+    assert_eq!(again[0].attempts, 1);
+    store
+        .record_attempt(
+            &AttemptRecord {
+                delivery_id: claimed.id.clone(),
+                endpoint_id: "whe_1".to_owned(),
+                attempt: attempt(200, retry_at),
+                next: AttemptNext::Delivered,
+            },
+            &policy,
+        )
+        .await
+        .expect("record");
+    let deliveries = store
+        .list_deliveries("m-hooks", "whe_1", None, 10)
+        .await
+        .expect("list");
+    let delivered = deliveries
+        .iter()
+        .find(|d| d.id == claimed.id)
+        .expect("the delivery");
+    assert_eq!(delivered.status, "delivered");
+    assert_eq!(delivered.attempts, 2);
+    let codes: Vec<Option<i32>> = delivered
+        .attempt_log
+        .iter()
+        .map(|a| a.status_code)
+        .collect();
+    assert_eq!(codes, [Some(500), Some(200)]);
+
+    // Two failures in a row disable the endpoint (policy: 2); claims stop.
+    for delivery in &b[..2] {
+        store
+            .record_attempt(
+                &AttemptRecord {
+                    delivery_id: delivery.id.clone(),
+                    endpoint_id: "whe_1".to_owned(),
+                    attempt: attempt(500, now),
+                    next: AttemptNext::GiveUp,
+                },
+                &policy,
+            )
+            .await
+            .expect("record");
+    }
+    let endpoint = store
+        .get_webhook("m-hooks", "whe_1")
+        .await
+        .expect("get")
+        .expect("the endpoint");
+    assert!(!endpoint.enabled);
+    assert_eq!(
+        endpoint.disabled_reason.as_deref(),
+        Some("disabled after 2 consecutive failed attempts")
+    );
+    let later = now + TimeDelta::hours(1);
+    assert!(
+        store
+            .claim_deliveries(10, later, later + TimeDelta::seconds(30))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "a disabled endpoint's deliveries wait"
+    );
+}
+
+fn new_endpoint(id: &str, merchant_id: &str, events: &[&str]) -> NewWebhookEndpoint {
+    NewWebhookEndpoint {
+        id: id.to_owned(),
+        merchant_id: merchant_id.to_owned(),
+        url: format!("https://hooks.example.com/{id}"),
+        events: events.iter().map(|e| (*e).to_owned()).collect(),
+        description: None,
+        secret: "whsec_test".to_owned(),
+    }
+}
+
 fn new_merchant(id: &str, name: &str) -> NewMerchant {
     NewMerchant {
         id: id.to_owned(),
@@ -2841,6 +3145,8 @@ conformance! {
     store: [
     migrate_is_idempotent_and_ping_works,
     search_finds_the_merchants_products_and_documents_by_word,
+    webhook_endpoints_round_trip_per_merchant,
+    events_fan_out_once_to_the_endpoints_that_want_them,
     merchant_round_trips,
     unknown_merchant_is_none,
     merchants_are_listed_oldest_first,
@@ -2881,6 +3187,7 @@ conformance! {
         runs_write_their_events_to_the_outbox,
         stale_runs_are_failed_once,
         due_schedules_are_listed_and_claimed_once,
+        deliveries_are_claimed_by_one_backend_and_recorded,
     ],
 }
 

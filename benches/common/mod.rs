@@ -63,9 +63,17 @@ pub struct Served {
     pub env: Vec<(&'static str, String)>,
 }
 
-/// `mindshop serve` on `database_url` with `extra` settings, ready, with merchant `bench`
-/// (whose widget runs on `bench-store.example`).
-pub async fn serve(dir: &Path, database_url: &str, extra: &[(&'static str, String)]) -> Served {
+/// Settings of a `serve` on `database_url` with `extra` ones, the database migrated and
+/// merchant `bench` (whose widget runs on `bench-store.example`) created; start it with
+/// [`start`].
+pub struct Prepared {
+    env: Vec<(&'static str, String)>,
+    edge: SocketAddr,
+    metrics: SocketAddr,
+    token: String,
+}
+
+pub fn prepare(dir: &Path, database_url: &str, extra: &[(&'static str, String)]) -> Prepared {
     let edge = free_addr();
     let metrics = free_addr();
     let mut env = vec![
@@ -98,6 +106,22 @@ pub async fn serve(dir: &Path, database_url: &str, extra: &[(&'static str, Strin
         .as_str()
         .expect("a token")
         .to_owned();
+    Prepared {
+        env,
+        edge,
+        metrics,
+        token,
+    }
+}
+
+/// Starts the prepared `serve` and waits until it is ready.
+pub async fn start(dir: &Path, prepared: Prepared) -> Served {
+    let Prepared {
+        env,
+        edge,
+        metrics,
+        token,
+    } = prepared;
     let log = std::fs::File::create(dir.join("serve.log")).expect("a log file");
     let child = mindshop(dir, &["serve"], &env)
         .stdout(Stdio::null())
@@ -123,6 +147,11 @@ pub async fn serve(dir: &Path, database_url: &str, extra: &[(&'static str, Strin
         token,
         env,
     }
+}
+
+/// [`prepare`] and [`start`].
+pub async fn serve(dir: &Path, database_url: &str, extra: &[(&'static str, String)]) -> Served {
+    start(dir, prepare(dir, database_url, extra)).await
 }
 
 /// Uploads `file` as merchant `bench`; the time to the answer and the answer's data.

@@ -10,7 +10,7 @@
 //!
 //! # Layout
 //! - `lib.rs`: [`Config`] and its entry points ([`Config::load`], [`Config::redacted_toml`], …).
-//! - `sections`: one struct per TOML section, with its defaults (`sync` and `chat` apart); `policy`: the sections that
+//! - `sections`: one struct per TOML section, with its defaults (`sync`, `chat` and `webhooks` apart); `policy`: the sections that
 //!   steer the edge's filters (`[cors]`, `[limits]`, `[redis]`).
 //! - `load`: merges file and environment into one TOML table, deserializes it once and
 //!   attributes errors to the file or variable the value came from.
@@ -34,6 +34,7 @@ mod secret;
 mod sections;
 mod sync;
 mod validate;
+mod webhooks;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -50,6 +51,7 @@ pub use sections::{
     InternalConfig, JwtAlgorithm, LogConfig, LogFormat,
 };
 pub use sync::SyncSettings;
+pub use webhooks::WebhookSettings;
 
 /// The file [`Config::load`] reads when no path is given, if it exists.
 pub const DEFAULT_FILE: &str = "mindshop.toml";
@@ -82,6 +84,8 @@ pub struct Config {
     pub sync: SyncSettings,
     /// `[chat]`: how the assistant answers and how fast search follows the catalog.
     pub chat: ChatSettings,
+    /// `[webhooks]`: delivery of events to merchants' endpoints.
+    pub webhooks: WebhookSettings,
 }
 
 impl Config {

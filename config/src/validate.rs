@@ -149,6 +149,18 @@ impl Config {
             ));
         }
 
+        let webhooks = &self.webhooks;
+        positive("webhooks.timeout_secs", webhooks.timeout_secs)?;
+        positive(
+            "webhooks.max_consecutive_failures",
+            u64::from(webhooks.max_consecutive_failures),
+        )?;
+        positive(
+            "webhooks.dispatch_interval_ms",
+            webhooks.dispatch_interval_ms,
+        )?;
+        positive("webhooks.concurrency", u64::from(webhooks.concurrency))?;
+
         let limits = &self.limits;
         positive("limits.window_secs", limits.window_secs)?;
         for (key, limit) in [

@@ -15,6 +15,7 @@
 //! - [`pipeline`]: merchants, keys and tokens through `mindshop admin`, a second edge beside a
 //!   `serve`, `/metrics` counters, rate-limit windows.
 //! - [`relay`]: a TCP relay in front of Redis that a test can stop and start.
+//! - [`webhook_guide`]: the verification examples of docs/WEBHOOK_INTEGRATION.md, runnable.
 
 // Each test file uses a different part of the harness.
 #![allow(dead_code)]
@@ -22,6 +23,7 @@
 pub mod pipeline;
 pub mod relay;
 pub mod upstream;
+pub mod webhook_guide;
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -528,6 +530,15 @@ impl Server {
             .await;
         matches!(health, Ok(r) if r.status() == 200)
             && tokio::net::TcpStream::connect(self.metrics).await.is_ok()
+    }
+
+    /// SIGKILL, as a crash would: nothing is flushed or drained. Returns the working directory
+    /// (database included) to start again in.
+    pub fn kill_hard(mut self) -> Workdir {
+        self.kill();
+        self.workdir
+            .take()
+            .expect("a started server has its working directory")
     }
 
     fn kill(&mut self) {

@@ -8,6 +8,7 @@ mod page;
 mod sessions;
 mod settings;
 mod sync;
+mod webhooks;
 
 use axum::Router;
 use axum::http::{Method, Uri};
@@ -23,6 +24,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(sessions::router())
         .merge(chat::router())
         .merge(sync::router())
+        .merge(webhooks::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -18,6 +18,7 @@ mod portable;
 mod postgres;
 pub mod sessions;
 mod sqlite;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -35,6 +36,10 @@ pub use documents::{Document, DocumentFields, NewDocument, PageKey};
 pub use postgres::PostgresStore;
 pub use sessions::{ChatSession, NewChatSession, SessionEnding};
 pub use sqlite::SqliteStore;
+pub use webhooks::{
+    AttemptNext, AttemptRecord, ClaimedDelivery, FailurePolicy, NewWebhookEndpoint, WebhookAttempt,
+    WebhookDelivery, WebhookEndpoint, WebhookEndpointUpdate,
+};
 
 /// A merchant: a store that embeds the widget.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -289,6 +294,76 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn record_event(&self, event: &NewEvent<'_>) -> StoreResult<()>;
     /// Stores a question, its answer and their `chat.completed` event in one transaction.
     async fn record_exchange(&self, exchange: &NewExchange) -> StoreResult<()>;
+    /// Creates an endpoint (enabled) for an existing merchant.
+    async fn create_webhook(&self, endpoint: &NewWebhookEndpoint) -> StoreResult<WebhookEndpoint>;
+    async fn get_webhook(
+        &self,
+        merchant_id: &str,
+        id: &str,
+    ) -> StoreResult<Option<WebhookEndpoint>>;
+    /// The merchant's endpoints, oldest first (at most 100).
+    async fn list_webhooks(&self, merchant_id: &str) -> StoreResult<Vec<WebhookEndpoint>>;
+    /// [`StoreError::NotFound`] when the merchant has no such endpoint.
+    async fn update_webhook(
+        &self,
+        merchant_id: &str,
+        id: &str,
+        update: &WebhookEndpointUpdate,
+    ) -> StoreResult<WebhookEndpoint>;
+    /// Deletes the endpoint and its deliveries; [`StoreError::NotFound`] when absent.
+    async fn delete_webhook(&self, merchant_id: &str, id: &str) -> StoreResult<()>;
+    /// Replaces the secret; the old one keeps signing until `previous_expires_at`.
+    async fn rotate_webhook_secret(
+        &self,
+        merchant_id: &str,
+        id: &str,
+        secret: &str,
+        previous_expires_at: DateTime<Utc>,
+    ) -> StoreResult<WebhookEndpoint>;
+    /// Turns up to `limit` outbox events into deliveries for the endpoints that want them, and
+    /// marks them done, in one transaction; how many events it took.
+    async fn fan_out_events(&self, limit: u32, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// A delivery of an event that is not in the outbox (`webhook.test`) to one endpoint.
+    async fn enqueue_delivery(
+        &self,
+        merchant_id: &str,
+        endpoint_id: &str,
+        event_type: &str,
+        data: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<WebhookDelivery>;
+    /// Claims up to `limit` deliveries due at `now` of enabled endpoints until `claim_until`.
+    async fn claim_deliveries(
+        &self,
+        limit: u32,
+        now: DateTime<Utc>,
+        claim_until: DateTime<Utc>,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Records an attempt and its consequences (the delivery's state, the endpoint's failure
+    /// count, disabling it) in one transaction; whether the endpoint is still enabled.
+    async fn record_attempt(
+        &self,
+        record: &AttemptRecord,
+        policy: &FailurePolicy,
+    ) -> StoreResult<bool>;
+    /// The endpoint's deliveries, newest first, each with its attempts.
+    async fn list_deliveries(
+        &self,
+        merchant_id: &str,
+        endpoint_id: &str,
+        after: Option<&PageKey>,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Makes a delivery due now again (a replay); [`StoreError::NotFound`] when absent.
+    async fn retry_delivery(
+        &self,
+        merchant_id: &str,
+        endpoint_id: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<WebhookDelivery>;
+    /// Outbox events not fanned out plus deliveries not yet delivered or given up.
+    async fn webhook_backlog(&self) -> StoreResult<i64>;
     /// The messages of the merchant's session, oldest first (at most 1,000).
     async fn list_messages(
         &self,

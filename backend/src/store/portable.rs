@@ -836,6 +836,358 @@ macro_rules! portable_store_impl {
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
+            async fn create_webhook(
+                &self,
+                endpoint: &super::NewWebhookEndpoint,
+            ) -> super::StoreResult<super::WebhookEndpoint> {
+                use super::webhooks::sql;
+                ::sqlx::query(sql::INSERT_ENDPOINT)
+                    .bind(&endpoint.id)
+                    .bind(&endpoint.merchant_id)
+                    .bind(&endpoint.url)
+                    .bind(::sqlx::types::Json(&endpoint.events))
+                    .bind(&endpoint.description)
+                    .bind(&endpoint.secret)
+                    .bind(::chrono::Utc::now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| {
+                        super::classify(
+                            e,
+                            &format!("webhook {}", endpoint.id),
+                            &format!("merchant {}", endpoint.merchant_id),
+                        )
+                    })?;
+                self.get_webhook(&endpoint.merchant_id, &endpoint.id)
+                    .await?
+                    .ok_or_else(|| super::StoreError::NotFound(format!("webhook {}", endpoint.id)))
+            }
+
+            async fn get_webhook(
+                &self,
+                merchant_id: &str,
+                id: &str,
+            ) -> super::StoreResult<Option<super::WebhookEndpoint>> {
+                use super::webhooks::{EndpointRow, sql};
+                let row = ::sqlx::query_as::<_, EndpointRow>(sql::GET_ENDPOINT)
+                    .bind(merchant_id)
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn list_webhooks(
+                &self,
+                merchant_id: &str,
+            ) -> super::StoreResult<Vec<super::WebhookEndpoint>> {
+                use super::webhooks::{EndpointRow, sql};
+                let rows = ::sqlx::query_as::<_, EndpointRow>(sql::LIST_ENDPOINTS)
+                    .bind(merchant_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn update_webhook(
+                &self,
+                merchant_id: &str,
+                id: &str,
+                update: &super::WebhookEndpointUpdate,
+            ) -> super::StoreResult<super::WebhookEndpoint> {
+                use super::webhooks::sql;
+                let changed = ::sqlx::query(sql::UPDATE_ENDPOINT)
+                    .bind(merchant_id)
+                    .bind(id)
+                    .bind(&update.url)
+                    .bind(update.events.as_ref().map(::sqlx::types::Json))
+                    .bind(&update.description)
+                    .bind(update.enabled)
+                    .bind(::chrono::Utc::now())
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                if changed == 0 {
+                    return Err(super::StoreError::NotFound(format!("webhook {id}")));
+                }
+                self.get_webhook(merchant_id, id)
+                    .await?
+                    .ok_or_else(|| super::StoreError::NotFound(format!("webhook {id}")))
+            }
+
+            async fn delete_webhook(&self, merchant_id: &str, id: &str) -> super::StoreResult<()> {
+                let deleted = ::sqlx::query(super::webhooks::sql::DELETE_ENDPOINT)
+                    .bind(merchant_id)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(super::StoreError::NotFound(format!("webhook {id}")));
+                }
+                Ok(())
+            }
+
+            async fn rotate_webhook_secret(
+                &self,
+                merchant_id: &str,
+                id: &str,
+                secret: &str,
+                previous_expires_at: ::chrono::DateTime<::chrono::Utc>,
+            ) -> super::StoreResult<super::WebhookEndpoint> {
+                let changed = ::sqlx::query(super::webhooks::sql::ROTATE_SECRET)
+                    .bind(merchant_id)
+                    .bind(id)
+                    .bind(secret)
+                    .bind(previous_expires_at)
+                    .bind(::chrono::Utc::now())
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                if changed == 0 {
+                    return Err(super::StoreError::NotFound(format!("webhook {id}")));
+                }
+                self.get_webhook(merchant_id, id)
+                    .await?
+                    .ok_or_else(|| super::StoreError::NotFound(format!("webhook {id}")))
+            }
+
+            async fn fan_out_events(
+                &self,
+                limit: u32,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> super::StoreResult<u64> {
+                use super::webhooks::{EndpointRow, PendingEvent, sql};
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                let events = ::sqlx::query_as::<_, PendingEvent>(Self::PENDING_EVENTS)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut endpoints: ::std::collections::HashMap<String, Vec<super::WebhookEndpoint>> =
+                    ::std::collections::HashMap::new();
+                for event in &events {
+                    if !endpoints.contains_key(&event.merchant_id) {
+                        let rows = ::sqlx::query_as::<_, EndpointRow>(sql::MERCHANT_ENABLED_ENDPOINTS)
+                            .bind(&event.merchant_id)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        endpoints.insert(
+                            event.merchant_id.clone(),
+                            rows.into_iter().map(Into::into).collect(),
+                        );
+                    }
+                    let wanting = endpoints[&event.merchant_id]
+                        .iter()
+                        .filter(|endpoint| endpoint.wants(&event.event_type));
+                    let mut payload = None;
+                    for endpoint in wanting {
+                        let body = payload.get_or_insert_with(|| event.payload());
+                        ::sqlx::query(sql::INSERT_DELIVERY)
+                            .bind(::mindshop_wire::ids::new_id("whd"))
+                            .bind(&endpoint.id)
+                            .bind(&event.merchant_id)
+                            .bind(&event.id)
+                            .bind(&event.event_type)
+                            .bind(body.as_str())
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    ::sqlx::query(sql::MARK_FANNED_OUT)
+                        .bind(event.seq)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(u64::try_from(events.len()).unwrap_or(u64::MAX))
+            }
+
+            async fn enqueue_delivery(
+                &self,
+                merchant_id: &str,
+                endpoint_id: &str,
+                event_type: &str,
+                data: &::serde_json::Value,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> super::StoreResult<super::WebhookDelivery> {
+                use super::webhooks::{DeliveryRow, PendingEvent, sql};
+                let event = PendingEvent {
+                    seq: 0,
+                    id: ::mindshop_wire::ids::new_id("evt"),
+                    merchant_id: merchant_id.to_owned(),
+                    event_type: event_type.to_owned(),
+                    data: ::sqlx::types::Json(data.clone()),
+                    created_at: now,
+                };
+                let id = ::mindshop_wire::ids::new_id("whd");
+                ::sqlx::query(sql::INSERT_DELIVERY)
+                    .bind(&id)
+                    .bind(endpoint_id)
+                    .bind(merchant_id)
+                    .bind(&event.id)
+                    .bind(event_type)
+                    .bind(event.payload())
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| super::classify(e, &format!("delivery {id}"), &format!("webhook {endpoint_id}")))?;
+                let row = ::sqlx::query_as::<_, DeliveryRow>(sql::GET_DELIVERY)
+                    .bind(merchant_id)
+                    .bind(endpoint_id)
+                    .bind(&id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.with_attempts(Vec::new()))
+            }
+
+            async fn claim_deliveries(
+                &self,
+                limit: u32,
+                now: ::chrono::DateTime<::chrono::Utc>,
+                claim_until: ::chrono::DateTime<::chrono::Utc>,
+            ) -> super::StoreResult<Vec<super::ClaimedDelivery>> {
+                self.claim_due_deliveries(limit, now, claim_until).await
+            }
+
+            async fn record_attempt(
+                &self,
+                record: &super::AttemptRecord,
+                policy: &super::FailurePolicy,
+            ) -> super::StoreResult<bool> {
+                use super::webhooks::sql;
+                let attempt = &record.attempt;
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                ::sqlx::query(sql::INSERT_ATTEMPT)
+                    .bind(::mindshop_wire::ids::new_id("wha"))
+                    .bind(&record.delivery_id)
+                    .bind(attempt.attempted_at)
+                    .bind(attempt.status_code)
+                    .bind(attempt.duration_ms)
+                    .bind(&attempt.error)
+                    .bind(&attempt.response_excerpt)
+                    .execute(&mut *tx)
+                    .await?;
+                let enabled = match &record.next {
+                    super::AttemptNext::Delivered => {
+                        ::sqlx::query(sql::DELIVERED)
+                            .bind(&record.delivery_id)
+                            .bind(attempt.attempted_at)
+                            .execute(&mut *tx)
+                            .await?;
+                        ::sqlx::query(sql::ENDPOINT_SUCCEEDED)
+                            .bind(&record.endpoint_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        true
+                    }
+                    next => {
+                        match next {
+                            super::AttemptNext::RetryAt(at) => {
+                                ::sqlx::query(sql::RETRY_LATER)
+                                    .bind(&record.delivery_id)
+                                    .bind(*at)
+                                    .bind(&attempt.error)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                            _ => {
+                                ::sqlx::query(sql::GIVE_UP)
+                                    .bind(&record.delivery_id)
+                                    .bind(&attempt.error)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                        }
+                        let limit = i32::try_from(policy.max_consecutive_failures).unwrap_or(i32::MAX);
+                        ::sqlx::query_scalar::<_, bool>(sql::ENDPOINT_FAILED)
+                            .bind(&record.endpoint_id)
+                            .bind(&policy.disable_now)
+                            .bind(limit)
+                            .bind(format!("disabled after {limit} consecutive failed attempts"))
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .unwrap_or(false)
+                    }
+                };
+                tx.commit().await?;
+                Ok(enabled)
+            }
+
+            async fn list_deliveries(
+                &self,
+                merchant_id: &str,
+                endpoint_id: &str,
+                after: Option<&super::PageKey>,
+                limit: u32,
+            ) -> super::StoreResult<Vec<super::WebhookDelivery>> {
+                use super::webhooks::{DeliveryRow, WebhookAttempt, sql};
+                let limit = i64::from(limit);
+                let rows = match after {
+                    None => ::sqlx::query_as::<_, DeliveryRow>(sql::LIST_DELIVERIES_FIRST)
+                        .bind(merchant_id)
+                        .bind(endpoint_id)
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?,
+                    Some(key) => ::sqlx::query_as::<_, DeliveryRow>(sql::LIST_DELIVERIES_AFTER)
+                        .bind(merchant_id)
+                        .bind(endpoint_id)
+                        .bind(key.created_at)
+                        .bind(&key.id)
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?,
+                };
+                let mut deliveries = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let attempts = ::sqlx::query_as::<_, WebhookAttempt>(sql::ATTEMPTS_OF)
+                        .bind(&row.id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    deliveries.push(row.with_attempts(attempts));
+                }
+                Ok(deliveries)
+            }
+
+            async fn retry_delivery(
+                &self,
+                merchant_id: &str,
+                endpoint_id: &str,
+                id: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> super::StoreResult<super::WebhookDelivery> {
+                use super::webhooks::{DeliveryRow, WebhookAttempt, sql};
+                let changed = ::sqlx::query(sql::RETRY_NOW)
+                    .bind(merchant_id)
+                    .bind(endpoint_id)
+                    .bind(id)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                if changed == 0 {
+                    return Err(super::StoreError::NotFound(format!("delivery {id}")));
+                }
+                let row = ::sqlx::query_as::<_, DeliveryRow>(sql::GET_DELIVERY)
+                    .bind(merchant_id)
+                    .bind(endpoint_id)
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let attempts = ::sqlx::query_as::<_, WebhookAttempt>(sql::ATTEMPTS_OF)
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(row.with_attempts(attempts))
+            }
+
+            async fn webhook_backlog(&self) -> super::StoreResult<i64> {
+                Ok(::sqlx::query_scalar::<_, i64>(super::webhooks::sql::BACKLOG)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
             async fn count_products(&self, merchant_id: &str) -> super::StoreResult<i64> {
                 Ok(
                     ::sqlx::query_scalar::<_, i64>(super::catalog::sql::COUNT_PRODUCTS)

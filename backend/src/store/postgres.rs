@@ -21,6 +21,9 @@ impl PostgresStore {
     const SEARCH_PRODUCTS: &str = super::chat::sql::PG_SEARCH_PRODUCTS;
     const SEARCH_DOCUMENTS: &str = super::chat::sql::PG_SEARCH_DOCUMENTS;
     const SEARCH_BACKLOG: &str = "SELECT COUNT(*) FROM products WHERE search IS NULL";
+    /// Several backends fan out at once, each taking events the others have not locked.
+    const PENDING_EVENTS: &str = "SELECT seq, id, merchant_id, event_type, data, created_at \
+         FROM events WHERE fanned_out_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED";
 
     /// A `to_tsquery` expression matching any of `terms` (plain words: letters and digits).
     fn match_expression(terms: &[&str]) -> String {
@@ -112,5 +115,38 @@ impl PostgresStore {
             .execute(&self.pool)
             .await?
             .rows_affected())
+    }
+}
+
+impl PostgresStore {
+    /// Claims due deliveries of enabled endpoints and returns them with their endpoints, one
+    /// statement; `SKIP LOCKED` lets several backends claim at once, each its own.
+    async fn claim_due_deliveries(
+        &self,
+        limit: u32,
+        now: chrono::DateTime<chrono::Utc>,
+        claim_until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Vec<super::ClaimedDelivery>> {
+        static CLAIM: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "WITH due AS (SELECT d.id FROM webhook_deliveries d \
+                 JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled = TRUE \
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+                 AND (d.claimed_until IS NULL OR d.claimed_until < $1) \
+                 ORDER BY d.next_attempt_at LIMIT $2 FOR UPDATE OF d SKIP LOCKED) \
+                 UPDATE webhook_deliveries d SET claimed_until = $3 \
+                 FROM due, webhook_endpoints e WHERE d.id = due.id AND e.id = d.endpoint_id \
+                 RETURNING {}",
+                super::webhooks::sql::CLAIM_COLUMNS
+            )
+        });
+        let rows: Vec<super::webhooks::ClaimedRow> =
+            sqlx::query_as(sqlx::AssertSqlSafe(CLAIM.as_str()))
+                .bind(now)
+                .bind(i64::from(limit))
+                .bind(claim_until)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|row| row.at(now)).collect())
     }
 }

@@ -23,6 +23,9 @@ impl SqliteStore {
     const SEARCH_PRODUCTS: &str = super::chat::sql::SQLITE_SEARCH_PRODUCTS;
     const SEARCH_DOCUMENTS: &str = super::chat::sql::SQLITE_SEARCH_DOCUMENTS;
     const SEARCH_BACKLOG: &str = "SELECT COUNT(*) FROM products_search_queue";
+    /// One writer at a time: the transaction's write lock keeps other fan-outs out.
+    const PENDING_EVENTS: &str = "SELECT seq, id, merchant_id, event_type, data, created_at \
+         FROM events WHERE fanned_out_at IS NULL ORDER BY seq LIMIT $1";
 
     /// An FTS5 query matching any of `terms`, each quoted so it is read as a plain word.
     fn match_expression(terms: &[&str]) -> String {
@@ -141,6 +144,42 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(count)
+    }
+}
+
+impl SqliteStore {
+    /// Claims due deliveries of enabled endpoints, then reads them with their endpoints, in
+    /// one transaction.
+    async fn claim_due_deliveries(
+        &self,
+        limit: u32,
+        now: chrono::DateTime<chrono::Utc>,
+        claim_until: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Vec<super::ClaimedDelivery>> {
+        let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE webhook_deliveries SET claimed_until = $3 WHERE id IN (\
+             SELECT d.id FROM webhook_deliveries d \
+             JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.enabled = TRUE \
+             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+             AND (d.claimed_until IS NULL OR d.claimed_until < $1) \
+             ORDER BY d.next_attempt_at LIMIT $2) RETURNING id",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(claim_until)
+        .fetch_all(&mut *tx)
+        .await?;
+        let rows: Vec<super::webhooks::ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+             WHERE d.id IN (SELECT value FROM json_each($1))",
+            super::webhooks::sql::CLAIM_COLUMNS
+        )))
+        .bind(serde_json::Value::from(ids).to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(|row| row.at(now)).collect())
     }
 }
 
