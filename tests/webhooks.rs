@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
+use sha2::Sha256;
 use support::pipeline::{create_key, create_merchant, portal_token};
 use support::webhook_guide::{NodeReceiver, verify};
 use support::{Launch, Reply, Server, Workdir, client, free_addr};
@@ -128,8 +130,23 @@ async fn a_created_document_reaches_the_receiver_signed_both_ways() {
     let document = create_document(&server, &shop.key, "Returns policy").await;
     let got = received(&captured, 1).await;
     let (headers, body) = &got[0];
-    // The guide's Rust example accepts it: both schemes, over the exact bytes sent.
+    // The guide's Rust example accepts it, over the exact bytes sent: with the Standard
+    // Webhooks signature, and with only the hex one (as the original design's receivers check).
     verify(&secret, headers, body, now_unix()).expect("a valid delivery");
+    let hex_only: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("webhook-signature"))
+        .cloned()
+        .collect();
+    verify(&secret, &hex_only, body, now_unix()).expect("a valid hex signature");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    let expected = hex::encode(mac.finalize().into_bytes());
+    let sent = headers
+        .iter()
+        .find(|(name, _)| name == "x-webhook-signature")
+        .map(|(_, value)| value.as_str());
+    assert_eq!(sent, Some(expected.as_str()));
     let event: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(event["event"], "document.created");
     assert_eq!(event["data"]["id"], document["id"]);

@@ -237,7 +237,7 @@ impl Gate {
         self.directory
             .any_merchant_allows_host(&origin.host)
             .await
-            .map_err(|error| unavailable(&error.to_string()))
+            .map_err(|error| unavailable(&error.to_string(), Some(origin)))
     }
 
     /// Resolves and checks the API key; returns the identity and the merchant's plan.
@@ -286,7 +286,7 @@ impl Gate {
                     early_cors(owed).await,
                 ));
             }
-            Err(error) => return Err(unavailable(&error.to_string())),
+            Err(error) => return Err(unavailable(&error.to_string(), origin)),
         };
 
         if let Some(origin) = origin {
@@ -542,14 +542,84 @@ fn cors_refused(refusal: CorsRefusal, origin: &[u8]) -> Verdict {
     Verdict::refuse(rejection.status, rejection.failure, OwedHeaders::new())
 }
 
-fn unavailable(cause: &str) -> Verdict {
+/// The credential store cannot be reached. A browser may read this answer from any origin
+/// (`Access-Control-Allow-Origin: *`, no credentials): it holds nothing but the outage, and
+/// the widget can then show "try again" instead of mistaking it for a refused origin.
+fn unavailable(cause: &str, origin: Option<&Origin>) -> Verdict {
     tracing::error!(cause, "credential lookup failed");
+    let headers = match origin {
+        Some(origin) => cors::allow_headers(CorsPolicy::AnyOrigin, &echo(origin)),
+        None => OwedHeaders::new(),
+    };
     Verdict::refuse(
         503,
         Failure::new(
             "SERVICE_UNAVAILABLE",
             "Credentials cannot be checked right now; try again shortly",
         ),
-        OwedHeaders::new(),
+        headers,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::directory::{DirectoryError, ResolvedKey};
+
+    /// A credential store that cannot be reached.
+    struct Down;
+
+    #[async_trait]
+    impl Directory for Down {
+        async fn api_key(&self, _: &str) -> Result<Option<ResolvedKey>, DirectoryError> {
+            Err(DirectoryError("database down".into()))
+        }
+
+        async fn any_merchant_allows_host(&self, _: &str) -> Result<bool, DirectoryError> {
+            Err(DirectoryError("database down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_readable_by_the_page_so_it_is_not_taken_for_a_refused_origin() {
+        let gate = Gate::new(
+            &Config::default(),
+            Arc::new(Down),
+            b"0123456789abcdef0123456789abcdef",
+        )
+        .expect("a gate");
+        let route = route::classify("/api/chat").expect("a route");
+        let request = RequestView {
+            method: &Method::POST,
+            path: "/api/chat",
+            route,
+            origin: Some(b"https://shop.example"),
+            asks_preflight: false,
+            api_key: Some(b"pk_test_0123456789abcdef0123456789abcdef"),
+            authorization: None,
+            client_ip: None,
+        };
+        let Verdict::Answer {
+            status,
+            failure: Some(failure),
+            headers,
+        } = gate.admit(&request).await
+        else {
+            panic!("an early answer");
+        };
+        assert_eq!((status, failure.code), (503, "SERVICE_UNAVAILABLE"));
+        let allow_origin = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("access-control-allow-origin"))
+            .map(|(_, value)| value.to_str().unwrap());
+        assert_eq!(allow_origin, Some("*"));
+        assert!(
+            !headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("access-control-allow-credentials")),
+            "no credentials with a wildcard"
+        );
+    }
 }

@@ -709,28 +709,73 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 query: &super::ProductQuery<'_>,
             ) -> super::StoreResult<Vec<super::Scored<super::Product>>> {
-                use super::chat::{ScoredProductRow, safe_terms, sql};
+                use super::chat::{Operator, ScoredProductRow, merge_tiers, safe_terms, sql};
                 let terms = safe_terms(query.terms);
-                let rows = if terms.is_empty() {
-                    ::sqlx::query_as::<_, ScoredProductRow>(sql::FILTER_PRODUCTS)
+                if terms.is_empty() {
+                    let rows = ::sqlx::query_as::<_, ScoredProductRow>(sql::FILTER_PRODUCTS)
                         .bind(merchant_id)
                         .bind(query.min_price)
                         .bind(query.max_price)
                         .bind(query.in_stock_only)
                         .bind(i64::from(query.limit))
                         .fetch_all(&self.pool)
-                        .await?
-                } else {
+                        .await?;
+                    return Ok(rows.into_iter().map(Into::into).collect());
+                }
+                // Words no product holds would make "every word" match nothing: left out.
+                let mut present = Vec::with_capacity(terms.len());
+                for term in terms {
+                    let found: bool = ::sqlx::query_scalar(Self::TERM_PRESENT)
+                        .bind(Self::match_expression(&[term], Operator::Any))
+                        .bind(merchant_id)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    if found {
+                        present.push(term);
+                    }
+                }
+                if present.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // Matching every word is selective and fast; some words only when too few do.
+                let search = |operator| {
                     ::sqlx::query_as::<_, ScoredProductRow>(Self::SEARCH_PRODUCTS)
-                        .bind(Self::match_expression(&terms))
+                        .bind(Self::match_expression(&present, operator))
                         .bind(merchant_id)
                         .bind(query.min_price)
                         .bind(query.max_price)
                         .bind(query.in_stock_only)
                         .bind(i64::from(query.limit))
                         .fetch_all(&self.pool)
-                        .await?
                 };
+                let every: Vec<super::Scored<super::Product>> =
+                    search(Operator::Every).await?.into_iter().map(Into::into).collect();
+                let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+                if every.len() >= limit || present.len() == 1 {
+                    return Ok(every);
+                }
+                let any: Vec<super::Scored<super::Product>> =
+                    search(Operator::Any).await?.into_iter().map(Into::into).collect();
+                Ok(merge_tiers(every, any, limit))
+            }
+
+            async fn search_documents(
+                &self,
+                merchant_id: &str,
+                terms: &[String],
+                limit: u32,
+            ) -> super::StoreResult<Vec<super::Scored<super::Document>>> {
+                use super::chat::{Operator, ScoredDocumentRow, safe_terms};
+                let terms = safe_terms(terms);
+                if terms.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows = ::sqlx::query_as::<_, ScoredDocumentRow>(Self::SEARCH_DOCUMENTS)
+                    .bind(Self::match_expression(&terms, Operator::Any))
+                    .bind(merchant_id)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
@@ -742,26 +787,6 @@ macro_rules! portable_store_impl {
                 Ok(::sqlx::query_scalar::<_, i64>(Self::SEARCH_BACKLOG)
                     .fetch_one(&self.pool)
                     .await?)
-            }
-
-            async fn search_documents(
-                &self,
-                merchant_id: &str,
-                terms: &[String],
-                limit: u32,
-            ) -> super::StoreResult<Vec<super::Scored<super::Document>>> {
-                use super::chat::{ScoredDocumentRow, safe_terms};
-                let terms = safe_terms(terms);
-                if terms.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let rows = ::sqlx::query_as::<_, ScoredDocumentRow>(Self::SEARCH_DOCUMENTS)
-                    .bind(Self::match_expression(&terms))
-                    .bind(merchant_id)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await?;
-                Ok(rows.into_iter().map(Into::into).collect())
             }
 
             async fn record_event(&self, event: &super::NewEvent<'_>) -> super::StoreResult<()> {

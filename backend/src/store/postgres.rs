@@ -25,10 +25,17 @@ impl PostgresStore {
     const PENDING_EVENTS: &str = "SELECT seq, id, merchant_id, event_type, data, created_at \
          FROM events WHERE fanned_out_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED";
 
-    /// A `to_tsquery` expression matching any of `terms` (plain words: letters and digits).
-    fn match_expression(terms: &[&str]) -> String {
-        terms.join(" | ")
+    /// A `to_tsquery` expression matching any (`|`) or every (`&`) of `terms` (plain words:
+    /// letters and digits).
+    fn match_expression(terms: &[&str], operator: super::chat::Operator) -> String {
+        terms.join(match operator {
+            super::chat::Operator::Any => " | ",
+            super::chat::Operator::Every => " & ",
+        })
     }
+    /// Whether a product of merchant `$2` holds the word `$1`.
+    const TERM_PRESENT: &str = "SELECT EXISTS (SELECT 1 FROM products \
+         WHERE merchant_id = $2 AND search @@ to_tsquery('english', $1))";
 
     /// Connects to a `postgres://` URL.
     pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {

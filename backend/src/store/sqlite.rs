@@ -27,14 +27,23 @@ impl SqliteStore {
     const PENDING_EVENTS: &str = "SELECT seq, id, merchant_id, event_type, data, created_at \
          FROM events WHERE fanned_out_at IS NULL ORDER BY seq LIMIT $1";
 
-    /// An FTS5 query matching any of `terms`, each quoted so it is read as a plain word.
-    fn match_expression(terms: &[&str]) -> String {
+    /// An FTS5 query matching any (`OR`) or every (`AND`) of `terms`, each quoted so it is
+    /// read as a plain word.
+    fn match_expression(terms: &[&str], operator: super::chat::Operator) -> String {
+        let joint = match operator {
+            super::chat::Operator::Any => " OR ",
+            super::chat::Operator::Every => " AND ",
+        };
         terms
             .iter()
             .map(|term| format!("\"{term}\""))
             .collect::<Vec<_>>()
-            .join(" OR ")
+            .join(joint)
     }
+    /// Whether any product holds the word `$1` (for any merchant: the index is shared; `$2`,
+    /// the merchant, is not used here).
+    const TERM_PRESENT: &str = "SELECT EXISTS (SELECT 1 FROM products_search \
+         WHERE products_search MATCH $1) AND $2 IS NOT NULL";
 
     /// Opens (creating if missing) the database file of a `sqlite:` URL, and its directory.
     pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {
@@ -227,5 +236,39 @@ mod tests {
             "{page}"
         );
         assert!(!page.contains("TEMP B-TREE"), "no sort step: {page}");
+    }
+
+    #[tokio::test]
+    async fn product_search_starts_from_the_index_not_the_catalog() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::connect(&DatabaseConfig {
+            url: format!("sqlite://{}/plan.db", dir.path().display()),
+            ..DatabaseConfig::default()
+        })
+        .await
+        .expect("open");
+        MIGRATIONS.run(&store.pool).await.expect("migrate");
+        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            SqliteStore::SEARCH_PRODUCTS
+        )))
+        .bind("\"lamp\"")
+        .bind("m")
+        .bind(None::<f64>)
+        .bind(Some(100.0))
+        .bind(false)
+        .bind(5_i64)
+        .fetch_all(&store.pool)
+        .await
+        .expect("explain");
+        let plan: Vec<String> = rows.into_iter().map(|(_, _, _, detail)| detail).collect();
+        assert!(
+            plan[0].contains("products_search VIRTUAL TABLE"),
+            "{plan:#?}"
+        );
+        assert!(
+            plan[1].contains("SEARCH p USING INTEGER PRIMARY KEY (rowid=?)"),
+            "{plan:#?}"
+        );
     }
 }
