@@ -188,6 +188,21 @@ async fn retrieval(store: &dyn Store, requests: usize) -> Vec<Duration> {
         took.push(started.elapsed());
         assert!(!found.is_empty(), "every question matches products");
     }
+    // Which question is slowest, to know where the tail comes from.
+    if requests > QUESTIONS.len() {
+        let slowest = (0..QUESTIONS.len())
+            .map(|q| {
+                let worst = took.iter().skip(q).step_by(QUESTIONS.len()).max();
+                (worst.copied().unwrap_or_default(), QUESTIONS[q])
+            })
+            .max()
+            .unwrap_or_default();
+        eprintln!(
+            "slowest question: {:?} at {:.2} ms",
+            slowest.1,
+            slowest.0.as_secs_f64() * 1000.0
+        );
+    }
     took
 }
 

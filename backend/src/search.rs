@@ -25,6 +25,8 @@ use crate::store::{Store, StoreResult};
 
 /// Products indexed per transaction.
 pub const BATCH: u32 = 2000;
+/// Products indexed in one pass after which the planner's statistics are refreshed.
+pub const REFRESH_AFTER: u64 = 10_000;
 /// Longest the indexer leaves the index alone while this process imports.
 pub const MAX_DEFER: Duration = Duration::from_secs(5);
 
@@ -131,6 +133,9 @@ impl Indexer {
             if indexed < u64::from(BATCH) || self.importing() {
                 break;
             }
+        }
+        if total >= REFRESH_AFTER {
+            self.store.refresh_search_statistics().await?;
         }
         METRICS.backlog.set(self.store.search_backlog().await?);
         Ok(total)

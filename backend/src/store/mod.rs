@@ -281,6 +281,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// they were last indexed (new, changed text, or deleted), in one transaction; how many it
     /// handled, 0 when none wait. Several backends may call it at once.
     async fn index_products(&self, limit: u32) -> StoreResult<u64>;
+    /// Refreshes the planner's statistics on products, after a large indexing pass.
+    async fn refresh_search_statistics(&self) -> StoreResult<()>;
     /// How many products wait for [`Store::index_products`].
     async fn search_backlog(&self) -> StoreResult<i64>;
     /// The merchant's documents best matching any of `terms`, best first.
@@ -345,7 +347,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         record: &AttemptRecord,
         policy: &FailurePolicy,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<bool> {
+        let recorded = self
+            .record_attempts(&[(record.clone(), policy.clone())])
+            .await?;
+        Ok(recorded.first().copied().unwrap_or(false))
+    }
+    /// [`Store::record_attempt`] for several attempts, in order, in one transaction.
+    async fn record_attempts(
+        &self,
+        attempts: &[(AttemptRecord, FailurePolicy)],
+    ) -> StoreResult<Vec<bool>>;
     /// The endpoint's deliveries, newest first, each with its attempts.
     async fn list_deliveries(
         &self,

@@ -709,7 +709,9 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 query: &super::ProductQuery<'_>,
             ) -> super::StoreResult<Vec<super::Scored<super::Product>>> {
-                use super::chat::{Operator, ScoredProductRow, merge_tiers, safe_terms, sql};
+                use super::chat::{
+                    Operator, SEARCH_CANDIDATES, ScoredProductRow, merge_tiers, safe_terms, sql,
+                };
                 let terms = safe_terms(query.terms);
                 if terms.is_empty() {
                     let rows = ::sqlx::query_as::<_, ScoredProductRow>(sql::FILTER_PRODUCTS)
@@ -722,40 +724,39 @@ macro_rules! portable_store_impl {
                         .await?;
                     return Ok(rows.into_iter().map(Into::into).collect());
                 }
-                // Words no product holds would make "every word" match nothing: left out.
-                let mut present = Vec::with_capacity(terms.len());
-                for term in terms {
-                    let found: bool = ::sqlx::query_scalar(Self::TERM_PRESENT)
-                        .bind(Self::match_expression(&[term], Operator::Any))
-                        .bind(merchant_id)
-                        .fetch_one(&self.pool)
-                        .await?;
-                    if found {
-                        present.push(term);
-                    }
-                }
+                let present = self.present_terms(terms).await?;
                 if present.is_empty() {
                     return Ok(Vec::new());
                 }
                 // Matching every word is selective and fast; some words only when too few do.
-                let search = |operator| {
-                    ::sqlx::query_as::<_, ScoredProductRow>(Self::SEARCH_PRODUCTS)
+                // Each first from the best matches only (SQLite; see SEARCH_PRODUCTS), then from
+                // all when too few of those pass the filters.
+                let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+                let search = async |operator, cap: i64| -> super::StoreResult<Vec<super::Scored<super::Product>>> {
+                    let rows = ::sqlx::query_as::<_, ScoredProductRow>(Self::SEARCH_PRODUCTS)
                         .bind(Self::match_expression(&present, operator))
                         .bind(merchant_id)
                         .bind(query.min_price)
                         .bind(query.max_price)
                         .bind(query.in_stock_only)
                         .bind(i64::from(query.limit))
+                        .bind(cap)
                         .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
                 };
-                let every: Vec<super::Scored<super::Product>> =
-                    search(Operator::Every).await?.into_iter().map(Into::into).collect();
-                let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+                let complete = async |operator| -> super::StoreResult<Vec<super::Scored<super::Product>>> {
+                    let found = search(operator, SEARCH_CANDIDATES).await?;
+                    if found.len() >= limit {
+                        return Ok(found);
+                    }
+                    search(operator, i64::MAX).await
+                };
+                let every = complete(Operator::Every).await?;
                 if every.len() >= limit || present.len() == 1 {
                     return Ok(every);
                 }
-                let any: Vec<super::Scored<super::Product>> =
-                    search(Operator::Any).await?.into_iter().map(Into::into).collect();
+                let any = complete(Operator::Any).await?;
                 Ok(merge_tiers(every, any, limit))
             }
 
@@ -781,6 +782,11 @@ macro_rules! portable_store_impl {
 
             async fn index_products(&self, limit: u32) -> super::StoreResult<u64> {
                 self.index_pending_products(limit).await
+            }
+
+            async fn refresh_search_statistics(&self) -> super::StoreResult<()> {
+                ::sqlx::query(Self::REFRESH_STATISTICS).execute(&self.pool).await?;
+                Ok(())
             }
 
             async fn search_backlog(&self) -> super::StoreResult<i64> {
@@ -1075,68 +1081,72 @@ macro_rules! portable_store_impl {
                 self.claim_due_deliveries(limit, now, claim_until).await
             }
 
-            async fn record_attempt(
+            async fn record_attempts(
                 &self,
-                record: &super::AttemptRecord,
-                policy: &super::FailurePolicy,
-            ) -> super::StoreResult<bool> {
+                attempts: &[(super::AttemptRecord, super::FailurePolicy)],
+            ) -> super::StoreResult<Vec<bool>> {
                 use super::webhooks::sql;
-                let attempt = &record.attempt;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                ::sqlx::query(sql::INSERT_ATTEMPT)
-                    .bind(::mindshop_wire::ids::new_id("wha"))
-                    .bind(&record.delivery_id)
-                    .bind(attempt.attempted_at)
-                    .bind(attempt.status_code)
-                    .bind(attempt.duration_ms)
-                    .bind(&attempt.error)
-                    .bind(&attempt.response_excerpt)
-                    .execute(&mut *tx)
-                    .await?;
-                let enabled = match &record.next {
-                    super::AttemptNext::Delivered => {
-                        ::sqlx::query(sql::DELIVERED)
-                            .bind(&record.delivery_id)
-                            .bind(attempt.attempted_at)
-                            .execute(&mut *tx)
-                            .await?;
-                        ::sqlx::query(sql::ENDPOINT_SUCCEEDED)
-                            .bind(&record.endpoint_id)
-                            .execute(&mut *tx)
-                            .await?;
-                        true
-                    }
-                    next => {
-                        match next {
-                            super::AttemptNext::RetryAt(at) => {
-                                ::sqlx::query(sql::RETRY_LATER)
-                                    .bind(&record.delivery_id)
-                                    .bind(*at)
-                                    .bind(&attempt.error)
-                                    .execute(&mut *tx)
-                                    .await?;
-                            }
-                            _ => {
-                                ::sqlx::query(sql::GIVE_UP)
-                                    .bind(&record.delivery_id)
-                                    .bind(&attempt.error)
-                                    .execute(&mut *tx)
-                                    .await?;
-                            }
+                let mut still_enabled = Vec::with_capacity(attempts.len());
+                for (record, policy) in attempts {
+                    let attempt = &record.attempt;
+                    ::sqlx::query(sql::INSERT_ATTEMPT)
+                        .bind(::mindshop_wire::ids::new_id("wha"))
+                        .bind(&record.delivery_id)
+                        .bind(attempt.attempted_at)
+                        .bind(attempt.status_code)
+                        .bind(attempt.duration_ms)
+                        .bind(&attempt.error)
+                        .bind(&attempt.response_excerpt)
+                        .execute(&mut *tx)
+                        .await?;
+                    let enabled = match &record.next {
+                        super::AttemptNext::Delivered => {
+                            ::sqlx::query(sql::DELIVERED)
+                                .bind(&record.delivery_id)
+                                .bind(attempt.attempted_at)
+                                .execute(&mut *tx)
+                                .await?;
+                            ::sqlx::query(sql::ENDPOINT_SUCCEEDED)
+                                .bind(&record.endpoint_id)
+                                .execute(&mut *tx)
+                                .await?;
+                            true
                         }
-                        let limit = i32::try_from(policy.max_consecutive_failures).unwrap_or(i32::MAX);
-                        ::sqlx::query_scalar::<_, bool>(sql::ENDPOINT_FAILED)
-                            .bind(&record.endpoint_id)
-                            .bind(&policy.disable_now)
-                            .bind(limit)
-                            .bind(format!("disabled after {limit} consecutive failed attempts"))
-                            .fetch_optional(&mut *tx)
-                            .await?
-                            .unwrap_or(false)
-                    }
-                };
+                        next => {
+                            match next {
+                                super::AttemptNext::RetryAt(at) => {
+                                    ::sqlx::query(sql::RETRY_LATER)
+                                        .bind(&record.delivery_id)
+                                        .bind(*at)
+                                        .bind(&attempt.error)
+                                        .execute(&mut *tx)
+                                        .await?;
+                                }
+                                _ => {
+                                    ::sqlx::query(sql::GIVE_UP)
+                                        .bind(&record.delivery_id)
+                                        .bind(&attempt.error)
+                                        .execute(&mut *tx)
+                                        .await?;
+                                }
+                            }
+                            let limit =
+                                i32::try_from(policy.max_consecutive_failures).unwrap_or(i32::MAX);
+                            ::sqlx::query_scalar::<_, bool>(sql::ENDPOINT_FAILED)
+                                .bind(&record.endpoint_id)
+                                .bind(&policy.disable_now)
+                                .bind(limit)
+                                .bind(format!("disabled after {limit} consecutive failed attempts"))
+                                .fetch_optional(&mut *tx)
+                                .await?
+                                .unwrap_or(false)
+                        }
+                    };
+                    still_enabled.push(enabled);
+                }
                 tx.commit().await?;
-                Ok(enabled)
+                Ok(still_enabled)
             }
 
             async fn list_deliveries(

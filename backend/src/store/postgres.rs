@@ -21,6 +21,10 @@ impl PostgresStore {
     const SEARCH_PRODUCTS: &str = super::chat::sql::PG_SEARCH_PRODUCTS;
     const SEARCH_DOCUMENTS: &str = super::chat::sql::PG_SEARCH_DOCUMENTS;
     const SEARCH_BACKLOG: &str = "SELECT COUNT(*) FROM products WHERE search IS NULL";
+    /// Planner statistics after many products were indexed at once: without them, right after
+    /// a large import, a search may be planned as a walk over the merchant's products (40 ms
+    /// instead of 5 on 100,000) until autovacuum analyzes the table.
+    const REFRESH_STATISTICS: &str = "ANALYZE products";
     /// Several backends fan out at once, each taking events the others have not locked.
     const PENDING_EVENTS: &str = "SELECT seq, id, merchant_id, event_type, data, created_at \
          FROM events WHERE fanned_out_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED";
@@ -33,9 +37,13 @@ impl PostgresStore {
             super::chat::Operator::Every => " & ",
         })
     }
-    /// Whether a product of merchant `$2` holds the word `$1`.
-    const TERM_PRESENT: &str = "SELECT EXISTS (SELECT 1 FROM products \
-         WHERE merchant_id = $2 AND search @@ to_tsquery('english', $1))";
+    /// The words to search for: all of them. PostgreSQL does not look words up one by one
+    /// first: its planner may answer "is this word anywhere" with a full scan (15 ms on 100,000
+    /// products for an absent word), while a search for every word that finds too few falls
+    /// back to any word, ranked, in a few milliseconds with the GIN index.
+    async fn present_terms<'t>(&self, terms: Vec<&'t str>) -> StoreResult<Vec<&'t str>> {
+        Ok(terms)
+    }
 
     /// Connects to a `postgres://` URL.
     pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {

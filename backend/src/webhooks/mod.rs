@@ -179,18 +179,33 @@ impl Dispatcher {
             .await?;
         handled += u64::try_from(claimed.len()).unwrap_or(u64::MAX);
         let concurrency = usize::try_from(self.settings.concurrency).unwrap_or(1);
-        let results: Vec<StoreResult<()>> = futures_util::stream::iter(claimed)
+        let attempts: Vec<(AttemptRecord, FailurePolicy)> = futures_util::stream::iter(claimed)
             .map(|delivery| async move { self.deliver(&delivery).await })
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        results.into_iter().collect::<StoreResult<Vec<()>>>()?;
+        // One transaction for the pass's attempts (one commit, one fsync on SQLite). Were it
+        // lost, the claims expire and the deliveries are sent again: at least once.
+        let still_enabled = self.store.record_attempts(&attempts).await?;
+        for ((record, policy), enabled) in attempts.iter().zip(still_enabled) {
+            if record.next != AttemptNext::Delivered && !enabled {
+                tracing::warn!(endpoint_id = %record.endpoint_id, "webhook endpoint disabled");
+                METRICS
+                    .disabled
+                    .with_label_values(&[if policy.disable_now.is_some() {
+                        "gone"
+                    } else {
+                        "failures"
+                    }])
+                    .inc();
+            }
+        }
         METRICS.backlog.set(self.store.webhook_backlog().await?);
         Ok(handled)
     }
 
-    /// Sends one delivery and records the attempt.
-    async fn deliver(&self, delivery: &ClaimedDelivery) -> StoreResult<()> {
+    /// Sends one delivery; what to record of the attempt.
+    async fn deliver(&self, delivery: &ClaimedDelivery) -> (AttemptRecord, FailurePolicy) {
         let attempted_at = self.clock.now();
         let started = Instant::now();
         let sent = self.send(delivery, attempted_at).await;
@@ -248,15 +263,7 @@ impl Dispatcher {
             max_consecutive_failures: i64::from(self.settings.max_consecutive_failures),
             disable_now: gone.then(|| "the endpoint answered 410 Gone".to_owned()),
         };
-        let still_enabled = self.store.record_attempt(&record, &policy).await?;
-        if !succeeded && !still_enabled {
-            tracing::warn!(endpoint_id = %delivery.endpoint_id, "webhook endpoint disabled");
-            METRICS
-                .disabled
-                .with_label_values(&[if gone { "gone" } else { "failures" }])
-                .inc();
-        }
-        Ok(())
+        (record, policy)
     }
 
     async fn send(&self, delivery: &ClaimedDelivery, at: DateTime<Utc>) -> Sent {
