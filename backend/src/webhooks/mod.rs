@@ -187,8 +187,14 @@ impl Dispatcher {
         // One transaction for the pass's attempts (one commit, one fsync on SQLite). Were it
         // lost, the claims expire and the deliveries are sent again: at least once.
         let still_enabled = self.store.record_attempts(&attempts).await?;
+        // Every endpoint claimed from was enabled at the claim, so one that is not now was
+        // disabled by this pass: counted once.
+        let mut disabled = std::collections::HashSet::new();
         for ((record, policy), enabled) in attempts.iter().zip(still_enabled) {
-            if record.next != AttemptNext::Delivered && !enabled {
+            if record.next != AttemptNext::Delivered
+                && !enabled
+                && disabled.insert(record.endpoint_id.clone())
+            {
                 tracing::warn!(endpoint_id = %record.endpoint_id, "webhook endpoint disabled");
                 METRICS
                     .disabled

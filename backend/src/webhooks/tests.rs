@@ -265,6 +265,7 @@ async fn retry_after_is_honoured_and_the_last_failure_gives_up() {
 async fn an_endpoint_that_always_fails_is_disabled_after_ten_failures_in_a_row() {
     let (url, received) = receiver(vec![(500, None); 20]).await;
     let setup = setup(&url, Vec::new()).await;
+    let disabled_before = METRICS.disabled.with_label_values(&["failures"]).get();
     for i in 0..12 {
         create_document(setup.store.as_ref(), &format!("doc_{i}")).await;
     }
@@ -285,6 +286,11 @@ async fn an_endpoint_that_always_fails_is_disabled_after_ten_failures_in_a_row()
     );
     let sent = received.lock().unwrap().len();
     assert!(sent >= 10, "{sent}");
+    assert_eq!(
+        METRICS.disabled.with_label_values(&["failures"]).get() - disabled_before,
+        1,
+        "counted once, however many attempts of the pass failed after"
+    );
     create_document(setup.store.as_ref(), "doc_late").await;
     setup.clock.advance(chrono::Duration::hours(1));
     setup.dispatcher.pass().await.unwrap();
