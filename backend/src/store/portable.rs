@@ -728,13 +728,14 @@ macro_rules! portable_store_impl {
                 if present.is_empty() {
                     return Ok(Vec::new());
                 }
-                // Matching every word is selective and fast; some words only when too few do.
-                // Each first from the best matches only (SQLite; see SEARCH_PRODUCTS), then from
-                // all when too few of those pass the filters.
+                // Matching every word is selective and fast; then (SQLite) the rarest word
+                // alone, usually the kind of product asked for; some words only when too few
+                // do. Each first from the best matches only (SQLite; see SEARCH_PRODUCTS), then
+                // from all when too few of those pass the filters.
                 let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-                let search = async |operator, cap: i64| -> super::StoreResult<Vec<super::Scored<super::Product>>> {
+                let search = async |words: &[&str], operator, cap: i64| -> super::StoreResult<Vec<super::Scored<super::Product>>> {
                     let rows = ::sqlx::query_as::<_, ScoredProductRow>(Self::SEARCH_PRODUCTS)
-                        .bind(Self::match_expression(&present, operator))
+                        .bind(Self::match_expression(words, operator))
                         .bind(merchant_id)
                         .bind(query.min_price)
                         .bind(query.max_price)
@@ -745,19 +746,26 @@ macro_rules! portable_store_impl {
                         .await?;
                     Ok(rows.into_iter().map(Into::into).collect())
                 };
-                let complete = async |operator| -> super::StoreResult<Vec<super::Scored<super::Product>>> {
-                    let found = search(operator, SEARCH_CANDIDATES).await?;
+                let complete = async |words: &[&str], operator| -> super::StoreResult<Vec<super::Scored<super::Product>>> {
+                    let found = search(words, operator, SEARCH_CANDIDATES).await?;
                     if found.len() >= limit {
                         return Ok(found);
                     }
-                    search(operator, i64::MAX).await
+                    search(words, operator, i64::MAX).await
                 };
-                let every = complete(Operator::Every).await?;
-                if every.len() >= limit || present.len() == 1 {
-                    return Ok(every);
+                let mut found = complete(&present, Operator::Every).await?;
+                if found.len() >= limit || present.len() == 1 {
+                    return Ok(found);
                 }
-                let any = complete(Operator::Any).await?;
-                Ok(merge_tiers(every, any, limit))
+                if Self::RAREST_FIRST {
+                    let rarest = complete(&present[..1], Operator::Every).await?;
+                    found = merge_tiers(found, rarest, limit);
+                    if found.len() >= limit {
+                        return Ok(found);
+                    }
+                }
+                let any = complete(&present, Operator::Any).await?;
+                Ok(merge_tiers(found, any, limit))
             }
 
             async fn search_documents(
