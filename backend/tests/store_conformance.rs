@@ -2511,6 +2511,29 @@ async fn search_finds_the_merchants_products_and_documents_by_word(store: &dyn S
     assert_eq!(ranked[0].item.sku, "L1", "{ranked:?}");
     assert!(ranked[0].score > ranked[1].score, "{ranked:?}");
 
+    // No product holds both words: the last word alone (the kind of product) comes before the
+    // other word, and scores keep that order.
+    let fallback = store
+        .search_products(
+            "m-search",
+            &ProductQuery {
+                terms: &["walnut".to_owned(), "lamps".to_owned()],
+                min_price: None,
+                max_price: None,
+                in_stock_only: false,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("search");
+    let order: Vec<&str> = fallback.iter().map(|s| s.item.sku.as_str()).collect();
+    assert_eq!(order.len(), 4, "{order:?}");
+    assert_eq!(order[3], "C1", "{fallback:?}");
+    assert!(
+        fallback.windows(2).all(|w| w[0].score >= w[1].score),
+        "{fallback:?}"
+    );
+
     // A new price needs no re-indexing; a new name does, and is then found by it only.
     store
         .apply_product_batch(

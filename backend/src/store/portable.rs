@@ -728,9 +728,8 @@ macro_rules! portable_store_impl {
                 if present.is_empty() {
                     return Ok(Vec::new());
                 }
-                // Matching every word is selective and fast; then (SQLite) the rarest word
-                // alone, usually the kind of product asked for; some words only when too few
-                // do. Each first from the best matches only (SQLite; see SEARCH_PRODUCTS), then
+                // Matching every word is selective and fast; then the last word alone; some
+                // words only when too few do. Each first from the best matches only (SQLite; see SEARCH_PRODUCTS), then
                 // from all when too few of those pass the filters.
                 let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
                 let search = async |words: &[&str], operator, cap: i64| -> super::StoreResult<Vec<super::Scored<super::Product>>> {
@@ -757,12 +756,12 @@ macro_rules! portable_store_impl {
                 if found.len() >= limit || present.len() == 1 {
                     return Ok(found);
                 }
-                if Self::RAREST_FIRST {
-                    let rarest = complete(&present[..1], Operator::Every).await?;
-                    found = merge_tiers(found, rarest, limit);
-                    if found.len() >= limit {
-                        return Ok(found);
-                    }
+                // In a shopper's question the last word is most often the kind of product
+                // ("compact speaker", "oak chair"): alone, it is narrower than any word.
+                let last = complete(&present[present.len() - 1..], Operator::Every).await?;
+                found = merge_tiers(found, last, limit);
+                if found.len() >= limit {
+                    return Ok(found);
                 }
                 let any = complete(&present, Operator::Any).await?;
                 Ok(merge_tiers(found, any, limit))

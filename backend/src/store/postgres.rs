@@ -44,8 +44,6 @@ impl PostgresStore {
     async fn present_terms<'t>(&self, terms: Vec<&'t str>) -> StoreResult<Vec<&'t str>> {
         Ok(terms)
     }
-    /// Counting each word's matches costs a heap scan here: no rarest-word step.
-    const RAREST_FIRST: bool = false;
 
     /// Connects to a `postgres://` URL.
     pub async fn connect(config: &DatabaseConfig) -> StoreResult<Self> {
