@@ -188,6 +188,18 @@ pub(super) mod sql {
          AND ($3 IS NULL OR p.price >= $3) AND ($4 IS NULL OR p.price <= $4) \
          AND ($5 = FALSE OR p.in_stock = TRUE) \
          ORDER BY hits.rank, p.sku LIMIT $6";
+    /// The broader steps (one word, any word): the first `$7` matches in the index's order,
+    /// ranked among themselves. FTS5 computes a match's rank only when it is read, so this
+    /// ranks 1,000 matches where ordering by rank ranks them all (7,500 for two common words);
+    /// the best `$6` that pass are then the best of those 1,000, not of all matches.
+    pub const SQLITE_SEARCH_PRODUCTS_BROADER: &str = "SELECT p.*, -hits.rank AS score \
+         FROM (SELECT rowid, rank FROM products_search WHERE products_search MATCH $1 \
+         LIMIT $7) AS hits \
+         CROSS JOIN products p ON p.rowid = hits.rowid \
+         WHERE p.merchant_id = $2 \
+         AND ($3 IS NULL OR p.price >= $3) AND ($4 IS NULL OR p.price <= $4) \
+         AND ($5 = FALSE OR p.in_stock = TRUE) \
+         ORDER BY hits.rank, p.sku LIMIT $6";
     pub const SQLITE_SEARCH_DOCUMENTS: &str = "SELECT d.*, -bm25(documents_search, 5.0, 1.0, 2.0) AS score \
          FROM documents_search CROSS JOIN documents d ON d.rowid = documents_search.rowid \
          WHERE documents_search MATCH $1 AND d.merchant_id = $2 \

@@ -729,11 +729,13 @@ macro_rules! portable_store_impl {
                     return Ok(Vec::new());
                 }
                 // Matching every word is selective and fast; then the last word alone; some
-                // words only when too few do. Each first from the best matches only (SQLite; see SEARCH_PRODUCTS), then
-                // from all when too few of those pass the filters.
+                // words only when too few do. Each asks first for a bounded set of matches
+                // (SQLite: the best 1,000 by rank for every word, the first 1,000 for the
+                // broader steps; see `chat::sql`), then for all when too few of those pass
+                // the filters.
                 let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-                let search = async |words: &[&str], operator, cap: i64| -> super::StoreResult<Vec<super::Scored<super::Product>>> {
-                    let rows = ::sqlx::query_as::<_, ScoredProductRow>(Self::SEARCH_PRODUCTS)
+                let search = async |words: &[&str], operator, sql: &'static str, cap: i64| -> super::StoreResult<Vec<super::Scored<super::Product>>> {
+                    let rows = ::sqlx::query_as::<_, ScoredProductRow>(sql)
                         .bind(Self::match_expression(words, operator))
                         .bind(merchant_id)
                         .bind(query.min_price)
@@ -745,25 +747,30 @@ macro_rules! portable_store_impl {
                         .await?;
                     Ok(rows.into_iter().map(Into::into).collect())
                 };
-                let complete = async |words: &[&str], operator| -> super::StoreResult<Vec<super::Scored<super::Product>>> {
-                    let found = search(words, operator, SEARCH_CANDIDATES).await?;
+                let complete = async |words: &[&str], operator, bounded: &'static str| -> super::StoreResult<Vec<super::Scored<super::Product>>> {
+                    let found = search(words, operator, bounded, SEARCH_CANDIDATES).await?;
                     if found.len() >= limit {
                         return Ok(found);
                     }
-                    search(words, operator, i64::MAX).await
+                    search(words, operator, Self::SEARCH_PRODUCTS, i64::MAX).await
                 };
-                let mut found = complete(&present, Operator::Every).await?;
+                let mut found = complete(&present, Operator::Every, Self::SEARCH_PRODUCTS).await?;
                 if found.len() >= limit || present.len() == 1 {
                     return Ok(found);
                 }
                 // In a shopper's question the last word is most often the kind of product
                 // ("compact speaker", "oak chair"): alone, it is narrower than any word.
-                let last = complete(&present[present.len() - 1..], Operator::Every).await?;
+                let last = complete(
+                    &present[present.len() - 1..],
+                    Operator::Every,
+                    Self::SEARCH_PRODUCTS_BROADER,
+                )
+                .await?;
                 found = merge_tiers(found, last, limit);
                 if found.len() >= limit {
                     return Ok(found);
                 }
-                let any = complete(&present, Operator::Any).await?;
+                let any = complete(&present, Operator::Any, Self::SEARCH_PRODUCTS_BROADER).await?;
                 Ok(merge_tiers(found, any, limit))
             }
 

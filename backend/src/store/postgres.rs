@@ -19,6 +19,8 @@ pub struct PostgresStore {
 impl PostgresStore {
     const BEGIN: &str = "BEGIN";
     const SEARCH_PRODUCTS: &str = super::chat::sql::PG_SEARCH_PRODUCTS;
+    /// PostgreSQL ranks every match of the broader steps too (cheap enough with `ts_rank`).
+    const SEARCH_PRODUCTS_BROADER: &str = super::chat::sql::PG_SEARCH_PRODUCTS;
     const SEARCH_DOCUMENTS: &str = super::chat::sql::PG_SEARCH_DOCUMENTS;
     const SEARCH_BACKLOG: &str = "SELECT COUNT(*) FROM products WHERE search IS NULL";
     /// Planner statistics after many products were indexed at once: without them, right after

@@ -21,6 +21,7 @@ impl SqliteStore {
     /// another connection (an import, the search indexer) committed in between.
     const BEGIN: &str = "BEGIN IMMEDIATE";
     const SEARCH_PRODUCTS: &str = super::chat::sql::SQLITE_SEARCH_PRODUCTS;
+    const SEARCH_PRODUCTS_BROADER: &str = super::chat::sql::SQLITE_SEARCH_PRODUCTS_BROADER;
     const SEARCH_DOCUMENTS: &str = super::chat::sql::SQLITE_SEARCH_DOCUMENTS;
     const SEARCH_BACKLOG: &str = "SELECT COUNT(*) FROM products_search_queue";
     /// Planner statistics after many products were indexed at once.
