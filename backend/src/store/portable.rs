@@ -903,9 +903,8 @@ macro_rules! portable_store_impl {
                             &format!("merchant {}", endpoint.merchant_id),
                         )
                     })?;
-                self.get_webhook(&endpoint.merchant_id, &endpoint.id)
-                    .await?
-                    .ok_or_else(|| super::StoreError::NotFound(format!("webhook {}", endpoint.id)))
+                self.webhook_after_change(1, &endpoint.merchant_id, &endpoint.id)
+                    .await
             }
 
             async fn get_webhook(
@@ -952,12 +951,7 @@ macro_rules! portable_store_impl {
                     .execute(&self.pool)
                     .await?
                     .rows_affected();
-                if changed == 0 {
-                    return Err(super::StoreError::NotFound(format!("webhook {id}")));
-                }
-                self.get_webhook(merchant_id, id)
-                    .await?
-                    .ok_or_else(|| super::StoreError::NotFound(format!("webhook {id}")))
+                self.webhook_after_change(changed, merchant_id, id).await
             }
 
             async fn delete_webhook(&self, merchant_id: &str, id: &str) -> super::StoreResult<()> {
@@ -989,12 +983,7 @@ macro_rules! portable_store_impl {
                     .execute(&self.pool)
                     .await?
                     .rows_affected();
-                if changed == 0 {
-                    return Err(super::StoreError::NotFound(format!("webhook {id}")));
-                }
-                self.get_webhook(merchant_id, id)
-                    .await?
-                    .ok_or_else(|| super::StoreError::NotFound(format!("webhook {id}")))
+                self.webhook_after_change(changed, merchant_id, id).await
             }
 
             async fn fan_out_events(
@@ -1170,7 +1159,7 @@ macro_rules! portable_store_impl {
                 after: Option<&super::PageKey>,
                 limit: u32,
             ) -> super::StoreResult<Vec<super::WebhookDelivery>> {
-                use super::webhooks::{DeliveryRow, WebhookAttempt, sql};
+                use super::webhooks::{DeliveryRow, sql};
                 let limit = i64::from(limit);
                 let rows = match after {
                     None => ::sqlx::query_as::<_, DeliveryRow>(sql::LIST_DELIVERIES_FIRST)
@@ -1190,11 +1179,7 @@ macro_rules! portable_store_impl {
                 };
                 let mut deliveries = Vec::with_capacity(rows.len());
                 for row in rows {
-                    let attempts = ::sqlx::query_as::<_, WebhookAttempt>(sql::ATTEMPTS_OF)
-                        .bind(&row.id)
-                        .fetch_all(&self.pool)
-                        .await?;
-                    deliveries.push(row.with_attempts(attempts));
+                    deliveries.push(self.delivery_with_attempts(row).await?);
                 }
                 Ok(deliveries)
             }
@@ -1206,7 +1191,7 @@ macro_rules! portable_store_impl {
                 id: &str,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> super::StoreResult<super::WebhookDelivery> {
-                use super::webhooks::{DeliveryRow, WebhookAttempt, sql};
+                use super::webhooks::{DeliveryRow, sql};
                 let changed = ::sqlx::query(sql::RETRY_NOW)
                     .bind(merchant_id)
                     .bind(endpoint_id)
@@ -1224,11 +1209,7 @@ macro_rules! portable_store_impl {
                     .bind(id)
                     .fetch_one(&self.pool)
                     .await?;
-                let attempts = ::sqlx::query_as::<_, WebhookAttempt>(sql::ATTEMPTS_OF)
-                    .bind(id)
-                    .fetch_all(&self.pool)
-                    .await?;
-                Ok(row.with_attempts(attempts))
+                self.delivery_with_attempts(row).await
             }
 
             async fn webhook_backlog(&self) -> super::StoreResult<i64> {
@@ -1248,6 +1229,35 @@ macro_rules! portable_store_impl {
         }
 
         impl $store {
+            /// The endpoint after a write that `changed` rows of; absent when none.
+            async fn webhook_after_change(
+                &self,
+                changed: u64,
+                merchant_id: &str,
+                id: &str,
+            ) -> super::StoreResult<super::WebhookEndpoint> {
+                let missing = || super::StoreError::NotFound(format!("webhook {id}"));
+                if changed == 0 {
+                    return Err(missing());
+                }
+                super::Store::get_webhook(self, merchant_id, id)
+                    .await?
+                    .ok_or_else(missing)
+            }
+
+            /// A delivery with its attempts, oldest first.
+            async fn delivery_with_attempts(
+                &self,
+                row: super::webhooks::DeliveryRow,
+            ) -> super::StoreResult<super::WebhookDelivery> {
+                let attempts =
+                    ::sqlx::query_as::<_, super::WebhookAttempt>(super::webhooks::sql::ATTEMPTS_OF)
+                        .bind(&row.id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(row.with_attempts(attempts))
+            }
+
             /// Writes `event` to the outbox inside the caller's transaction.
             async fn insert_event(
                 tx: &mut ::sqlx::Transaction<'_, <Self as super::portable::HasDb>::Db>,
