@@ -1,8 +1,8 @@
 //! The search indexer: keeps the database's product search index up to date in the background.
 //!
 //! Imports write products without indexing them (indexing each row as it is written halved
-//! import speed); the database notes which rows changed, in the import's own transaction (a
-//! queue on SQLite, `search IS NULL` on PostgreSQL). Every backend runs this loop, which takes
+//! import speed); the import notes which rows are new or changed, in its own transaction (a
+//! queue on SQLite, `products.search_pending` on PostgreSQL). Every backend runs this loop, which takes
 //! those rows off in batches, each in its own transaction; on PostgreSQL several backends share
 //! the work without waiting for each other.
 //!

@@ -2534,17 +2534,26 @@ async fn search_finds_the_merchants_products_and_documents_by_word(store: &dyn S
         "{fallback:?}"
     );
 
-    // A new price needs no re-indexing; a new name does, and is then found by it only.
+    // A new price needs no re-indexing; a new product in the same batch does.
     store
         .apply_product_batch(
             "m-search",
             "run-search",
-            &[product("C1", "Walnut chair", 65.0, true)],
+            &[
+                product("C1", "Walnut chair", 65.0, true),
+                product("L4", "Copper lamp", 45.0, true),
+            ],
         )
         .await
         .expect("apply batch");
-    assert_eq!(store.search_backlog().await.expect("backlog"), 0);
+    assert_eq!(store.search_backlog().await.expect("backlog"), 1);
     assert_eq!(search(&["chair"], Some(62.0), None, false).await, ["C1"]);
+    assert_eq!(index_all(store).await, 1);
+    assert_eq!(
+        search(&["lamps"], None, Some(50.0), false).await,
+        ["L3", "L4"]
+    );
+    // A new name needs re-indexing, and is then found by it only.
     store
         .apply_product_batch(
             "m-search",
@@ -2566,7 +2575,10 @@ async fn search_finds_the_merchants_products_and_documents_by_word(store: &dyn S
         .await
         .expect("finish run");
     index_all(store).await;
-    assert_eq!(search(&["lamps"], None, None, false).await, ["L1", "L2"]);
+    assert_eq!(
+        search(&["lamps"], None, None, false).await,
+        ["L1", "L2", "L4"]
+    );
     assert_eq!(store.search_backlog().await.expect("backlog"), 0);
 
     let mut fields = doc_fields("Shipping policy");

@@ -363,10 +363,10 @@ pub(super) mod sql {
          image_url = excluded.image_url, category = excluded.category, \
          in_stock = excluded.in_stock, updated_at = excluded.updated_at";
     /// PostgreSQL's addition to [`UPSERT_SET`]: a row whose text changes waits for the search
-    /// indexer again (a price change keeps its search vector).
-    pub const PG_UPSERT_SEARCH: &str = ", search = CASE WHEN \
+    /// indexer again (a price change leaves its search vector as it is).
+    pub const PG_UPSERT_SEARCH: &str = ", search_pending = products.search_pending OR \
          (products.title, products.description, products.category) IS DISTINCT FROM \
-         (excluded.title, excluded.description, excluded.category) THEN NULL ELSE products.search END";
+         (excluded.title, excluded.description, excluded.category)";
     pub const UPSERT_WHERE: &str = " WHERE products.title IS DISTINCT FROM excluded.title \
          OR products.description IS DISTINCT FROM excluded.description \
          OR products.price IS DISTINCT FROM excluded.price \

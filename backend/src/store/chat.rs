@@ -204,10 +204,12 @@ pub(super) mod sql {
          FROM documents_search CROSS JOIN documents d ON d.rowid = documents_search.rowid \
          WHERE documents_search MATCH $1 AND d.merchant_id = $2 \
          ORDER BY bm25(documents_search, 5.0, 1.0, 2.0), d.id LIMIT $3";
-    /// PostgreSQL ranks every match (`$7`, SQLite's cap, has no use here).
-    pub const PG_SEARCH_PRODUCTS: &str = "SELECT p.*, ts_rank(p.search, q)::float8 AS score \
-         FROM products p, to_tsquery('english', $1) q \
-         WHERE p.merchant_id = $2 AND p.search @@ q \
+    /// PostgreSQL ranks every match (`$7`, SQLite's cap, has no use here). The vectors are in
+    /// `product_search`, which carries the merchant so a search filters before the join.
+    pub const PG_SEARCH_PRODUCTS: &str = "SELECT p.*, ts_rank(s.search, q)::float8 AS score \
+         FROM product_search s JOIN products p ON p.id = s.product_id, \
+         to_tsquery('english', $1) q \
+         WHERE s.merchant_id = $2 AND s.search @@ q AND p.merchant_id = $2 \
          AND ($3::float8 IS NULL OR p.price >= $3) AND ($4::float8 IS NULL OR p.price <= $4) \
          AND ($5 = FALSE OR p.in_stock = TRUE) AND $7::bigint > 0 \
          ORDER BY score DESC, p.sku LIMIT $6";

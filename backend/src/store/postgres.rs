@@ -22,11 +22,11 @@ impl PostgresStore {
     /// PostgreSQL ranks every match of the broader steps too (cheap enough with `ts_rank`).
     const SEARCH_PRODUCTS_BROADER: &str = super::chat::sql::PG_SEARCH_PRODUCTS;
     const SEARCH_DOCUMENTS: &str = super::chat::sql::PG_SEARCH_DOCUMENTS;
-    const SEARCH_BACKLOG: &str = "SELECT COUNT(*) FROM products WHERE search IS NULL";
+    const SEARCH_BACKLOG: &str = "SELECT COUNT(*) FROM products WHERE search_pending";
     /// Planner statistics after many products were indexed at once: without them, right after
     /// a large import, a search may be planned as a walk over the merchant's products (40 ms
     /// instead of 5 on 100,000) until autovacuum analyzes the table.
-    const REFRESH_STATISTICS: &str = "ANALYZE products";
+    const REFRESH_STATISTICS: &str = "ANALYZE products, product_search";
     /// Several backends fan out at once, each taking events the others have not locked.
     const PENDING_EVENTS: &str = "SELECT seq, id, merchant_id, event_type, data, created_at \
          FROM events WHERE fanned_out_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED";
@@ -116,17 +116,23 @@ impl PostgresStore {
 }
 
 impl PostgresStore {
-    /// Computes the search vector of up to `limit` products that have none (new or changed
-    /// text), one statement. `SKIP LOCKED` lets several backends index at once, each its own
-    /// rows, and passes over rows an import is writing (they are indexed once it commits).
+    /// Computes the search vectors of up to `limit` products whose text is new or changed,
+    /// one statement: it clears their flag and writes their vectors from the text it read
+    /// under the row lock, so a change committed meanwhile flags the row again. `SKIP LOCKED`
+    /// lets several backends index at once, each its own rows, and passes over rows an import
+    /// is writing (they are indexed once it commits).
     async fn index_pending_products(&self, limit: u32) -> StoreResult<u64> {
-        const INDEX: &str = "WITH batch AS (SELECT id FROM products WHERE search IS NULL \
-             LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             UPDATE products p SET search = \
-             setweight(to_tsvector('english', p.title), 'A') \
-             || setweight(to_tsvector('english', coalesce(p.category, '') || ' ' || p.sku), 'B') \
-             || setweight(to_tsvector('english', coalesce(p.description, '')), 'C') \
-             FROM batch WHERE p.id = batch.id";
+        const INDEX: &str = "WITH batch AS (SELECT id FROM products WHERE search_pending \
+             LIMIT $1 FOR UPDATE SKIP LOCKED), \
+             done AS (UPDATE products p SET search_pending = FALSE FROM batch \
+             WHERE p.id = batch.id \
+             RETURNING p.id, p.merchant_id, p.title, p.category, p.sku, p.description) \
+             INSERT INTO product_search (product_id, merchant_id, search) \
+             SELECT id, merchant_id, \
+             setweight(to_tsvector('english', title), 'A') \
+             || setweight(to_tsvector('english', coalesce(category, '') || ' ' || sku), 'B') \
+             || setweight(to_tsvector('english', coalesce(description, '')), 'C') FROM done \
+             ON CONFLICT (product_id) DO UPDATE SET search = excluded.search";
         Ok(sqlx::query(INDEX)
             .bind(i64::from(limit))
             .execute(&self.pool)

@@ -97,21 +97,28 @@ impl SqliteStore {
     /// Upserts `batch`, writing only rows that change something; (created, updated). SQLite
     /// counts the SKUs that exist first (an index lookup each), then the rows written: two
     /// statements of one result row each, which keeps sqlx's per-row hand-off out of the loop.
+    ///
+    /// New rows are queued for the search indexer by one more statement: inside this
+    /// `IMMEDIATE` transaction no one else inserts, and SQLite gives each new row the largest
+    /// rowid plus one, so the batch's new rows are those above the largest rowid before it.
+    /// (Only once rowids reach 2^63 does SQLite pick them at random; no catalog gets there.)
     async fn write_products(
         tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
         merchant_id: &str,
         batch: &super::portable::Batch<'_>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<(i64, i64)> {
-        let mut count =
-            sqlx::QueryBuilder::new("SELECT COUNT(*) FROM products WHERE merchant_id = ");
+        let mut count = sqlx::QueryBuilder::new(
+            "SELECT COUNT(*), (SELECT coalesce(max(rowid), 0) FROM products) \
+             FROM products WHERE merchant_id = ",
+        );
         count.push_bind(merchant_id).push(" AND sku IN (");
         let mut skus = count.separated(", ");
         for sku in batch.keys() {
             skus.push_bind(*sku);
         }
         skus.push_unseparated(")");
-        let existing: i64 = count.build_query_scalar().fetch_one(&mut **tx).await?;
+        let (existing, last_rowid): (i64, i64) = count.build_query_as().fetch_one(&mut **tx).await?;
         let mut upsert = sqlx::QueryBuilder::new(super::catalog::sql::UPSERT_HEAD);
         upsert.push_values(batch.values(), |mut row, record| {
             row.push_bind(mindshop_wire::ids::new_id("prod"))
@@ -132,6 +139,16 @@ impl SqliteStore {
         let written = upsert.build().execute(&mut **tx).await?.rows_affected();
         let distinct = i64::try_from(batch.len()).unwrap_or(i64::MAX);
         let created = distinct - existing;
+        if created > 0 {
+            // OR IGNORE: a deleted product's rowid, still queued, may have been given again.
+            sqlx::query(
+                "INSERT OR IGNORE INTO products_search_queue (product_rowid) \
+                 SELECT rowid FROM products WHERE rowid > $1",
+            )
+            .bind(last_rowid)
+            .execute(&mut **tx)
+            .await?;
+        }
         Ok((
             created,
             i64::try_from(written).unwrap_or(i64::MAX) - created,
