@@ -8,7 +8,8 @@
 //! check, rate limit), and the same with the Redis limiter.
 //!
 //! Besides throughput and latency, each edge row reports the CPU time the edge process spent
-//! per request (from `/proc`), which does not depend on what else shares the machine.
+//! per request (from `/proc`), which does not depend on what else shares the machine, and the
+//! Redis row the CPU time `redis-server` spent per request (`INFO cpu`).
 //!
 //! Settings: `BENCH_SECONDS` (default 3 per row and round), `BENCH_ROUNDS` (default 5; each row
 //! reports its median round), `BENCH_CONCURRENCY` (default 32),
@@ -37,6 +38,8 @@ struct Row {
     /// CPU time the edge process spent per request (user + system), when an edge served the
     /// row: the pipeline's own cost, whatever else shares the machine.
     edge_cpu_us: Option<f64>,
+    /// CPU time `redis-server` spent per request, on the Redis row.
+    redis_cpu_us: Option<f64>,
 }
 
 impl Row {
@@ -161,7 +164,28 @@ async fn drive(
         elapsed,
         latencies_us,
         edge_cpu_us,
+        redis_cpu_us: None,
     }
+}
+
+/// CPU seconds `redis-server` has used so far (`INFO cpu`: user + system).
+async fn redis_cpu_secs(url: &str) -> Option<f64> {
+    let mut connection = redis::Client::open(url)
+        .ok()?
+        .get_multiplexed_async_connection()
+        .await
+        .ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut connection)
+        .await
+        .ok()?;
+    let field = |name: &str| -> Option<f64> {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|value| value.trim().parse().ok())
+    };
+    Some(field("used_cpu_user")? + field("used_cpu_sys")?)
 }
 
 async fn redis_answers(url: &str) -> bool {
@@ -255,8 +279,14 @@ async fn main() {
     let get = |url: String| -> MakeRequest { Arc::new(move |c: &reqwest::Client| c.get(&url)) };
 
     let mut processes = Vec::new();
-    let mut scenarios: Vec<(&'static str, MakeRequest, Option<u32>)> = Vec::new();
-    scenarios.push(("origin direct", get(format!("http://{origin}/ready")), None));
+    // (name, request, edge pid, Redis URL to read the server's CPU from)
+    let mut scenarios: Vec<(&'static str, MakeRequest, Option<u32>, Option<&str>)> = Vec::new();
+    scenarios.push((
+        "origin direct",
+        get(format!("http://{origin}/ready")),
+        None,
+        None,
+    ));
     let (edge, address) = start_edge(dir, origin, &[]).await;
     let pid = Some(edge.0.id());
     processes.push(edge);
@@ -264,11 +294,17 @@ async fn main() {
         "edge, no filters (/ready)",
         get(format!("http://{address}/ready")),
         pid,
+        None,
     ));
     let (edge, address) = start_edge(dir, origin, &[]).await;
     let pid = Some(edge.0.id());
     processes.push(edge);
-    scenarios.push(("full pipeline, in-process limiter", full(address), pid));
+    scenarios.push((
+        "full pipeline, in-process limiter",
+        full(address),
+        pid,
+        None,
+    ));
     if redis_answers(&redis_url).await {
         let prefix = format!("bench-{}", std::process::id());
         let (edge, address) = start_edge(
@@ -283,15 +319,31 @@ async fn main() {
         .await;
         let pid = Some(edge.0.id());
         processes.push(edge);
-        scenarios.push(("full pipeline, Redis limiter", full(address), pid));
+        scenarios.push((
+            "full pipeline, Redis limiter",
+            full(address),
+            pid,
+            Some(redis_url.as_str()),
+        ));
     } else {
         eprintln!("Redis at {redis_url} does not answer: the Redis row is skipped");
     }
 
     let mut rounds: Vec<Vec<Row>> = scenarios.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds_wanted {
-        for (i, (name, request, pid)) in scenarios.iter().enumerate() {
-            rounds[i].push(drive(name, request.clone(), *pid, seconds, concurrency).await);
+        for (i, (name, request, pid, redis)) in scenarios.iter().enumerate() {
+            let redis_before = match redis {
+                Some(url) => redis_cpu_secs(url).await,
+                None => None,
+            };
+            let mut row = drive(name, request.clone(), *pid, seconds, concurrency).await;
+            if let (Some(url), Some(before)) = (redis, redis_before)
+                && let Some(after) = redis_cpu_secs(url).await
+                && row.requests > 0
+            {
+                row.redis_cpu_us = Some((after - before) * 1e6 / row.requests as f64);
+            }
+            rounds[i].push(row);
         }
     }
     drop(processes);
@@ -311,26 +363,25 @@ async fn main() {
     );
     println!();
     println!(
-        "| scenario | requests/s | vs no-filter edge | p50 ms | p99 ms | edge CPU µs/request | errors |"
+        "| scenario | requests/s | vs no-filter edge | p50 ms | p99 ms | edge CPU µs/request | Redis CPU µs/request | errors |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (i, row) in rows.iter().enumerate() {
         let relative = if i == 0 {
             "—".to_owned()
         } else {
             format!("{:.0}%", 100.0 * row.throughput() / bare_throughput)
         };
-        let cpu = row
-            .edge_cpu_us
-            .map_or_else(|| "—".to_owned(), |us| format!("{us:.1}"));
+        let cpu = |us: Option<f64>| us.map_or_else(|| "—".to_owned(), |us| format!("{us:.1}"));
         println!(
-            "| {} | {:.0} | {} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} |",
             row.name,
             row.throughput(),
             relative,
             row.percentile_ms(0.50),
             row.percentile_ms(0.99),
-            cpu,
+            cpu(row.edge_cpu_us),
+            cpu(row.redis_cpu_us),
             row.errors
         );
     }

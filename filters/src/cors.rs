@@ -9,6 +9,10 @@
 //! - A request without `Origin` is not a CORS request and passes.
 
 use http::HeaderValue;
+use http::header::{
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, VARY,
+};
 use mindshop_wire::origin::Origin;
 
 use crate::{HeaderList, Rejection};
@@ -113,17 +117,17 @@ pub fn allow_headers(policy: CorsPolicy, origin: &HeaderValue) -> HeaderList {
     match policy {
         CorsPolicy::None => Vec::new(),
         CorsPolicy::AnyOrigin => vec![
-            ("Access-Control-Allow-Origin", HeaderValue::from_static("*")),
-            ("Access-Control-Expose-Headers", expose),
+            (ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
+            (ACCESS_CONTROL_EXPOSE_HEADERS, expose),
         ],
         CorsPolicy::Portal | CorsPolicy::Merchant => vec![
-            ("Access-Control-Allow-Origin", origin.clone()),
+            (ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()),
             (
-                "Access-Control-Allow-Credentials",
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
             ),
-            ("Access-Control-Expose-Headers", expose),
-            ("Vary", HeaderValue::from_static("Origin")),
+            (ACCESS_CONTROL_EXPOSE_HEADERS, expose),
+            (VARY, HeaderValue::from_static("Origin")),
         ],
     }
 }
@@ -135,20 +139,20 @@ pub fn preflight_headers(
     max_age_secs: u64,
 ) -> HeaderList {
     let mut headers = allow_headers(policy, origin);
-    headers.retain(|(name, _)| *name != "Access-Control-Expose-Headers");
+    headers.retain(|(name, _)| *name != ACCESS_CONTROL_EXPOSE_HEADERS);
     headers.extend([
         (
-            "Access-Control-Allow-Methods",
+            ACCESS_CONTROL_ALLOW_METHODS,
             HeaderValue::from_static(ALLOW_METHODS),
         ),
         (
-            "Access-Control-Allow-Headers",
+            ACCESS_CONTROL_ALLOW_HEADERS,
             HeaderValue::from_static(ALLOW_HEADERS),
         ),
-        ("Access-Control-Max-Age", HeaderValue::from(max_age_secs)),
+        (ACCESS_CONTROL_MAX_AGE, HeaderValue::from(max_age_secs)),
     ]);
-    if !headers.iter().any(|(name, _)| *name == "Vary") {
-        headers.push(("Vary", HeaderValue::from_static("Origin")));
+    if !headers.iter().any(|(name, _)| *name == VARY) {
+        headers.push((VARY, HeaderValue::from_static("Origin")));
     }
     headers
 }
@@ -205,7 +209,7 @@ mod tests {
         let get = |name: &str| {
             headers
                 .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .find(|(n, _)| n == name)
                 .map(|(_, v)| v.to_str().unwrap())
         };
         assert_eq!(get("access-control-allow-origin"), Some("https://a.com"));
@@ -228,11 +232,11 @@ mod tests {
         let any = allow_headers(CorsPolicy::AnyOrigin, &a_com);
         assert_eq!(
             any[0],
-            ("Access-Control-Allow-Origin", HeaderValue::from_static("*"))
+            (ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"))
         );
         assert!(
             !any.iter()
-                .any(|(n, _)| *n == "Access-Control-Allow-Credentials")
+                .any(|(n, _)| n == ACCESS_CONTROL_ALLOW_CREDENTIALS)
         );
     }
 }

@@ -20,12 +20,13 @@ pub mod jwt;
 pub mod rate_limit;
 pub mod route;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use mindshop_wire::envelope::Failure;
 
-/// Headers a filter adds to an answer: names as they go on the wire, values ready to send
-/// (constant ones are static, so building them allocates nothing).
-pub type HeaderList = Vec<(&'static str, HeaderValue)>;
+/// Headers a filter adds to an answer, ready to go into a header map as they are: names are
+/// constants (nothing to parse per request) and constant values are static (nothing to
+/// allocate).
+pub type HeaderList = Vec<(HeaderName, HeaderValue)>;
 
 /// A filter's early answer: the status and the envelope failure to send.
 #[derive(Debug, Clone, PartialEq)]

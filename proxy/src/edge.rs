@@ -153,7 +153,7 @@ impl ProxyHttp for Edge {
             method: &request.method,
             path: request.uri.path(),
             route,
-            origin: header(header::ORIGIN),
+            origin: request.headers.get(header::ORIGIN),
             asks_preflight: request
                 .headers
                 .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD),
@@ -310,10 +310,17 @@ impl ProxyHttp for Edge {
                  internal.max_clock_skew_secs"
             );
         }
-        response.insert_header(request_id::HEADER, &ctx.request_id)?;
-        for (name, value) in &ctx.owed {
-            response.append_header(*name, value.clone())?;
-        }
+        // The head is rebuilt as plain `http` parts (see `answer::head`): the owed headers go
+        // straight into the header map, which has room for them.
+        let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
+        let mut head = http::response::Parts::from(std::mem::replace(response, placeholder));
+        answer::reserve(&mut head, 1 + ctx.owed.len())?;
+        head.headers.insert(
+            answer::X_REQUEST_ID,
+            answer::request_id_value(&ctx.request_id),
+        );
+        answer::append(&mut head, &ctx.owed)?;
+        *response = ResponseHeader::from(head);
         Ok(())
     }
 

@@ -33,7 +33,7 @@ pub(crate) struct RequestView<'r> {
     pub method: &'r Method,
     pub path: &'r str,
     pub route: Route<'r>,
-    pub origin: Option<&'r [u8]>,
+    pub origin: Option<&'r HeaderValue>,
     /// Whether `Access-Control-Request-Method` is present (a preflight, with `OPTIONS`).
     pub asks_preflight: bool,
     pub api_key: Option<&'r [u8]>,
@@ -120,9 +120,9 @@ impl Gate {
 
         // 1. CORS. A request without Origin is not a CORS request.
         let origin = match request.origin {
-            Some(raw) if policy != CorsPolicy::None => match cors::parse_origin(raw) {
-                Ok(origin) => Some(origin),
-                Err(refusal) => return cors_refused(refusal, raw),
+            Some(sent) if policy != CorsPolicy::None => match cors::parse_origin(sent.as_bytes()) {
+                Ok(parsed) => Some(CallerOrigin { parsed, sent }),
+                Err(refusal) => return cors_refused(refusal, sent.as_bytes()),
             },
             _ => None,
         };
@@ -132,12 +132,12 @@ impl Gate {
                 return self.preflight(policy, origin).await;
             }
             match policy {
-                CorsPolicy::AnyOrigin => owed.extend(cors::allow_headers(policy, &echo(origin))),
-                CorsPolicy::Portal if self.origins.portal_admits(origin) => {
-                    owed.extend(cors::allow_headers(policy, &echo(origin)));
+                CorsPolicy::AnyOrigin => owed.extend(cors::allow_headers(policy, origin.sent)),
+                CorsPolicy::Portal if self.origins.portal_admits(&origin.parsed) => {
+                    owed.extend(cors::allow_headers(policy, origin.sent));
                 }
                 CorsPolicy::Portal => {
-                    return cors_refused(CorsRefusal::NotAllowed, origin.to_string().as_bytes());
+                    return cors_refused(CorsRefusal::NotAllowed, origin.sent.as_bytes());
                 }
                 // Held to the key's own merchant below.
                 CorsPolicy::Merchant | CorsPolicy::None => {}
@@ -207,10 +207,10 @@ impl Gate {
         }
     }
 
-    async fn preflight(&self, policy: CorsPolicy, origin: &Origin) -> Verdict {
+    async fn preflight(&self, policy: CorsPolicy, origin: &CallerOrigin<'_>) -> Verdict {
         let admitted = match policy {
             CorsPolicy::AnyOrigin => true,
-            CorsPolicy::Portal => self.origins.portal_admits(origin),
+            CorsPolicy::Portal => self.origins.portal_admits(&origin.parsed),
             CorsPolicy::Merchant => match self.admitted_by_anyone(origin).await {
                 Ok(admitted) => admitted,
                 Err(verdict) => return verdict,
@@ -218,24 +218,24 @@ impl Gate {
             CorsPolicy::None => false,
         };
         if !admitted {
-            return cors_refused(CorsRefusal::NotAllowed, origin.to_string().as_bytes());
+            return cors_refused(CorsRefusal::NotAllowed, origin.sent.as_bytes());
         }
         Verdict::Answer {
             status: 204,
             failure: None,
-            headers: cors::preflight_headers(policy, &echo(origin), self.max_age_secs),
+            headers: cors::preflight_headers(policy, origin.sent, self.max_age_secs),
         }
     }
 
     /// Whether the global list or some merchant admits `origin` (preflights, and the answers to
     /// requests whose key could not be resolved, so the widget can read them).
-    async fn admitted_by_anyone(&self, origin: &Origin) -> Result<bool, Verdict> {
-        if self.origins.widget_admits(origin) {
+    async fn admitted_by_anyone(&self, origin: &CallerOrigin<'_>) -> Result<bool, Verdict> {
+        if self.origins.widget_admits(&origin.parsed) {
             return Ok(true);
         }
         // The store checks the host and each of its parent domains.
         self.directory
-            .any_merchant_allows_host(&origin.host)
+            .any_merchant_allows_host(&origin.parsed.host)
             .await
             .map_err(|error| unavailable(&error.to_string(), Some(origin)))
     }
@@ -244,7 +244,7 @@ impl Gate {
     async fn api_key(
         &self,
         request: &RequestView<'_>,
-        origin: Option<&Origin>,
+        origin: Option<&CallerOrigin<'_>>,
         owed: &mut OwedHeaders,
     ) -> Result<(Identity, Option<String>), Verdict> {
         // Answers to unauthenticated requests carry CORS headers when anyone admits the origin.
@@ -253,7 +253,7 @@ impl Gate {
             if let Some(origin) = origin
                 && matches!(self.admitted_by_anyone(origin).await, Ok(true))
             {
-                headers.extend(cors::allow_headers(CorsPolicy::Merchant, &echo(origin)));
+                headers.extend(cors::allow_headers(CorsPolicy::Merchant, origin.sent));
             }
             headers
         };
@@ -290,15 +290,15 @@ impl Gate {
         };
 
         if let Some(origin) = origin {
-            let admitted = cors::domains_admit(&resolved.allowed_domains, origin)
-                || self.origins.widget_admits(origin);
+            let admitted = cors::domains_admit(&resolved.allowed_domains, &origin.parsed)
+                || self.origins.widget_admits(&origin.parsed);
             if !admitted {
                 return Err(cors_refused(
                     CorsRefusal::NotAllowed,
-                    origin.to_string().as_bytes(),
+                    origin.sent.as_bytes(),
                 ));
             }
-            owed.extend(cors::allow_headers(CorsPolicy::Merchant, &echo(origin)));
+            owed.extend(cors::allow_headers(CorsPolicy::Merchant, origin.sent));
         }
 
         if let Some(required) = request.route.group.required_permission(request.method)
@@ -467,20 +467,21 @@ impl Gate {
             ((f64::from(limit) * multiplier).round() as u32).max(1)
         };
         let quota = |limit| Quota::new(limit, self.window);
-        let ip = client_key(request);
+        // Only the widget's, chat's and sessions' budgets count by address too.
+        let ip = || client_key(request);
         let who = &identity.principal;
         match request.route.group {
             RouteGroup::Health | RouteGroup::Ready => Vec::new(),
             RouteGroup::Widget => vec![(
                 "widget",
-                format!("widget:{ip}"),
+                format!("widget:{}", ip()),
                 quota(limits.widget_per_ip),
             )],
             RouteGroup::Chat => vec![
                 ("chat", format!("chat:{who}"), quota(scaled(limits.chat))),
                 (
                     "chat_ip",
-                    format!("chat_ip:{ip}"),
+                    format!("chat_ip:{}", ip()),
                     quota(limits.widget_per_ip),
                 ),
             ],
@@ -492,7 +493,7 @@ impl Gate {
                 ),
                 (
                     "sessions_ip",
-                    format!("sessions_ip:{ip}"),
+                    format!("sessions_ip:{}", ip()),
                     quota(limits.widget_per_ip),
                 ),
             ],
@@ -531,9 +532,11 @@ fn client_key(request: &RequestView<'_>) -> String {
         .map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"))
 }
 
-/// `origin` as `Access-Control-Allow-Origin` echoes it (serialized, so always a valid value).
-fn echo(origin: &Origin) -> HeaderValue {
-    HeaderValue::try_from(origin.to_string()).unwrap_or_else(|_| HeaderValue::from_static("null"))
+/// A request's `Origin`: parsed for the checks, and as sent, which
+/// `Access-Control-Allow-Origin` echoes byte for byte (the browser compares the two exactly).
+struct CallerOrigin<'r> {
+    parsed: Origin,
+    sent: &'r HeaderValue,
 }
 
 fn cors_refused(refusal: CorsRefusal, origin: &[u8]) -> Verdict {
@@ -545,10 +548,10 @@ fn cors_refused(refusal: CorsRefusal, origin: &[u8]) -> Verdict {
 /// The credential store cannot be reached. A browser may read this answer from any origin
 /// (`Access-Control-Allow-Origin: *`, no credentials): it holds nothing but the outage, and
 /// the widget can then show "try again" instead of mistaking it for a refused origin.
-fn unavailable(cause: &str, origin: Option<&Origin>) -> Verdict {
+fn unavailable(cause: &str, origin: Option<&CallerOrigin<'_>>) -> Verdict {
     tracing::error!(cause, "credential lookup failed");
     let headers = match origin {
-        Some(origin) => cors::allow_headers(CorsPolicy::AnyOrigin, &echo(origin)),
+        Some(origin) => cors::allow_headers(CorsPolicy::AnyOrigin, origin.sent),
         None => OwedHeaders::new(),
     };
     Verdict::refuse(
@@ -595,7 +598,7 @@ mod tests {
             method: &Method::POST,
             path: "/api/chat",
             route,
-            origin: Some(b"https://shop.example"),
+            origin: Some(&HeaderValue::from_static("https://shop.example")),
             asks_preflight: false,
             api_key: Some(b"pk_test_0123456789abcdef0123456789abcdef"),
             authorization: None,
@@ -612,13 +615,13 @@ mod tests {
         assert_eq!((status, failure.code), (503, "SERVICE_UNAVAILABLE"));
         let allow_origin = headers
             .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("access-control-allow-origin"))
+            .find(|(name, _)| name == http::header::ACCESS_CONTROL_ALLOW_ORIGIN)
             .map(|(_, value)| value.to_str().unwrap());
         assert_eq!(allow_origin, Some("*"));
         assert!(
             !headers
                 .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case("access-control-allow-credentials")),
+                .any(|(name, _)| name == http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS),
             "no credentials with a wildcard"
         );
     }

@@ -199,7 +199,7 @@ async fn script(session: &mut Session, request_id: &str, owed: Extra<'_>) -> pin
     response.insert_header(header::VARY, "Accept-Encoding")?;
     response.insert_header(request_id::HEADER, request_id)?;
     for (name, value) in owed {
-        response.append_header(*name, value.clone())?;
+        response.append_header(name.clone(), value.clone())?;
     }
     if unchanged {
         session

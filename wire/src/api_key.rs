@@ -100,7 +100,7 @@ pub fn generate(kind: KeyKind, env: KeyEnv) -> GeneratedKey {
 
 /// SHA-256 of the key, lowercase hex: what the store keeps and looks keys up by.
 pub fn hash(plaintext: &str) -> String {
-    hex::encode(Sha256::digest(plaintext.as_bytes()))
+    crate::lower_hex(&Sha256::digest(plaintext.as_bytes()))
 }
 
 /// Every permission a key may hold. `*` grants everything; `<resource>:*` every permission
@@ -190,6 +190,11 @@ mod tests {
         assert_eq!(key.plaintext.len(), "pk_test_".len() + SECRET_LEN);
         assert_eq!(key.prefix, key.plaintext[..12]);
         assert_eq!(key.hash, hash(&key.plaintext));
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "SHA-256 in lowercase hex"
+        );
         assert_eq!(key.hash.len(), 64);
         assert!(!key.hash.contains(&key.plaintext[8..]));
         let secret = generate(KeyKind::Secret, KeyEnv::Live);

@@ -101,7 +101,7 @@ impl IdentitySigner {
         let roles = join_list(&identity.roles);
         let merchant = identity.merchant.clone().unwrap_or_default();
         let timestamp = unix_secs.to_string();
-        let signature = hex::encode(self.digest(
+        let signature = crate::lower_hex(&self.digest(
             request,
             &timestamp,
             [&merchant, &identity.principal, &permissions, &roles],

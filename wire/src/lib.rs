@@ -21,3 +21,12 @@ pub mod ids;
 pub mod merchant;
 pub mod origin;
 pub mod request_id;
+
+/// `bytes` as lowercase hex. `hex::encode` builds its string a character at a time; this runs
+/// on every request (key hashes, identity signatures), so it encodes into a buffer at once.
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0; bytes.len() * 2];
+    // The buffer is exactly twice the input, which is all encode_to_slice asks.
+    let _ = hex::encode_to_slice(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}

@@ -36,7 +36,8 @@ pub mod redis;
 
 use std::time::{Duration, SystemTime};
 
-use http::HeaderValue;
+use http::header::RETRY_AFTER;
+use http::{HeaderName, HeaderValue};
 
 use crate::HeaderList;
 
@@ -101,39 +102,50 @@ impl RateDecision {
     /// `policy_name` is written as a structured-field string: `"` and `\` are escaped, and
     /// characters a header cannot carry (control characters, non-ASCII) become `?`.
     pub fn headers(&self, policy_name: &str, window: Duration) -> HeaderList {
-        let policy = sf_string(policy_name);
         let window_secs = window.as_secs().max(1);
+        let mut numbers = itoa::Buffer::new();
+        // `"<policy>";` then the parameters: built by hand, as this runs for every request.
+        let mut policy = String::with_capacity(policy_name.len() + 24);
+        push_sf_string(&mut policy, policy_name);
+        policy.push(';');
+        let mut state = policy.clone();
+        policy.push_str("q=");
+        policy.push_str(numbers.format(self.limit));
+        policy.push_str(";w=");
+        policy.push_str(numbers.format(window_secs));
+        state.push_str("r=");
+        state.push_str(numbers.format(self.remaining));
+        state.push_str(";t=");
+        state.push_str(numbers.format(self.reset_after_secs));
+
         let mut headers = Vec::with_capacity(6);
-        headers.push(("X-RateLimit-Limit", HeaderValue::from(self.limit)));
-        headers.push(("X-RateLimit-Remaining", HeaderValue::from(self.remaining)));
-        headers.push(("X-RateLimit-Reset", HeaderValue::from(self.reset_unix_secs)));
-        headers.push((
-            "RateLimit-Policy",
-            ascii_value(format!("{policy};q={};w={window_secs}", self.limit)),
-        ));
-        headers.push((
-            "RateLimit",
-            ascii_value(format!(
-                "{policy};r={};t={}",
-                self.remaining, self.reset_after_secs
-            )),
-        ));
+        headers.push((X_RATELIMIT_LIMIT, HeaderValue::from(self.limit)));
+        headers.push((X_RATELIMIT_REMAINING, HeaderValue::from(self.remaining)));
+        headers.push((X_RATELIMIT_RESET, HeaderValue::from(self.reset_unix_secs)));
+        headers.push((RATELIMIT_POLICY, ascii_value(policy)));
+        headers.push((RATELIMIT, ascii_value(state)));
         if !self.allowed {
-            headers.push(("Retry-After", HeaderValue::from(self.reset_after_secs)));
+            headers.push((RETRY_AFTER, HeaderValue::from(self.reset_after_secs)));
         }
         headers
     }
 }
 
-/// A header value of printable ASCII (what [`sf_string`] and numbers produce).
+/// The rate-limit header names (lowercase, as `HeaderName` holds every name).
+pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+pub const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// A header value of printable ASCII (what [`push_sf_string`] and numbers produce).
 fn ascii_value(text: String) -> HeaderValue {
     HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("\"?\""))
 }
 
-/// `text` as an RFC 8941 string item: quoted, with `"` and `\` escaped, and anything outside
-/// printable ASCII (which a string item cannot hold) replaced by `?`.
-fn sf_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
+/// Appends `text` as an RFC 8941 string item: quoted, with `"` and `\` escaped, and anything
+/// outside printable ASCII (which a string item cannot hold) replaced by `?`.
+fn push_sf_string(out: &mut String, text: &str) {
     out.push('"');
     for c in text.chars() {
         match c {
@@ -146,7 +158,6 @@ fn sf_string(text: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 /// Why a limiter could not count a request. The edge decides whether such a request passes
@@ -251,10 +262,10 @@ mod tests {
 
     const MINUTE: Duration = Duration::from_secs(60);
 
-    fn text(headers: &HeaderList) -> Vec<(&'static str, &str)> {
+    fn text(headers: &HeaderList) -> Vec<(&str, &str)> {
         headers
             .iter()
-            .map(|(name, value)| (*name, value.to_str().unwrap()))
+            .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
             .collect()
     }
 
@@ -273,11 +284,11 @@ mod tests {
         assert_eq!(
             text(&decision(true, 19).headers("sync_writes", MINUTE)),
             [
-                ("X-RateLimit-Limit", "20"),
-                ("X-RateLimit-Remaining", "19"),
-                ("X-RateLimit-Reset", "1700000040"),
-                ("RateLimit-Policy", "\"sync_writes\";q=20;w=60"),
-                ("RateLimit", "\"sync_writes\";r=19;t=40"),
+                ("x-ratelimit-limit", "20"),
+                ("x-ratelimit-remaining", "19"),
+                ("x-ratelimit-reset", "1700000040"),
+                ("ratelimit-policy", "\"sync_writes\";q=20;w=60"),
+                ("ratelimit", "\"sync_writes\";r=19;t=40"),
             ]
         );
     }
@@ -287,9 +298,9 @@ mod tests {
         let headers = decision(false, 0).headers("chat", MINUTE);
         let headers = text(&headers);
         assert_eq!(headers.len(), 6);
-        assert_eq!(headers[1], ("X-RateLimit-Remaining", "0"));
-        assert_eq!(headers[4], ("RateLimit", "\"chat\";r=0;t=40"));
-        assert_eq!(headers[5], ("Retry-After", "40"));
+        assert_eq!(headers[1], ("x-ratelimit-remaining", "0"));
+        assert_eq!(headers[4], ("ratelimit", "\"chat\";r=0;t=40"));
+        assert_eq!(headers[5], ("retry-after", "40"));
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! Every request is bounded by a short timeout, queueing included: a hung or unreachable Redis
 //! yields a [`LimiterError`] quickly, and the edge decides whether the request passes.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -51,9 +52,11 @@ const MAX_BATCH: usize = 256;
 /// Requests that may wait for the batching task; more wait to be queued (within their timeout).
 const QUEUE_DEPTH: usize = 4096;
 
-/// Counts and makes sure each counter expires. `KEYS[i]`: a window's counter; `ARGV[i]`: its
-/// lifetime in milliseconds. Returns the count of each, in order (a key named twice is counted
-/// twice).
+/// Counts and makes sure each counter expires. `KEYS[i]`: a window's counter;
+/// `ARGV[2i-1]`: how many requests it counts; `ARGV[2i]`: its lifetime in milliseconds. Returns
+/// each counter's new count, in order. A batch names each counter once with how often it
+/// occurs (a hot budget, such as one widget key's, is counted once per batch, not once per
+/// request).
 ///
 /// The expiry is set whenever the key has none (`PTTL` is -1 for a key without expiry, and -2
 /// cannot occur after `INCR`), not only when the count is 1: a counter left without expiry by
@@ -61,9 +64,9 @@ const QUEUE_DEPTH: usize = 4096;
 const COUNT_SCRIPT: &str = r"
 local counts = {}
 for i, key in ipairs(KEYS) do
-  counts[i] = redis.call('INCR', key)
+  counts[i] = redis.call('INCRBY', key, tonumber(ARGV[2 * i - 1]))
   if redis.call('PTTL', key) < 0 then
-    redis.call('PEXPIRE', key, tonumber(ARGV[i]))
+    redis.call('PEXPIRE', key, tonumber(ARGV[2 * i]))
   end
 end
 return counts
@@ -206,34 +209,57 @@ impl Batcher {
         }
     }
 
-    /// One script call for every counter of `jobs`; the counts, in order.
+    /// One script call for every counter of `jobs`; the counts, in order. A counter named
+    /// `n` times is sent once, counted by `n`, and its occurrences get the `n` counts that end
+    /// at its new value, in the order they were queued: exactly what `n` separate increments
+    /// would have returned.
     async fn send(
         &self,
         connection: &mut ConnectionManager,
         jobs: &[Job],
     ) -> Result<Vec<u64>, LimiterError> {
-        let mut invocation = self.script.prepare_invoke();
-        let mut expected = 0;
+        // Each distinct counter: (name, occurrences, lifetime in ms).
+        let mut distinct: Vec<(&str, u64, u64)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        // For each occurrence: its counter, and how many occurrences of it came before.
+        let mut occurrences = Vec::new();
         for (counter, expire_ms) in jobs.iter().flat_map(|job| &job.counters) {
-            invocation.key(counter).arg(*expire_ms);
-            expected += 1;
+            let slot = *index.entry(counter.as_str()).or_insert_with(|| {
+                distinct.push((counter.as_str(), 0, 0));
+                distinct.len() - 1
+            });
+            let entry = &mut distinct[slot];
+            occurrences.push((slot, entry.1));
+            entry.1 += 1;
+            entry.2 = entry.2.max(*expire_ms);
+        }
+        let mut invocation = self.script.prepare_invoke();
+        for (counter, times, expire_ms) in &distinct {
+            invocation.key(*counter).arg(*times).arg(*expire_ms);
         }
         let reply: Value =
             tokio::time::timeout(self.call_timeout, invocation.invoke_async(connection))
                 .await
                 .map_err(|_| LimiterError::Timeout(self.call_timeout))?
                 .map_err(|err| classify(err, self.call_timeout))?;
-        let counts: Option<Vec<u64>> = match &reply {
-            Value::Array(items) if items.len() == expected => items
+        let totals: Option<Vec<u64>> = match &reply {
+            Value::Array(items) if items.len() == distinct.len() => items
                 .iter()
-                .map(|item| match item {
-                    Value::Int(count) if *count >= 1 => Some(count.unsigned_abs()),
+                .zip(&distinct)
+                .map(|(item, (_, times, _))| match item {
+                    Value::Int(count) if count.unsigned_abs() >= *times && *count > 0 => {
+                        Some(count.unsigned_abs())
+                    }
                     _ => None,
                 })
                 .collect(),
             _ => None,
         };
-        counts.ok_or_else(|| LimiterError::UnexpectedReply(format!("{reply:?}")))
+        let totals = totals.ok_or_else(|| LimiterError::UnexpectedReply(format!("{reply:?}")))?;
+        Ok(occurrences
+            .into_iter()
+            .map(|(slot, before)| totals[slot] - distinct[slot].1 + before + 1)
+            .collect())
     }
 }
 
