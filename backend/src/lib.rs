@@ -226,8 +226,10 @@ pub(crate) mod test_support {
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
+        let encoded = mindshop_wire::identity::EncodedIdentity::new(identity.clone())
+            .expect("an identity that can travel");
         let headers = signer.sign(
-            identity,
+            &encoded,
             SignedRequest {
                 method,
                 path_and_query: uri,

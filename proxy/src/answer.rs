@@ -55,6 +55,19 @@ pub(crate) fn append(parts: &mut http::response::Parts, headers: Extra<'_>) -> p
     Ok(())
 }
 
+/// Appends `headers` to `parts`, moving them.
+pub(crate) fn append_owned(
+    parts: &mut http::response::Parts,
+    headers: Vec<(HeaderName, HeaderValue)>,
+) -> pingora::Result<()> {
+    for (name, value) in headers {
+        parts.headers.try_append(name, value).map_err(|e| {
+            pingora::Error::because(pingora::ErrorType::InternalError, "answer headers", e)
+        })?;
+    }
+    Ok(())
+}
+
 /// `request_id` as a header value (accepted or generated ids are always valid ones).
 pub(crate) fn request_id_value(request_id: &str) -> HeaderValue {
     HeaderValue::from_str(request_id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))

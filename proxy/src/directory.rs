@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use mindshop_wire::identity::{EncodedIdentity, Identity};
 use moka::future::Cache;
 
 /// An API key as the edge sees it, with its merchant's CORS and plan data.
@@ -23,6 +24,31 @@ pub struct ResolvedKey {
     /// The merchant's allowed domains, normalized.
     pub allowed_domains: Vec<String>,
     pub plan: String,
+}
+
+/// A resolved key with the identity every request made with it forwards, encoded once when
+/// the key is cached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownKey {
+    pub key: ResolvedKey,
+    pub identity: Arc<EncodedIdentity>,
+}
+
+impl KnownKey {
+    fn new(key: ResolvedKey) -> Result<Self, DirectoryError> {
+        let identity = EncodedIdentity::new(Identity {
+            merchant: Some(key.merchant_id.clone()),
+            principal: format!("key:{}", key.key_id),
+            permissions: key.permissions.clone(),
+            roles: Vec::new(),
+        })
+        // Merchant and key ids are checked when they are created; this is a corrupt row.
+        .map_err(|_| DirectoryError(format!("key {} cannot be forwarded", key.key_id)))?;
+        Ok(Self {
+            key,
+            identity: Arc::new(identity),
+        })
+    }
 }
 
 /// A lookup failed (the database is unreachable, …); the request gets 503.
@@ -41,7 +67,7 @@ pub trait Directory: Send + Sync {
 /// [`Directory`] answers cached for a bounded time.
 pub struct CachedDirectory {
     inner: Arc<dyn Directory>,
-    keys: Cache<String, Option<Arc<ResolvedKey>>>,
+    keys: Cache<String, Option<Arc<KnownKey>>>,
     hosts: Cache<String, bool>,
 }
 
@@ -71,13 +97,11 @@ impl CachedDirectory {
     }
 
     /// The key for `key_hash`; unknown keys are cached too, so guessing costs no database trip.
-    pub async fn api_key(
-        &self,
-        key_hash: &str,
-    ) -> Result<Option<Arc<ResolvedKey>>, DirectoryError> {
+    pub async fn api_key(&self, key_hash: &str) -> Result<Option<Arc<KnownKey>>, DirectoryError> {
         self.keys
             .try_get_with_by_ref(key_hash, async {
-                Ok(self.inner.api_key(key_hash).await?.map(Arc::new))
+                let key = self.inner.api_key(key_hash).await?;
+                Ok(key.map(KnownKey::new).transpose()?.map(Arc::new))
             })
             .await
             .map_err(|e: Arc<DirectoryError>| DirectoryError(e.0.clone()))
@@ -126,7 +150,9 @@ mod tests {
     async fn lookups_are_cached_until_the_ttl_then_refreshed() {
         let inner = Arc::new(Counting::default());
         let directory = CachedDirectory::new(inner.clone(), Duration::from_millis(200));
-        assert!(!directory.api_key("known").await.unwrap().unwrap().revoked);
+        let known = directory.api_key("known").await.unwrap().unwrap();
+        assert!(!known.key.revoked);
+        assert_eq!(known.identity.identity().principal, "key:key_1");
         assert!(directory.api_key("unknown").await.unwrap().is_none());
         directory.api_key("known").await.unwrap();
         directory.api_key("unknown").await.unwrap();
@@ -139,7 +165,15 @@ mod tests {
         inner.revoked.store(true, Ordering::SeqCst);
         // moka's clock is real time; a short TTL keeps this test quick.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(directory.api_key("known").await.unwrap().unwrap().revoked);
+        assert!(
+            directory
+                .api_key("known")
+                .await
+                .unwrap()
+                .unwrap()
+                .key
+                .revoked
+        );
     }
 
     #[tokio::test]

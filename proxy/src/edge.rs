@@ -25,7 +25,7 @@ use mindshop_filters::Rejection;
 use mindshop_filters::body_limit::{self, BodyBudget};
 use mindshop_filters::route::{self, RouteGroup};
 use mindshop_wire::envelope::Failure;
-use mindshop_wire::identity::{self, Identity, IdentitySigner, SignedRequest};
+use mindshop_wire::identity::{self, EncodedIdentity, IdentitySigner, SignedRequest};
 use mindshop_wire::request_id;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -87,7 +87,7 @@ pub struct RequestCtx {
     first_backend: usize,
     attempts: usize,
     /// Who is calling, as the gate resolved it; signed for the backend.
-    identity: Identity,
+    identity: Arc<EncodedIdentity>,
     /// CORS and rate-limit headers every answer to this request carries.
     owed: OwedHeaders,
 }
@@ -105,7 +105,7 @@ impl ProxyHttp for Edge {
             rejection: None,
             first_backend: 0,
             attempts: 0,
-            identity: Identity::anonymous(),
+            identity: crate::gate::anonymous(),
             owed: OwedHeaders::new(),
         }
     }
@@ -319,7 +319,9 @@ impl ProxyHttp for Edge {
             answer::X_REQUEST_ID,
             answer::request_id_value(&ctx.request_id),
         );
-        answer::append(&mut head, &ctx.owed)?;
+        // Moved, not cloned: once the backend's answer is being sent, the edge sends no answer
+        // of its own that would need them.
+        answer::append_owned(&mut head, std::mem::take(&mut ctx.owed))?;
         *response = ResponseHeader::from(head);
         Ok(())
     }

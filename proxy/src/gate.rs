@@ -4,7 +4,7 @@
 //! answer owes) or the early answer to send.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use http::{HeaderValue, Method};
@@ -16,12 +16,12 @@ use mindshop_filters::rate_limit::{MemoryLimiter, Quota, RateDecision, RateLimit
 use mindshop_filters::route::{self, AuthKind, Route, RouteGroup};
 use mindshop_wire::api_key;
 use mindshop_wire::envelope::Failure;
-use mindshop_wire::identity::Identity;
+use mindshop_wire::identity::{EncodedIdentity, Identity};
 use mindshop_wire::merchant;
 use mindshop_wire::origin::Origin;
 use serde_json::json;
 
-use crate::directory::{CachedDirectory, Directory};
+use crate::directory::{CachedDirectory, Directory, KnownKey};
 use crate::metrics::EDGE_METRICS;
 
 /// Headers an answer owes the client (CORS, rate limits).
@@ -46,7 +46,7 @@ pub(crate) struct RequestView<'r> {
 pub(crate) enum Verdict {
     /// Forward with this identity; add these headers to the backend's answer.
     Admit {
-        identity: Identity,
+        identity: Arc<EncodedIdentity>,
         headers: OwedHeaders,
     },
     /// Answer now: a status, an envelope (none for a 204 preflight) and headers.
@@ -146,20 +146,24 @@ impl Gate {
 
         // 2-3. Authentication and authorization.
         let authenticated = match group.auth() {
-            AuthKind::None | AuthKind::BodySignature => Ok((Identity::anonymous(), None)),
-            AuthKind::ApiKey => self.api_key(request, origin.as_ref(), &mut owed).await,
+            AuthKind::None | AuthKind::BodySignature => Ok((anonymous(), None)),
+            AuthKind::ApiKey => self
+                .api_key(request, origin.as_ref(), &mut owed)
+                .await
+                .map(|known| (known.identity.clone(), Some(known))),
             AuthKind::Jwt => self
                 .portal_user(request, &owed)
                 .map(|identity| (identity, None)),
         };
-        let (identity, plan) = match authenticated {
+        let (identity, key) = match authenticated {
             Ok(admitted) => admitted,
             Err(verdict) => return self.count_refusal(request, verdict).await,
         };
 
         // 4. Rate limits.
+        let plan = key.as_ref().map(|known| known.key.plan.as_str());
         if let Err(verdict) = self
-            .rate_limit(request, &identity, plan.as_deref(), &mut owed)
+            .rate_limit(request, identity.identity(), plan, &mut owed)
             .await
         {
             return verdict;
@@ -240,13 +244,13 @@ impl Gate {
             .map_err(|error| unavailable(&error.to_string(), Some(origin)))
     }
 
-    /// Resolves and checks the API key; returns the identity and the merchant's plan.
+    /// Resolves and checks the API key; returns it with its identity and merchant's plan.
     async fn api_key(
         &self,
         request: &RequestView<'_>,
         origin: Option<&CallerOrigin<'_>>,
         owed: &mut OwedHeaders,
-    ) -> Result<(Identity, Option<String>), Verdict> {
+    ) -> Result<Arc<KnownKey>, Verdict> {
         // Answers to unauthenticated requests carry CORS headers when anyone admits the origin.
         let early_cors = async |owed: &OwedHeaders| -> OwedHeaders {
             let mut headers = owed.clone();
@@ -270,8 +274,8 @@ impl Gate {
         };
         // The lookup is by SHA-256 of the key: the database compares hashes, so response
         // times reveal nothing about the key itself.
-        let resolved = match self.directory.api_key(&api_key::hash(key)).await {
-            Ok(Some(resolved)) if !resolved.revoked => resolved,
+        let known = match self.directory.api_key(&api_key::hash(key)).await {
+            Ok(Some(known)) if !known.key.revoked => known,
             Ok(found) => {
                 let reason = if found.is_some() {
                     "revoked_api_key"
@@ -289,6 +293,7 @@ impl Gate {
             Err(error) => return Err(unavailable(&error.to_string(), origin)),
         };
 
+        let resolved = &known.key;
         if let Some(origin) = origin {
             let admitted = cors::domains_admit(&resolved.allowed_domains, &origin.parsed)
                 || self.origins.widget_admits(&origin.parsed);
@@ -298,6 +303,8 @@ impl Gate {
                     origin.sent.as_bytes(),
                 ));
             }
+            // Room for the rate-limit headers that follow.
+            owed.reserve(10);
             owed.extend(cors::allow_headers(CorsPolicy::Merchant, origin.sent));
         }
 
@@ -312,13 +319,7 @@ impl Gate {
                 owed.clone(),
             ));
         }
-        let identity = Identity {
-            merchant: Some(resolved.merchant_id.clone()),
-            principal: format!("key:{}", resolved.key_id),
-            permissions: resolved.permissions.clone(),
-            roles: Vec::new(),
-        };
-        Ok((identity, Some(resolved.plan.clone())))
+        Ok(known)
     }
 
     /// Verifies the portal JWT and the merchant in the path.
@@ -326,7 +327,7 @@ impl Gate {
         &self,
         request: &RequestView<'_>,
         owed: &OwedHeaders,
-    ) -> Result<Identity, Verdict> {
+    ) -> Result<Arc<EncodedIdentity>, Verdict> {
         let token = match credential::extract(None, request.authorization) {
             Credential::Jwt(token) => token,
             Credential::ApiKey(_) | Credential::None => {
@@ -371,11 +372,20 @@ impl Gate {
                 owed.clone(),
             ));
         }
-        Ok(Identity {
+        let identity = EncodedIdentity::new(Identity {
             merchant: claims.merchant_id.filter(|id| merchant::is_valid_id(id)),
             principal: format!("user:{}", claims.sub),
             permissions: Vec::new(),
             roles: claims.roles,
+        });
+        // The subject and merchant were checked above; roles that cannot travel are dropped.
+        identity.map(Arc::new).map_err(|_| {
+            EDGE_METRICS.auth_failure("jwt_bad_subject");
+            Verdict::refuse(
+                401,
+                Failure::new("INVALID_TOKEN", "The token's claims are not usable"),
+                owed.clone(),
+            )
         })
     }
 
@@ -523,6 +533,17 @@ impl Gate {
             }
         }
     }
+}
+
+/// The identity of a request without a credential (one for all of them).
+pub(crate) fn anonymous() -> Arc<EncodedIdentity> {
+    static ANONYMOUS: LazyLock<Arc<EncodedIdentity>> = LazyLock::new(|| {
+        Arc::new(
+            EncodedIdentity::new(Identity::anonymous())
+                .unwrap_or_else(|_| unreachable!("the anonymous identity is plain text")),
+        )
+    });
+    ANONYMOUS.clone()
 }
 
 /// The client's address as a rate-limit credential.

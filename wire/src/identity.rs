@@ -8,7 +8,8 @@
 //! The body is not signed: edge and backend share a trusted network.
 
 use hmac::{Hmac, Mac};
-use http::HeaderMap;
+use http::header::InvalidHeaderValue;
+use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
 
 /// Prefix of every internal header; the edge removes client-sent ones.
@@ -47,6 +48,50 @@ impl Identity {
             permissions: Vec::new(),
             roles: Vec::new(),
         }
+    }
+}
+
+/// An identity as it travels: its fields as the header values the backend reads. An API key's
+/// identity serves every request made with the key, so the edge encodes it once, with the
+/// cached key, and each request only signs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedIdentity {
+    identity: Identity,
+    merchant: HeaderValue,
+    principal: HeaderValue,
+    permissions: HeaderValue,
+    roles: HeaderValue,
+}
+
+impl EncodedIdentity {
+    /// Fails when the merchant or the principal cannot be a header value (the edge only
+    /// resolves ones that can); permissions and roles that cannot travel are dropped.
+    pub fn new(identity: Identity) -> Result<Self, InvalidHeaderValue> {
+        Ok(Self {
+            merchant: HeaderValue::try_from(identity.merchant.clone().unwrap_or_default())?,
+            principal: HeaderValue::try_from(identity.principal.clone())?,
+            permissions: HeaderValue::try_from(join_list(&identity.permissions))?,
+            roles: HeaderValue::try_from(join_list(&identity.roles))?,
+            identity,
+        })
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The signed fields, in the order [`feed`] signs them.
+    fn texts(&self) -> [&str; 4] {
+        // Built from strings (`new`), so always text.
+        fn text(value: &HeaderValue) -> &str {
+            std::str::from_utf8(value.as_bytes()).unwrap_or("")
+        }
+        [
+            text(&self.merchant),
+            text(&self.principal),
+            text(&self.permissions),
+            text(&self.roles),
+        ]
     }
 }
 
@@ -90,29 +135,27 @@ impl IdentitySigner {
         Self { mac }
     }
 
-    /// The headers the edge adds to the upstream request (names are lowercase).
+    /// The headers the edge adds to the upstream request: the identity's fields, the
+    /// timestamp and the signature.
     pub fn sign(
         &self,
-        identity: &Identity,
+        identity: &EncodedIdentity,
         request: SignedRequest<'_>,
         unix_secs: i64,
-    ) -> [(&'static str, String); 6] {
-        let permissions = join_list(&identity.permissions);
-        let roles = join_list(&identity.roles);
-        let merchant = identity.merchant.clone().unwrap_or_default();
-        let timestamp = unix_secs.to_string();
-        let signature = crate::lower_hex(&self.digest(
-            request,
-            &timestamp,
-            [&merchant, &identity.principal, &permissions, &roles],
-        ));
+    ) -> [(&'static str, HeaderValue); 6] {
+        let mut digits = itoa::Buffer::new();
+        let timestamp = digits.format(unix_secs);
+        let signature = crate::lower_hex(&self.digest(request, timestamp, identity.texts()));
         [
-            (MERCHANT, merchant),
+            (MERCHANT, identity.merchant.clone()),
             (PRINCIPAL, identity.principal.clone()),
-            (PERMISSIONS, permissions),
-            (ROLES, roles),
-            (TIMESTAMP, timestamp),
-            (SIGNATURE, signature),
+            (PERMISSIONS, identity.permissions.clone()),
+            (ROLES, identity.roles.clone()),
+            (TIMESTAMP, HeaderValue::from(unix_secs)),
+            (
+                SIGNATURE,
+                HeaderValue::try_from(signature).unwrap_or_else(|_| HeaderValue::from_static("")),
+            ),
         ]
     }
 
@@ -222,7 +265,6 @@ fn split_list(value: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     const REQ: SignedRequest<'static> = SignedRequest {
         method: "GET",
@@ -231,11 +273,12 @@ mod tests {
     };
 
     fn signed(signer: &IdentitySigner, identity: &Identity, at: i64) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in signer.sign(identity, REQ, at) {
-            headers.insert(name, HeaderValue::from_str(&value).unwrap());
-        }
-        headers
+        let encoded = EncodedIdentity::new(identity.clone()).unwrap();
+        signer
+            .sign(&encoded, REQ, at)
+            .into_iter()
+            .map(|(name, value)| (http::HeaderName::from_static(name), value))
+            .collect()
     }
 
     fn key_identity() -> Identity {
