@@ -118,7 +118,8 @@ impl SqliteStore {
             skus.push_bind(*sku);
         }
         skus.push_unseparated(")");
-        let (existing, last_rowid): (i64, i64) = count.build_query_as().fetch_one(&mut **tx).await?;
+        let (existing, last_rowid): (i64, i64) =
+            count.build_query_as().fetch_one(&mut **tx).await?;
         let mut upsert = sqlx::QueryBuilder::new(super::catalog::sql::UPSERT_HEAD);
         upsert.push_values(batch.values(), |mut row, record| {
             row.push_bind(mindshop_wire::ids::new_id("prod"))
