@@ -170,14 +170,15 @@ pub enum LimiterError {
     /// No connection to Redis could be made, or it broke.
     #[error("Redis is unreachable")]
     Unreachable(#[source] ::redis::RedisError),
-    /// Redis answered with an error (a failing script, a full memory, a wrong key type, …).
-    #[error("Redis refused the rate-limit script")]
+    /// Redis answered with an error (a full memory, a wrong key type, a server older than
+    /// Redis 7, …).
+    #[error("Redis refused the rate-limit commands")]
     Command(#[source] ::redis::RedisError),
     /// Redis did not answer in time; a hung server must not stall requests.
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
-    /// Redis answered something the script never returns.
-    #[error("unexpected answer from the rate-limit script: {0}")]
+    /// Redis answered something the rate-limit commands never return.
+    #[error("unexpected answer to the rate-limit commands: {0}")]
     UnexpectedReply(String),
 }
 

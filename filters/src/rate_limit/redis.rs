@@ -1,19 +1,21 @@
 //! [`RedisLimiter`]: one budget shared by every edge, for deployments that run `mindshop edge`
 //! more than once (each process counting alone would grant the budget once per edge).
 //!
-//! A request costs one round trip for all its budgets: a Lua script (sent as `EVALSHA`; the
-//! `redis` crate loads it again if the server has forgotten it) increments the counter of each
-//! budget's current window and, in the same atomic step, gives a counter an expiry whenever it
-//! has none. The original design sent `INCR` and then `PEXPIRE`; a failure between the two left
-//! a counter that never expired and a budget that never came back. Here no key exists without
-//! an expiry.
+//! A request costs one round trip for all its budgets: one `MULTI`/`EXEC` transaction that, for
+//! each budget's current window, runs `INCRBY` on its counter and `PEXPIRE … NX`, which gives the
+//! counter an expiry whenever it has none. The transaction runs atomically, so no key exists
+//! without an expiry (the original design sent `INCR`, then `PEXPIRE`; a failure between the two
+//! left a counter that never expired and a budget that never came back). `PEXPIRE … NX` needs
+//! Redis 7 or later (or Valkey). A Lua script did the same in one `EVALSHA`, and Redis spent
+//! about 12 µs a call running it against about 2 µs for the transaction.
 //!
 //! Requests that arrive while a call is on the wire are batched into the next call: one task per
-//! edge sends the script for everything queued, then hands each request its counts. Under load
-//! this turns many round trips (and many script runs in Redis) into one, which is most of the
-//! limiter's cost on both sides; an idle edge sends each request on its own at once. A batch
-//! names many keys, so the limiter expects one Redis server (or a cluster whose keys share a
-//! hash slot), not a sharded cluster.
+//! edge sends one transaction for everything queued, then hands each request its counts. A
+//! counter named by many requests of a batch (one widget key's budget) is sent once, counted by
+//! how many. Under load this turns many round trips into one, which is most of the limiter's
+//! cost on both sides; an idle edge sends each request on its own at once. A batch names many
+//! keys, so the limiter expects one Redis server (or a cluster whose keys share a hash slot),
+//! not a sharded cluster.
 //!
 //! Counters are named `<key_prefix>:rl:<key>:<window start>`. The window start is the last
 //! segment and is all digits, so a key with `:` in it can never be confused with another. The
@@ -30,7 +32,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script, Value};
+use redis::{Client, RedisError, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Clock, LimiterError, Quota, RateDecision, RateLimiter, SystemClock, Window};
@@ -52,26 +54,6 @@ const MAX_BATCH: usize = 256;
 /// Requests that may wait for the batching task; more wait to be queued (within their timeout).
 const QUEUE_DEPTH: usize = 4096;
 
-/// Counts and makes sure each counter expires. `KEYS[i]`: a window's counter;
-/// `ARGV[2i-1]`: how many requests it counts; `ARGV[2i]`: its lifetime in milliseconds. Returns
-/// each counter's new count, in order. A batch names each counter once with how often it
-/// occurs (a hot budget, such as one widget key's, is counted once per batch, not once per
-/// request).
-///
-/// The expiry is set whenever the key has none (`PTTL` is -1 for a key without expiry, and -2
-/// cannot occur after `INCR`), not only when the count is 1: a counter left without expiry by
-/// anything else is repaired by the next request instead of blocking its budget forever.
-const COUNT_SCRIPT: &str = r"
-local counts = {}
-for i, key in ipairs(KEYS) do
-  counts[i] = redis.call('INCRBY', key, tonumber(ARGV[2 * i - 1]))
-  if redis.call('PTTL', key) < 0 then
-    redis.call('PEXPIRE', key, tonumber(ARGV[2 * i]))
-  end
-end
-return counts
-";
-
 /// Counts requests in Redis, shared by every edge that uses the same Redis and key prefix.
 pub struct RedisLimiter {
     client: Client,
@@ -90,9 +72,9 @@ struct Job {
 }
 
 impl RedisLimiter {
-    /// Connects to `url` and checks within a second that the server answers (loading the
-    /// script on the way, so the first request is one round trip). `key_prefix` starts every
-    /// key written, so deployments can share one Redis.
+    /// Connects to `url` and checks within a second that the server answers and knows
+    /// `PEXPIRE … NX` (Redis 7 or later). `key_prefix` starts every key written, so
+    /// deployments can share one Redis.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, LimiterError> {
         let limiter = Self::connect_lazy(url, key_prefix)?;
         tokio::time::timeout(CONNECT_TIMEOUT, async {
@@ -101,10 +83,14 @@ impl RedisLimiter {
                 .get_multiplexed_async_connection()
                 .await
                 .map_err(|err| classify(err, CONNECT_TIMEOUT))?;
-            Script::new(COUNT_SCRIPT)
-                .prepare_invoke()
-                .load_async(&mut connection)
+            // On a key that does not exist: changes nothing, and fails before Redis 7.
+            redis::cmd("PEXPIRE")
+                .arg(format!("{key_prefix}:rl:probe"))
+                .arg(1)
+                .arg("NX")
+                .query_async::<i64>(&mut connection)
                 .await
+                .map(drop)
                 .map_err(|err| classify(err, CONNECT_TIMEOUT))
         })
         .await
@@ -144,7 +130,6 @@ impl RedisLimiter {
             let (sender, inbox) = mpsc::channel(QUEUE_DEPTH);
             let batcher = Batcher {
                 client: self.client.clone(),
-                script: Script::new(COUNT_SCRIPT),
                 call_timeout: self.call_timeout,
             };
             tokio::spawn(batcher.run(inbox));
@@ -167,7 +152,6 @@ impl RedisLimiter {
 /// The task that sends queued requests to Redis, one call at a time.
 struct Batcher {
     client: Client,
-    script: Script,
     call_timeout: Duration,
 }
 
@@ -209,7 +193,7 @@ impl Batcher {
         }
     }
 
-    /// One script call for every counter of `jobs`; the counts, in order. A counter named
+    /// One transaction for every counter of `jobs`; the counts, in order. A counter named
     /// `n` times is sent once, counted by `n`, and its occurrences get the `n` counts that end
     /// at its new value, in the order they were queued: exactly what `n` separate increments
     /// would have returned.
@@ -233,12 +217,19 @@ impl Batcher {
             entry.1 += 1;
             entry.2 = entry.2.max(*expire_ms);
         }
-        let mut invocation = self.script.prepare_invoke();
+        let mut transaction = redis::pipe();
+        transaction.atomic();
         for (counter, times, expire_ms) in &distinct {
-            invocation.key(*counter).arg(*times).arg(*expire_ms);
+            transaction.cmd("INCRBY").arg(*counter).arg(*times);
+            transaction
+                .cmd("PEXPIRE")
+                .arg(*counter)
+                .arg(*expire_ms)
+                .arg("NX")
+                .ignore();
         }
         let reply: Value =
-            tokio::time::timeout(self.call_timeout, invocation.invoke_async(connection))
+            tokio::time::timeout(self.call_timeout, transaction.query_async(connection))
                 .await
                 .map_err(|_| LimiterError::Timeout(self.call_timeout))?
                 .map_err(|err| classify(err, self.call_timeout))?;
