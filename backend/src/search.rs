@@ -134,6 +134,9 @@ impl Indexer {
                 break;
             }
         }
+        if total > 0 {
+            self.store.settle_search_index().await?;
+        }
         if total >= REFRESH_AFTER {
             self.store.refresh_search_statistics().await?;
         }

@@ -2624,6 +2624,7 @@ async fn index_all(store: &dyn Store) -> u64 {
     loop {
         let indexed = store.index_products(2).await.expect("index products");
         if indexed == 0 {
+            store.settle_search_index().await.expect("settle the index");
             return total;
         }
         total += indexed;

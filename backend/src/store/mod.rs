@@ -283,6 +283,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn index_products(&self, limit: u32) -> StoreResult<u64>;
     /// Refreshes the planner's statistics on products, after a large indexing pass.
     async fn refresh_search_statistics(&self) -> StoreResult<()>;
+    /// Merges what an indexing pass added into the search index's main structure, after the
+    /// pass (PostgreSQL's GIN pending list, which searches would otherwise scan apart).
+    async fn settle_search_index(&self) -> StoreResult<()>;
     /// How many products wait for [`Store::index_products`].
     async fn search_backlog(&self) -> StoreResult<i64>;
     /// The merchant's documents best matching any of `terms`, best first.

@@ -803,6 +803,13 @@ macro_rules! portable_store_impl {
                 Ok(())
             }
 
+            async fn settle_search_index(&self) -> super::StoreResult<()> {
+                if let Some(statement) = Self::SETTLE_SEARCH_INDEX {
+                    ::sqlx::query(statement).execute(&self.pool).await?;
+                }
+                Ok(())
+            }
+
             async fn search_backlog(&self) -> super::StoreResult<i64> {
                 Ok(::sqlx::query_scalar::<_, i64>(Self::SEARCH_BACKLOG)
                     .fetch_one(&self.pool)

@@ -27,6 +27,11 @@ impl PostgresStore {
     /// a large import, a search may be planned as a walk over the merchant's products (40 ms
     /// instead of 5 on 100,000) until autovacuum analyzes the table.
     const REFRESH_STATISTICS: &str = "ANALYZE products, product_search";
+    /// The indexer's vectors go to the GIN index's pending list (`fastupdate`), which is merged
+    /// here in one sorted pass: inserting each vector's words into the index one by one made
+    /// indexing a 100,000-product import about 25% slower.
+    const SETTLE_SEARCH_INDEX: Option<&str> =
+        Some("SELECT gin_clean_pending_list('product_search_vector')");
     /// Several backends fan out at once, each taking events the others have not locked.
     const PENDING_EVENTS: &str = "SELECT seq, id, merchant_id, event_type, data, created_at \
          FROM events WHERE fanned_out_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED";

@@ -26,6 +26,8 @@ impl SqliteStore {
     const SEARCH_BACKLOG: &str = "SELECT COUNT(*) FROM products_search_queue";
     /// Planner statistics after many products were indexed at once.
     const REFRESH_STATISTICS: &str = "PRAGMA optimize";
+    /// FTS5 merges its segments as it goes (automerge).
+    const SETTLE_SEARCH_INDEX: Option<&str> = None;
     /// One writer at a time: the transaction's write lock keeps other fan-outs out.
     const PENDING_EVENTS: &str = "SELECT seq, id, merchant_id, event_type, data, created_at \
          FROM events WHERE fanned_out_at IS NULL ORDER BY seq LIMIT $1";
