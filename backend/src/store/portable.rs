@@ -710,7 +710,7 @@ macro_rules! portable_store_impl {
                 query: &super::ProductQuery<'_>,
             ) -> super::StoreResult<Vec<super::Scored<super::Product>>> {
                 use super::chat::{
-                    Operator, SEARCH_CANDIDATES, ScoredProductRow, merge_tiers, safe_terms, sql,
+                    Operator, ScoredProductRow, merge_tiers, safe_terms, sql,
                 };
                 let terms = safe_terms(query.terms);
                 if terms.is_empty() {
@@ -748,7 +748,7 @@ macro_rules! portable_store_impl {
                     Ok(rows.into_iter().map(Into::into).collect())
                 };
                 let complete = async |words: &[&str], operator, bounded: &'static str| -> super::StoreResult<Vec<super::Scored<super::Product>>> {
-                    let found = search(words, operator, bounded, SEARCH_CANDIDATES).await?;
+                    let found = search(words, operator, bounded, Self::SEARCH_CANDIDATES).await?;
                     if found.len() >= limit {
                         return Ok(found);
                     }

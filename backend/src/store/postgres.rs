@@ -19,10 +19,10 @@ pub struct PostgresStore {
 impl PostgresStore {
     const BEGIN: &str = "BEGIN";
     const SEARCH_PRODUCTS: &str = super::chat::sql::PG_SEARCH_PRODUCTS;
-    /// PostgreSQL ranks every match of the broader steps too (cheap enough with `ts_rank`).
-    const SEARCH_PRODUCTS_BROADER: &str = super::chat::sql::PG_SEARCH_PRODUCTS;
+    const SEARCH_PRODUCTS_BROADER: &str = super::chat::sql::PG_SEARCH_PRODUCTS_BROADER;
     const SEARCH_DOCUMENTS: &str = super::chat::sql::PG_SEARCH_DOCUMENTS;
     const SEARCH_BACKLOG: &str = "SELECT COUNT(*) FROM products WHERE search_pending";
+    const SEARCH_CANDIDATES: i64 = super::chat::PG_SEARCH_CANDIDATES;
     /// Planner statistics after many products were indexed at once: without them, right after
     /// a large import, a search may be planned as a walk over the merchant's products (40 ms
     /// instead of 5 on 100,000) until autovacuum analyzes the table.

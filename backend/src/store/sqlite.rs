@@ -24,6 +24,7 @@ impl SqliteStore {
     const SEARCH_PRODUCTS_BROADER: &str = super::chat::sql::SQLITE_SEARCH_PRODUCTS_BROADER;
     const SEARCH_DOCUMENTS: &str = super::chat::sql::SQLITE_SEARCH_DOCUMENTS;
     const SEARCH_BACKLOG: &str = "SELECT COUNT(*) FROM products_search_queue";
+    const SEARCH_CANDIDATES: i64 = super::chat::SQLITE_SEARCH_CANDIDATES;
     /// Planner statistics after many products were indexed at once.
     const REFRESH_STATISTICS: &str = "PRAGMA optimize";
     /// FTS5 merges its segments as it goes (automerge).
