@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header;
+use http::{HeaderName, HeaderValue, header};
 use mindshop_config::Config;
 use mindshop_filters::Rejection;
 use mindshop_filters::body_limit::{self, BodyBudget};
@@ -37,6 +37,9 @@ use crate::answer;
 use crate::directory::Directory;
 use crate::gate::{Gate, OwedHeaders, RequestView, Verdict};
 use crate::metrics::EDGE_METRICS;
+
+/// The client's address, for the backend's logs.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Longest wait for a backend's answer to `/ready`.
 const READY_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -238,42 +241,65 @@ impl ProxyHttp for Edge {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        let spoofed: Vec<_> = upstream
+        // Rebuilt as plain `http` parts, as answers are (see `answer::head`): the eight headers
+        // the edge adds go straight into a map with room for them, without Pingora parsing
+        // each name and keeping its case. A request target the URI does not carry byte for
+        // byte (not UTF-8, or not a path) is kept as it came.
+        let raw_target = (!upstream.raw_path_is_utf8() || !upstream.raw_path().starts_with(b"/"))
+            .then(|| upstream.raw_path().to_vec());
+        let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+        let mut parts = http::request::Parts::from(std::mem::replace(upstream, placeholder));
+        let spoofed: Vec<_> = parts
             .headers
             .keys()
             .filter(|name| name.as_str().starts_with(identity::HEADER_PREFIX))
             .cloned()
             .collect();
         for name in spoofed {
-            upstream.remove_header(&name);
+            parts.headers.remove(&name);
         }
-        if let Some(path) = route::canonical_path(upstream.uri.path()) {
-            let target = match upstream.uri.query() {
+        let mut raw_target = raw_target;
+        if let Some(path) = route::canonical_path(parts.uri.path()) {
+            let target = match parts.uri.query() {
                 Some(query) => format!("{path}?{query}"),
                 None => path,
             };
-            let uri = target
+            parts.uri = target
                 .parse::<http::Uri>()
                 .map_err(|e| Error::because(ErrorType::InternalError, "canonical path", e))?;
-            upstream.set_uri(uri);
-        }
-        upstream.insert_header(request_id::HEADER, &ctx.request_id)?;
-        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            upstream.insert_header("x-forwarded-for", client.ip().to_string())?;
+            raw_target = None;
         }
 
         let signed = self.signer.sign(
             &ctx.identity,
             SignedRequest {
-                method: upstream.method.as_str(),
-                path_and_query: upstream.uri.path_and_query().map_or("/", |p| p.as_str()),
+                method: parts.method.as_str(),
+                path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
                 request_id: &ctx.request_id,
             },
             unix_now(),
         );
-        for (name, value) in signed {
-            upstream.insert_header(name, value)?;
+        let headers = &mut parts.headers;
+        headers
+            .try_reserve(2 + signed.len())
+            .map_err(|e| Error::because(ErrorType::InternalError, "upstream headers", e))?;
+        headers.insert(
+            answer::X_REQUEST_ID,
+            answer::request_id_value(&ctx.request_id),
+        );
+        if let Some(client) = session.client_addr().and_then(|a| a.as_inet())
+            && let Ok(address) = HeaderValue::try_from(client.ip().to_string())
+        {
+            headers.insert(X_FORWARDED_FOR, address);
         }
+        for (name, value) in signed {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+        let mut rebuilt = RequestHeader::from(parts);
+        if let Some(raw) = raw_target {
+            rebuilt.set_raw_path(&raw)?;
+        }
+        *upstream = rebuilt;
         Ok(())
     }
 
