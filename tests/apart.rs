@@ -149,6 +149,29 @@ async fn client_sent_identity_headers_never_reach_the_backend() {
 }
 
 #[tokio::test]
+async fn the_backend_gets_the_target_as_classified_and_the_clients_address() {
+    let mut upstream = RecordingUpstream::start().await;
+    let edge = Launch::edge(SECRET, &[upstream.addr]).start().await;
+
+    // Percent-encoding and the query arrive byte for byte.
+    let reply = Reply::of(client().get(edge.url("/ready?q=caf%C3%A9%20bar&b=%2F"))).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let seen = upstream.next_request().await;
+    assert_eq!(seen.target, "/ready?q=caf%C3%A9%20bar&b=%2F");
+    assert_eq!(seen.one("x-forwarded-for"), Some("127.0.0.1"), "{seen:?}");
+    assert_eq!(
+        seen.one("x-request-id"),
+        Some(reply.request_id()),
+        "{seen:?}"
+    );
+
+    // Empty segments are dropped: the backend routes what the edge classified.
+    let reply = Reply::of(client().get(edge.url("//ready//?x=1"))).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(upstream.next_request().await.target, "/ready?x=1");
+}
+
+#[tokio::test]
 async fn a_chunked_body_over_the_limit_gets_413() {
     let upstream = RecordingUpstream::start().await;
     let edge = Launch::edge(SECRET, &[upstream.addr])

@@ -28,44 +28,39 @@ pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::
 /// and HTTP/2 requires.
 pub(crate) fn head(status: u16, capacity: usize) -> pingora::Result<http::response::Parts> {
     let (mut parts, ()) = http::Response::new(()).into_parts();
-    parts.status = StatusCode::from_u16(status).map_err(|e| {
-        pingora::Error::because(pingora::ErrorType::InternalError, "answer status", e)
-    })?;
+    parts.status = StatusCode::from_u16(status).map_err(|e| internal("answer status", e))?;
     reserve(&mut parts, capacity)?;
     Ok(parts)
 }
 
 /// Room for `additional` more headers in `parts`.
 pub(crate) fn reserve(parts: &mut http::response::Parts, additional: usize) -> pingora::Result<()> {
-    parts.headers.try_reserve(additional).map_err(|e| {
-        pingora::Error::because(pingora::ErrorType::InternalError, "answer headers", e)
-    })
+    parts
+        .headers
+        .try_reserve(additional)
+        .map_err(|e| internal("answer headers", e))
 }
 
 /// Appends `headers` to `parts`.
-pub(crate) fn append(parts: &mut http::response::Parts, headers: Extra<'_>) -> pingora::Result<()> {
+pub(crate) fn append(
+    parts: &mut http::response::Parts,
+    headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+) -> pingora::Result<()> {
     for (name, value) in headers {
         parts
             .headers
-            .try_append(name.clone(), value.clone())
-            .map_err(|e| {
-                pingora::Error::because(pingora::ErrorType::InternalError, "answer headers", e)
-            })?;
+            .try_append(name, value)
+            .map_err(|e| internal("answer headers", e))?;
     }
     Ok(())
 }
 
-/// Appends `headers` to `parts`, moving them.
-pub(crate) fn append_owned(
-    parts: &mut http::response::Parts,
-    headers: Vec<(HeaderName, HeaderValue)>,
-) -> pingora::Result<()> {
-    for (name, value) in headers {
-        parts.headers.try_append(name, value).map_err(|e| {
-            pingora::Error::because(pingora::ErrorType::InternalError, "answer headers", e)
-        })?;
-    }
-    Ok(())
+/// An error of the edge's own making (a header map over `http`'s size limit, …).
+pub(crate) fn internal(
+    context: &'static str,
+    cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> Box<pingora::Error> {
+    pingora::Error::because(pingora::ErrorType::InternalError, context, cause)
 }
 
 /// `request_id` as a header value (accepted or generated ids are always valid ones).
@@ -144,7 +139,7 @@ async fn write(
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(X_REQUEST_ID, request_id_value(request_id));
-    append(&mut response, extra)?;
+    append(&mut response, extra.iter().cloned())?;
     session
         .write_response_header(Box::new(ResponseHeader::from(response)), body.is_none())
         .await?;

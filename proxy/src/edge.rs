@@ -245,8 +245,9 @@ impl ProxyHttp for Edge {
         // the edge adds go straight into a map with room for them, without Pingora parsing
         // each name and keeping its case. A request target the URI does not carry byte for
         // byte (not UTF-8, or not a path) is kept as it came.
-        let raw_target = (!upstream.raw_path_is_utf8() || !upstream.raw_path().starts_with(b"/"))
-            .then(|| upstream.raw_path().to_vec());
+        let mut raw_target = (!upstream.raw_path_is_utf8()
+            || !upstream.raw_path().starts_with(b"/"))
+        .then(|| upstream.raw_path().to_vec());
         let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
         let mut parts = http::request::Parts::from(std::mem::replace(upstream, placeholder));
         let spoofed: Vec<_> = parts
@@ -258,7 +259,6 @@ impl ProxyHttp for Edge {
         for name in spoofed {
             parts.headers.remove(&name);
         }
-        let mut raw_target = raw_target;
         if let Some(path) = route::canonical_path(parts.uri.path()) {
             let target = match parts.uri.query() {
                 Some(query) => format!("{path}?{query}"),
@@ -266,7 +266,7 @@ impl ProxyHttp for Edge {
             };
             parts.uri = target
                 .parse::<http::Uri>()
-                .map_err(|e| Error::because(ErrorType::InternalError, "canonical path", e))?;
+                .map_err(|e| answer::internal("canonical path", e))?;
             raw_target = None;
         }
 
@@ -282,7 +282,7 @@ impl ProxyHttp for Edge {
         let headers = &mut parts.headers;
         headers
             .try_reserve(2 + signed.len())
-            .map_err(|e| Error::because(ErrorType::InternalError, "upstream headers", e))?;
+            .map_err(|e| answer::internal("upstream headers", e))?;
         headers.insert(
             answer::X_REQUEST_ID,
             answer::request_id_value(&ctx.request_id),
@@ -347,7 +347,7 @@ impl ProxyHttp for Edge {
         );
         // Moved, not cloned: once the backend's answer is being sent, the edge sends no answer
         // of its own that would need them.
-        answer::append_owned(&mut head, std::mem::take(&mut ctx.owed))?;
+        answer::append(&mut head, std::mem::take(&mut ctx.owed))?;
         *response = ResponseHeader::from(head);
         Ok(())
     }
