@@ -2494,38 +2494,33 @@ async fn search_finds_the_merchants_products_and_documents_by_word(store: &dyn S
     // No words: the constraints alone, cheapest first.
     assert_eq!(search(&[], None, Some(70.0), true).await, ["C1"]);
 
+    // Every match of `terms`, with its score, in the order the search gives.
+    let scored = |terms: &[&str]| {
+        let terms: Vec<String> = terms.iter().map(|t| (*t).to_owned()).collect();
+        async move {
+            store
+                .search_products(
+                    "m-search",
+                    &ProductQuery {
+                        terms: &terms,
+                        min_price: None,
+                        max_price: None,
+                        in_stock_only: false,
+                        limit: 10,
+                    },
+                )
+                .await
+                .expect("search")
+        }
+    };
     // The best match comes first.
-    let ranked = store
-        .search_products(
-            "m-search",
-            &ProductQuery {
-                terms: &["oak".to_owned(), "lamp".to_owned()],
-                min_price: None,
-                max_price: None,
-                in_stock_only: false,
-                limit: 10,
-            },
-        )
-        .await
-        .expect("search");
+    let ranked = scored(&["oak", "lamp"]).await;
     assert_eq!(ranked[0].item.sku, "L1", "{ranked:?}");
     assert!(ranked[0].score > ranked[1].score, "{ranked:?}");
 
     // No product holds both words: the last word alone (the kind of product) comes before the
     // other word, and scores keep that order.
-    let fallback = store
-        .search_products(
-            "m-search",
-            &ProductQuery {
-                terms: &["walnut".to_owned(), "lamps".to_owned()],
-                min_price: None,
-                max_price: None,
-                in_stock_only: false,
-                limit: 10,
-            },
-        )
-        .await
-        .expect("search");
+    let fallback = scored(&["walnut", "lamps"]).await;
     let order: Vec<&str> = fallback.iter().map(|s| s.item.sku.as_str()).collect();
     assert_eq!(order.len(), 4, "{order:?}");
     assert_eq!(order[3], "C1", "{fallback:?}");

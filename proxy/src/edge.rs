@@ -79,6 +79,8 @@ impl Edge {
 /// Per-request state shared by the hooks.
 pub struct RequestCtx {
     request_id: String,
+    /// The same, as the header value sent to the backend and back to the client.
+    request_id_value: HeaderValue,
     /// `None` until matched, and for paths without a route.
     group: Option<RouteGroup>,
     started: Instant,
@@ -102,6 +104,7 @@ impl ProxyHttp for Edge {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             request_id: String::new(),
+            request_id_value: HeaderValue::from_static(""),
             group: None,
             started: Instant::now(),
             body: BodyBudget::new(self.max_body_bytes),
@@ -125,6 +128,7 @@ impl ProxyHttp for Edge {
                 .get(request_id::HEADER)
                 .map(|v| v.as_bytes()),
         );
+        ctx.request_id_value = answer::request_id_value(&ctx.request_id);
 
         let Some(route) = route::classify(request.uri.path()) else {
             let rejection = Rejection::new(
@@ -283,10 +287,7 @@ impl ProxyHttp for Edge {
         headers
             .try_reserve(2 + signed.len())
             .map_err(|e| answer::internal("upstream headers", e))?;
-        headers.insert(
-            answer::X_REQUEST_ID,
-            answer::request_id_value(&ctx.request_id),
-        );
+        headers.insert(answer::X_REQUEST_ID, ctx.request_id_value.clone());
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet())
             && let Ok(address) = HeaderValue::try_from(client.ip().to_string())
         {
@@ -341,10 +342,8 @@ impl ProxyHttp for Edge {
         let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
         let mut head = http::response::Parts::from(std::mem::replace(response, placeholder));
         answer::reserve(&mut head, 1 + ctx.owed.len())?;
-        head.headers.insert(
-            answer::X_REQUEST_ID,
-            answer::request_id_value(&ctx.request_id),
-        );
+        head.headers
+            .insert(answer::X_REQUEST_ID, ctx.request_id_value.clone());
         // Moved, not cloned: once the backend's answer is being sent, the edge sends no answer
         // of its own that would need them.
         answer::append(&mut head, std::mem::take(&mut ctx.owed))?;

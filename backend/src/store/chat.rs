@@ -177,63 +177,68 @@ pub(super) mod sql {
     pub const FILTER_PRODUCTS: &str = "SELECT *, CAST(0.0 AS DOUBLE PRECISION) AS score FROM products WHERE merchant_id = $1 \
          AND ($2 IS NULL OR price >= $2) AND ($3 IS NULL OR price <= $3) \
          AND ($4 = FALSE OR in_stock = TRUE) ORDER BY price IS NULL, price, sku LIMIT $5";
-    /// The `$7` best matches by rank (bm25 with the column weights the migration sets) come
-    /// from the index first, then are joined to their products and filtered. The best
+    /// A product search over SQLite's FTS5 index: `$7` matches come from the index first, in
+    /// the order `$order` gives (what stands between the match and the cap), then are joined to
+    /// their products and filtered. `CROSS JOIN` keeps the index as the outer loop (otherwise
+    /// SQLite may walk every product of the merchant and probe the index for each).
+    macro_rules! sqlite_search_products {
+        ($order:literal) => {
+            concat!(
+                "SELECT p.*, -hits.rank AS score \
+                 FROM (SELECT rowid, rank FROM products_search WHERE products_search MATCH $1 ",
+                $order,
+                "LIMIT $7) AS hits \
+                 CROSS JOIN products p ON p.rowid = hits.rowid \
+                 WHERE p.merchant_id = $2 \
+                 AND ($3 IS NULL OR p.price >= $3) AND ($4 IS NULL OR p.price <= $4) \
+                 AND ($5 = FALSE OR p.in_stock = TRUE) \
+                 ORDER BY hits.rank, p.sku LIMIT $6"
+            )
+        };
+    }
+    /// The `$7` best matches by rank (bm25 with the column weights the migration sets). The best
     /// `$6` of those that pass are exactly the best `$6` of all matches that pass whenever at
     /// least `$6` do (every match outside the `$7` ranks below all inside); when fewer do, the
-    /// caller asks again without the cap. `CROSS JOIN` keeps the index as the outer loop
-    /// (otherwise SQLite may walk every product of the merchant and probe the index for each).
-    pub const SQLITE_SEARCH_PRODUCTS: &str = "SELECT p.*, -hits.rank AS score \
-         FROM (SELECT rowid, rank FROM products_search WHERE products_search MATCH $1 \
-         ORDER BY rank LIMIT $7) AS hits \
-         CROSS JOIN products p ON p.rowid = hits.rowid \
-         WHERE p.merchant_id = $2 \
-         AND ($3 IS NULL OR p.price >= $3) AND ($4 IS NULL OR p.price <= $4) \
-         AND ($5 = FALSE OR p.in_stock = TRUE) \
-         ORDER BY hits.rank, p.sku LIMIT $6";
+    /// caller asks again without the cap.
+    pub const SQLITE_SEARCH_PRODUCTS: &str = sqlite_search_products!("ORDER BY rank ");
     /// The broader steps (one word, any word): the first `$7` matches in the index's order,
     /// ranked among themselves. FTS5 computes a match's rank only when it is read, so this
     /// ranks 1,000 matches where ordering by rank ranks them all (7,500 for two common words);
     /// the best `$6` that pass are then the best of those 1,000, not of all matches.
-    pub const SQLITE_SEARCH_PRODUCTS_BROADER: &str = "SELECT p.*, -hits.rank AS score \
-         FROM (SELECT rowid, rank FROM products_search WHERE products_search MATCH $1 \
-         LIMIT $7) AS hits \
-         CROSS JOIN products p ON p.rowid = hits.rowid \
-         WHERE p.merchant_id = $2 \
-         AND ($3 IS NULL OR p.price >= $3) AND ($4 IS NULL OR p.price <= $4) \
-         AND ($5 = FALSE OR p.in_stock = TRUE) \
-         ORDER BY hits.rank, p.sku LIMIT $6";
+    pub const SQLITE_SEARCH_PRODUCTS_BROADER: &str = sqlite_search_products!("");
     pub const SQLITE_SEARCH_DOCUMENTS: &str = "SELECT d.*, -bm25(documents_search, 5.0, 1.0, 2.0) AS score \
          FROM documents_search CROSS JOIN documents d ON d.rowid = documents_search.rowid \
          WHERE documents_search MATCH $1 AND d.merchant_id = $2 \
          ORDER BY bm25(documents_search, 5.0, 1.0, 2.0), d.id LIMIT $3";
-    /// PostgreSQL: the `$7` best matches by rank come from `product_search` (which carries the
-    /// merchant, so the tenant filter applies before anything else), then are joined to their
-    /// products and filtered, exactly as [`SQLITE_SEARCH_PRODUCTS`] does and with the same
-    /// guarantee. Joining every match instead cost an index lookup per match (2,500 for
-    /// "speaker" in the chat bench), which doubled the p99 of retrieval.
-    pub const PG_SEARCH_PRODUCTS: &str = "SELECT p.*, hits.score \
-         FROM (SELECT s.product_id, ts_rank(s.search, q)::float8 AS score \
-         FROM product_search s, to_tsquery('english', $1) q \
-         WHERE s.merchant_id = $2 AND s.search @@ q ORDER BY score DESC LIMIT $7) AS hits \
-         JOIN products p ON p.id = hits.product_id \
-         WHERE p.merchant_id = $2 \
-         AND ($3::float8 IS NULL OR p.price >= $3) AND ($4::float8 IS NULL OR p.price <= $4) \
-         AND ($5 = FALSE OR p.in_stock = TRUE) \
-         ORDER BY hits.score DESC, p.sku LIMIT $6";
-    /// PostgreSQL's broader steps (one word, any word): the first `$7` matches in the index's
-    /// order, ranked among themselves, as on SQLite ([`SQLITE_SEARCH_PRODUCTS_BROADER`]).
-    /// Ranking all 2,500 matches of "speaker" to keep the best 200 took most of the 10 ms
-    /// the slowest question spent.
-    pub const PG_SEARCH_PRODUCTS_BROADER: &str = "SELECT p.*, hits.score \
-         FROM (SELECT s.product_id, ts_rank(s.search, q)::float8 AS score \
-         FROM product_search s, to_tsquery('english', $1) q \
-         WHERE s.merchant_id = $2 AND s.search @@ q LIMIT $7) AS hits \
-         JOIN products p ON p.id = hits.product_id \
-         WHERE p.merchant_id = $2 \
-         AND ($3::float8 IS NULL OR p.price >= $3) AND ($4::float8 IS NULL OR p.price <= $4) \
-         AND ($5 = FALSE OR p.in_stock = TRUE) \
-         ORDER BY hits.score DESC, p.sku LIMIT $6";
+    /// A product search over PostgreSQL's `product_search` (which carries the merchant, so the
+    /// tenant filter applies before anything else): `$7` matches, in the order `$order` gives,
+    /// then joined to their products and filtered, as on SQLite.
+    macro_rules! pg_search_products {
+        ($order:literal) => {
+            concat!(
+                "SELECT p.*, hits.score \
+                 FROM (SELECT s.product_id, ts_rank(s.search, q)::float8 AS score \
+                 FROM product_search s, to_tsquery('english', $1) q \
+                 WHERE s.merchant_id = $2 AND s.search @@ q ",
+                $order,
+                "LIMIT $7) AS hits \
+                 JOIN products p ON p.id = hits.product_id \
+                 WHERE p.merchant_id = $2 \
+                 AND ($3::float8 IS NULL OR p.price >= $3) AND ($4::float8 IS NULL OR p.price <= $4) \
+                 AND ($5 = FALSE OR p.in_stock = TRUE) \
+                 ORDER BY hits.score DESC, p.sku LIMIT $6"
+            )
+        };
+    }
+    /// The `$7` best matches by rank, with the same guarantee as [`SQLITE_SEARCH_PRODUCTS`].
+    /// Joining every match instead cost an index lookup per match (2,500 for "speaker" in the
+    /// chat bench), which doubled the p99 of retrieval.
+    pub const PG_SEARCH_PRODUCTS: &str = pg_search_products!("ORDER BY score DESC ");
+    /// The broader steps (one word, any word): the first `$7` matches in the index's order,
+    /// ranked among themselves, as on SQLite ([`SQLITE_SEARCH_PRODUCTS_BROADER`]). Ranking all
+    /// 2,500 matches of "speaker" to keep the best 200 took most of the 10 ms the slowest
+    /// question spent.
+    pub const PG_SEARCH_PRODUCTS_BROADER: &str = pg_search_products!("");
     pub const PG_SEARCH_DOCUMENTS: &str = "SELECT d.*, ts_rank(d.search, q)::float8 AS score \
          FROM documents d, to_tsquery('english', $1) q \
          WHERE d.merchant_id = $2 AND d.search @@ q ORDER BY score DESC, d.id LIMIT $3";
