@@ -180,6 +180,10 @@ pub enum LimiterError {
     /// Redis answered something the rate-limit commands never return.
     #[error("unexpected answer to the rate-limit commands: {0}")]
     UnexpectedReply(String),
+    /// The request sending this request's batch was cancelled before Redis answered (its
+    /// client went away or the edge is shutting down), so whether it was counted is unknown.
+    #[error("the rate-limit call carrying this request was cancelled")]
+    Abandoned,
 }
 
 impl LimiterError {
@@ -191,6 +195,7 @@ impl LimiterError {
             Self::Command(_) => "command",
             Self::Timeout(_) => "timeout",
             Self::UnexpectedReply(_) => "unexpected_reply",
+            Self::Abandoned => "abandoned",
         }
     }
 }

@@ -9,13 +9,16 @@
 //! Redis 7 or later (or Valkey). A Lua script did the same in one `EVALSHA`, and Redis spent
 //! about 12 µs a call running it against about 2 µs for the transaction.
 //!
-//! Requests that arrive while a call is on the wire are batched into the next call: one task per
-//! edge sends one transaction for everything queued, then hands each request its counts. A
-//! counter named by many requests of a batch (one widget key's budget) is sent once, counted by
-//! how many. Under load this turns many round trips into one, which is most of the limiter's
-//! cost on both sides; an idle edge sends each request on its own at once. A batch names many
-//! keys, so the limiter expects one Redis server (or a cluster whose keys share a hash slot),
-//! not a sharded cluster.
+//! Requests that arrive while a call is on the wire are batched into the next call, and the
+//! request that sends it is one of them: the first request to find no call on the wire leads;
+//! it sends one transaction for itself and everything queued meanwhile, hands each queued
+//! request its counts, then passes the lead to the oldest request still waiting, which sends
+//! the next batch. No task sits between the requests and the connection, so a batch costs one
+//! wake-up per waiting request and none for its leader. A counter named by many requests of a
+//! batch (one widget key's budget) is sent once, counted by how many. Under load this turns
+//! many round trips into one, which is most of the limiter's cost on both sides; an idle edge
+//! sends each request on its own at once. A batch names many keys, so the limiter expects one
+//! Redis server (or a cluster whose keys share a hash slot), not a sharded cluster.
 //!
 //! Counters are named `<key_prefix>:rl:<key>:<window start>`. The window start is the last
 //! segment and is all digits, so a key with `:` in it can never be confused with another. The
@@ -26,14 +29,15 @@
 //! Every request is bounded by a short timeout, queueing included: a hung or unreachable Redis
 //! yields a [`LimiterError`] quickly, and the edge decides whether the request passes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::{Clock, LimiterError, Quota, RateDecision, RateLimiter, SystemClock, Window};
 
@@ -51,24 +55,59 @@ const EXPIRY_SLACK_MS: u64 = 2_000;
 /// Most requests sent in one call; more wait for the next.
 const MAX_BATCH: usize = 256;
 
-/// Requests that may wait for the batching task; more wait to be queued (within their timeout).
-const QUEUE_DEPTH: usize = 4096;
-
 /// Counts requests in Redis, shared by every edge that uses the same Redis and key prefix.
 pub struct RedisLimiter {
-    client: Client,
     key_prefix: Box<str>,
     clock: Arc<dyn Clock>,
-    call_timeout: Duration,
-    /// The batching task's inbox. The task is started on first use, inside the runtime that
-    /// serves requests (it and the connection manager live there); it ends with the limiter.
-    queue: OnceLock<mpsc::Sender<Job>>,
+    batches: Arc<Batches>,
 }
 
-/// One request's counters (name, lifetime in ms) and where its counts go.
+/// The connection and the requests waiting for the next call on it.
+struct Batches {
+    client: Client,
+    call_timeout: Duration,
+    /// Made on first use, inside the runtime that serves requests (the connection's own task
+    /// runs there).
+    connection: OnceLock<Result<ConnectionManager, LimiterError>>,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Whether some request leads: has a call on the wire, or is about to send one.
+    led: bool,
+    /// Requests waiting for the next call, oldest first.
+    waiting: VecDeque<Job>,
+}
+
+/// A waiting request: its counters (name, lifetime in ms) and where its turn goes.
 struct Job {
     counters: Vec<(String, u64)>,
-    reply: oneshot::Sender<Result<Vec<u64>, LimiterError>>,
+    turn: oneshot::Sender<Turn>,
+    /// When its caller stops waiting.
+    deadline: Instant,
+}
+
+/// What a waiting request gets: its counts, or the lead (with its counters back) to send the
+/// next batch itself.
+enum Turn {
+    Counted(Result<Vec<u64>, LimiterError>),
+    Lead(Lead, Vec<(String, u64)>, Instant),
+}
+
+/// The right to send the next call. Dropping it passes it on to the oldest request still
+/// waiting, or frees it when none is: also when its holder is cancelled mid-call, or was handed
+/// the lead and stopped waiting before it could read it.
+struct Lead {
+    batches: Option<Arc<Batches>>,
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        if let Some(batches) = self.batches.take() {
+            batches.pass_lead();
+        }
+    }
 }
 
 impl RedisLimiter {
@@ -79,6 +118,7 @@ impl RedisLimiter {
         let limiter = Self::connect_lazy(url, key_prefix)?;
         tokio::time::timeout(CONNECT_TIMEOUT, async {
             let mut connection = limiter
+                .batches
                 .client
                 .get_multiplexed_async_connection()
                 .await
@@ -104,11 +144,14 @@ impl RedisLimiter {
     pub fn connect_lazy(url: &str, key_prefix: &str) -> Result<Self, LimiterError> {
         let client = Client::open(url).map_err(LimiterError::InvalidUrl)?;
         Ok(Self {
-            client,
             key_prefix: key_prefix.into(),
             clock: Arc::new(SystemClock),
-            call_timeout: DEFAULT_CALL_TIMEOUT,
-            queue: OnceLock::new(),
+            batches: Arc::new(Batches {
+                client,
+                call_timeout: DEFAULT_CALL_TIMEOUT,
+                connection: OnceLock::new(),
+                queue: Mutex::default(),
+            }),
         })
     }
 
@@ -118,140 +161,209 @@ impl RedisLimiter {
         self
     }
 
-    /// Bounds each request by `timeout` instead of [`DEFAULT_CALL_TIMEOUT`].
+    /// Bounds each request by `timeout` instead of [`DEFAULT_CALL_TIMEOUT`]. Call it before
+    /// the limiter is shared.
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
-        self.call_timeout = timeout;
+        if let Some(batches) = Arc::get_mut(&mut self.batches) {
+            batches.call_timeout = timeout;
+        }
         self
     }
-
-    /// The batching task's inbox; starts the task on first use.
-    fn queue(&self) -> &mpsc::Sender<Job> {
-        self.queue.get_or_init(|| {
-            let (sender, inbox) = mpsc::channel(QUEUE_DEPTH);
-            let batcher = Batcher {
-                client: self.client.clone(),
-                call_timeout: self.call_timeout,
-            };
-            tokio::spawn(batcher.run(inbox));
-            sender
-        })
-    }
-
-    async fn count(&self, counters: Vec<(String, u64)>) -> Result<Vec<u64>, LimiterError> {
-        let (reply, counts) = oneshot::channel();
-        self.queue()
-            .send(Job { counters, reply })
-            .await
-            .map_err(|_| LimiterError::UnexpectedReply("the batching task ended".to_owned()))?;
-        counts
-            .await
-            .map_err(|_| LimiterError::UnexpectedReply("the batching task ended".to_owned()))?
-    }
 }
 
-/// The task that sends queued requests to Redis, one call at a time.
-struct Batcher {
-    client: Client,
-    call_timeout: Duration,
-}
-
-impl Batcher {
-    async fn run(self, mut inbox: mpsc::Receiver<Job>) {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.call_timeout))
-            .set_response_timeout(Some(self.call_timeout))
-            // No retries inside one call: the next batch starts a new attempt, and requests
-            // fail fast while Redis is down instead of waiting out a backoff.
-            .set_number_of_retries(0);
-        let mut connection = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            .map_err(|err| classify(err, self.call_timeout));
-        let mut jobs = Vec::with_capacity(MAX_BATCH);
-        while inbox.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-            // Requests whose caller stopped waiting are not counted.
-            jobs.retain(|job| !job.reply.is_closed());
-            if jobs.is_empty() {
-                continue;
-            }
-            let counts = match &mut connection {
-                Ok(connection) => self.send(connection, &jobs).await,
-                Err(err) => Err(err.clone()),
-            };
-            match counts {
-                Ok(counts) => {
-                    let mut counts = counts.into_iter();
-                    for job in jobs.drain(..) {
-                        let mine = counts.by_ref().take(job.counters.len()).collect();
-                        let _ = job.reply.send(Ok(mine));
-                    }
-                }
-                Err(err) => {
-                    for job in jobs.drain(..) {
-                        let _ = job.reply.send(Err(err.clone()));
-                    }
-                }
-            }
-        }
-    }
-
-    /// One transaction for every counter of `jobs`; the counts, in order. A counter named
-    /// `n` times is sent once, counted by `n`, and its occurrences get the `n` counts that end
-    /// at its new value, in the order they were queued: exactly what `n` separate increments
-    /// would have returned.
-    async fn send(
-        &self,
-        connection: &mut ConnectionManager,
-        jobs: &[Job],
+impl Batches {
+    /// Counts `counters` within the call timeout: sends them now when no call is on the wire,
+    /// else waits to be sent with the next batch (or to lead it).
+    async fn count(
+        self: &Arc<Self>,
+        counters: Vec<(String, u64)>,
     ) -> Result<Vec<u64>, LimiterError> {
-        // Each distinct counter: (name, occurrences, lifetime in ms).
-        let mut distinct: Vec<(&str, u64, u64)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        // For each occurrence: its counter, and how many occurrences of it came before.
-        let mut occurrences = Vec::new();
-        for (counter, expire_ms) in jobs.iter().flat_map(|job| &job.counters) {
-            let slot = *index.entry(counter.as_str()).or_insert_with(|| {
-                distinct.push((counter.as_str(), 0, 0));
-                distinct.len() - 1
-            });
-            let entry = &mut distinct[slot];
-            occurrences.push((slot, entry.1));
-            entry.1 += 1;
-            entry.2 = entry.2.max(*expire_ms);
-        }
-        let mut transaction = redis::pipe();
-        transaction.atomic();
-        for (counter, times, expire_ms) in &distinct {
-            transaction.cmd("INCRBY").arg(*counter).arg(*times);
-            transaction
-                .cmd("PEXPIRE")
-                .arg(*counter)
-                .arg(*expire_ms)
-                .arg("NX")
-                .ignore();
-        }
-        let reply: Value =
-            tokio::time::timeout(self.call_timeout, transaction.query_async(connection))
-                .await
-                .map_err(|_| LimiterError::Timeout(self.call_timeout))?
-                .map_err(|err| classify(err, self.call_timeout))?;
-        let totals: Option<Vec<u64>> = match &reply {
-            Value::Array(items) if items.len() == distinct.len() => items
-                .iter()
-                .zip(&distinct)
-                .map(|(item, (_, times, _))| match item {
-                    Value::Int(count) if count.unsigned_abs() >= *times && *count > 0 => {
-                        Some(count.unsigned_abs())
-                    }
-                    _ => None,
-                })
-                .collect(),
-            _ => None,
+        let deadline = Instant::now() + self.call_timeout;
+        let waiting = {
+            let mut queue = self.lock();
+            if queue.led {
+                let (turn, waiting) = oneshot::channel();
+                queue.waiting.push_back(Job {
+                    counters,
+                    turn,
+                    deadline,
+                });
+                Ok(waiting)
+            } else {
+                queue.led = true;
+                Err(counters)
+            }
         };
-        let totals = totals.ok_or_else(|| LimiterError::UnexpectedReply(format!("{reply:?}")))?;
-        Ok(occurrences
-            .into_iter()
-            .map(|(slot, before)| totals[slot] - distinct[slot].1 + before + 1)
-            .collect())
+        let waiting = match waiting {
+            Ok(waiting) => waiting,
+            Err(counters) => {
+                let lead = Lead {
+                    batches: Some(self.clone()),
+                };
+                return self.lead(lead, counters, deadline).await;
+            }
+        };
+        let turn = tokio::time::timeout_at(deadline, waiting)
+            .await
+            .map_err(|_| LimiterError::Timeout(self.call_timeout))?;
+        match turn {
+            Ok(Turn::Counted(counts)) => counts,
+            Ok(Turn::Lead(lead, counters, deadline)) => self.lead(lead, counters, deadline).await,
+            // The request that led this batch was cancelled mid-call.
+            Err(_) => Err(LimiterError::Abandoned),
+        }
     }
+
+    /// Sends `own` and the requests waiting now in one call, hands them their counts, then
+    /// passes the lead on (when `lead` drops).
+    async fn lead(
+        &self,
+        lead: Lead,
+        own: Vec<(String, u64)>,
+        deadline: Instant,
+    ) -> Result<Vec<u64>, LimiterError> {
+        let batch: Vec<Job> = {
+            let mut queue = self.lock();
+            let now = Instant::now();
+            // Requests whose caller stopped waiting are not counted.
+            queue
+                .waiting
+                .retain(|job| job.deadline > now && !job.turn.is_closed());
+            let take = queue.waiting.len().min(MAX_BATCH - 1);
+            queue.waiting.drain(..take).collect()
+        };
+        let counts = match self.connection() {
+            Ok(connection) => {
+                let groups = std::iter::once(own.as_slice())
+                    .chain(batch.iter().map(|job| job.counters.as_slice()));
+                let call = send(connection, groups, self.call_timeout);
+                tokio::time::timeout_at(deadline, call)
+                    .await
+                    .unwrap_or(Err(LimiterError::Timeout(self.call_timeout)))
+            }
+            Err(err) => Err(err),
+        };
+        let mine = match counts {
+            Ok(counts) => {
+                let mut counts = counts.into_iter();
+                let mine = counts.by_ref().take(own.len()).collect();
+                for job in batch {
+                    let theirs = counts.by_ref().take(job.counters.len()).collect();
+                    let _ = job.turn.send(Turn::Counted(Ok(theirs)));
+                }
+                Ok(mine)
+            }
+            Err(err) => {
+                for job in batch {
+                    let _ = job.turn.send(Turn::Counted(Err(err.clone())));
+                }
+                Err(err)
+            }
+        };
+        drop(lead);
+        mine
+    }
+
+    /// Gives the lead to the oldest request still waiting, or frees it.
+    fn pass_lead(self: Arc<Self>) {
+        let mut queue = self.lock();
+        while let Some(job) = queue.waiting.pop_front() {
+            let lead = Lead {
+                batches: Some(self.clone()),
+            };
+            match job.turn.send(Turn::Lead(lead, job.counters, job.deadline)) {
+                Ok(()) => return,
+                // Its caller stopped waiting: take the lead back without passing it (the
+                // queue is locked here), and try the next.
+                Err(Turn::Lead(mut lead, ..)) => {
+                    lead.batches = None;
+                }
+                Err(Turn::Counted(_)) => {}
+            }
+        }
+        queue.led = false;
+    }
+
+    /// The connection, made on first use.
+    fn connection(&self) -> Result<ConnectionManager, LimiterError> {
+        self.connection
+            .get_or_init(|| {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.call_timeout))
+                    .set_response_timeout(Some(self.call_timeout))
+                    // No retries inside one call: the next batch starts a new attempt, and
+                    // requests fail fast while Redis is down instead of waiting out a backoff.
+                    .set_number_of_retries(0);
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+                    .map_err(|err| classify(err, self.call_timeout))
+            })
+            .clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // The queue stays consistent whatever panicked while holding it: each change is one
+        // push or pop.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One transaction for every counter of `groups`; the counts, in order. A counter named `n`
+/// times is sent once, counted by `n`, and its occurrences get the `n` counts that end at its
+/// new value, in the order they come: exactly what `n` separate increments would have
+/// returned.
+async fn send<'a>(
+    mut connection: ConnectionManager,
+    groups: impl Iterator<Item = &'a [(String, u64)]>,
+    call_timeout: Duration,
+) -> Result<Vec<u64>, LimiterError> {
+    // Each distinct counter: (name, occurrences, lifetime in ms).
+    let mut distinct: Vec<(&str, u64, u64)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    // For each occurrence: its counter, and how many occurrences of it came before.
+    let mut occurrences = Vec::new();
+    for (counter, expire_ms) in groups.flatten() {
+        let slot = *index.entry(counter.as_str()).or_insert_with(|| {
+            distinct.push((counter.as_str(), 0, 0));
+            distinct.len() - 1
+        });
+        let entry = &mut distinct[slot];
+        occurrences.push((slot, entry.1));
+        entry.1 += 1;
+        entry.2 = entry.2.max(*expire_ms);
+    }
+    let mut transaction = redis::pipe();
+    transaction.atomic();
+    for (counter, times, expire_ms) in &distinct {
+        transaction.cmd("INCRBY").arg(*counter).arg(*times);
+        transaction
+            .cmd("PEXPIRE")
+            .arg(*counter)
+            .arg(*expire_ms)
+            .arg("NX")
+            .ignore();
+    }
+    let reply: Value = transaction
+        .query_async(&mut connection)
+        .await
+        .map_err(|err| classify(err, call_timeout))?;
+    let totals: Option<Vec<u64>> = match &reply {
+        Value::Array(items) if items.len() == distinct.len() => items
+            .iter()
+            .zip(&distinct)
+            .map(|(item, (_, times, _))| match item {
+                Value::Int(count) if count.unsigned_abs() >= *times && *count > 0 => {
+                    Some(count.unsigned_abs())
+                }
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    };
+    let totals = totals.ok_or_else(|| LimiterError::UnexpectedReply(format!("{reply:?}")))?;
+    Ok(occurrences
+        .into_iter()
+        .map(|(slot, before)| totals[slot] - distinct[slot].1 + before + 1)
+        .collect())
 }
 
 /// The name of `key`'s counter for the window starting at `window_start`.
@@ -293,9 +405,7 @@ impl RateLimiter for RedisLimiter {
                 (name, window.millis_left().saturating_add(EXPIRY_SLACK_MS))
             })
             .collect();
-        let counts = tokio::time::timeout(self.call_timeout, self.count(counters))
-            .await
-            .map_err(|_| LimiterError::Timeout(self.call_timeout))??;
+        let counts = self.batches.count(counters).await?;
         Ok(budgets
             .iter()
             .zip(windows)
@@ -311,8 +421,8 @@ impl fmt::Debug for RedisLimiter {
         f.debug_struct("RedisLimiter")
             .field("key_prefix", &self.key_prefix)
             .field("clock", &self.clock)
-            .field("call_timeout", &self.call_timeout)
-            .field("started", &self.queue.get().is_some())
+            .field("call_timeout", &self.batches.call_timeout)
+            .field("connected", &self.batches.connection.get().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -424,6 +534,75 @@ mod tests {
                 started.elapsed()
             );
         }
+    }
+
+    /// The request sending a call is cancelled while it waits for Redis (its client went away):
+    /// the request queued behind it still gets its call sent, and does not wait for nothing.
+    #[tokio::test]
+    async fn a_cancelled_call_passes_the_lead_to_the_next_request() {
+        // A server that records what it is sent and answers the connection's setup, but never
+        // a rate-limit transaction (and nothing after one, as a hung Redis).
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let heard = received.clone();
+        let hung = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let heard = heard.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buffer = [0u8; 4096];
+                    let mut stuck = false;
+                    while let Ok(read @ 1..) = socket.read(&mut buffer).await {
+                        heard.lock().unwrap().extend_from_slice(&buffer[..read]);
+                        // Each command is an array, `*<n>`; none of these holds a `*`.
+                        let text = String::from_utf8_lossy(&buffer[..read]).into_owned();
+                        for command in text.split('*').filter(|c| !c.is_empty()) {
+                            stuck |= command.contains("MULTI");
+                            if !stuck {
+                                socket.write_all(b"+OK\r\n").await.unwrap();
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let sent = |key: &str| {
+            let text = String::from_utf8_lossy(&received.lock().unwrap()).into_owned();
+            text.contains(key)
+        };
+        let limiter = Arc::new(
+            RedisLimiter::connect_lazy(&url, "p")
+                .unwrap()
+                .with_call_timeout(Duration::from_secs(10)),
+        );
+
+        let first = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.hit("chat:first", per_minute(5)).await }
+        });
+        while !sent("chat:first") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let second = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.hit("chat:second", per_minute(5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!sent("chat:second"), "queued while the first call is out");
+
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        let started = Instant::now();
+        while !sent("chat:second") {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the queued request was never sent"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        second.abort();
+        hung.abort();
     }
 
     #[tokio::test]
