@@ -203,10 +203,10 @@ impl Batches {
                 return self.lead(lead, counters, deadline).await;
             }
         };
-        let turn = tokio::time::timeout_at(deadline, waiting)
-            .await
-            .map_err(|_| LimiterError::Timeout(self.call_timeout))?;
-        match turn {
+        // No timer of its own: each call ends by its sender's deadline, and a request is only
+        // ever sent by itself or by one queued before it (whose deadline comes first), so its
+        // turn comes by its deadline.
+        match waiting.await {
             Ok(Turn::Counted(counts)) => counts,
             Ok(Turn::Lead(lead, counters, deadline)) => self.lead(lead, counters, deadline).await,
             // The request that led this batch was cancelled mid-call.
@@ -222,15 +222,16 @@ impl Batches {
         own: Vec<(String, u64)>,
         deadline: Instant,
     ) -> Result<Vec<u64>, LimiterError> {
-        let batch: Vec<Job> = {
+        let batch = {
             let mut queue = self.lock();
-            let now = Instant::now();
-            // Requests whose caller stopped waiting are not counted.
-            queue
-                .waiting
-                .retain(|job| job.deadline > now && !job.turn.is_closed());
-            let take = queue.waiting.len().min(MAX_BATCH - 1);
-            queue.waiting.drain(..take).collect()
+            let mut batch = Vec::with_capacity(queue.waiting.len().min(MAX_BATCH - 1));
+            while batch.len() < MAX_BATCH - 1 {
+                let Some(job) = self.next_to_send(&mut queue) else {
+                    break;
+                };
+                batch.push(job);
+            }
+            batch
         };
         let counts = match self.connection() {
             Ok(connection) => {
@@ -267,7 +268,7 @@ impl Batches {
     /// Gives the lead to the oldest request still waiting, or frees it.
     fn pass_lead(self: Arc<Self>) {
         let mut queue = self.lock();
-        while let Some(job) = queue.waiting.pop_front() {
+        while let Some(job) = self.next_to_send(&mut queue) {
             let lead = Lead {
                 batches: Some(self.clone()),
             };
@@ -282,6 +283,24 @@ impl Batches {
             }
         }
         queue.led = false;
+    }
+
+    /// The oldest waiting request still to be sent. Those before it whose caller stopped
+    /// waiting are dropped uncounted, and those whose time is up get a timeout.
+    fn next_to_send(&self, queue: &mut Queue) -> Option<Job> {
+        let now = Instant::now();
+        while let Some(job) = queue.waiting.pop_front() {
+            if job.turn.is_closed() {
+                continue;
+            }
+            if job.deadline <= now {
+                let timeout = LimiterError::Timeout(self.call_timeout);
+                let _ = job.turn.send(Turn::Counted(Err(timeout)));
+                continue;
+            }
+            return Some(job);
+        }
+        None
     }
 
     /// The connection, made on first use.
@@ -626,6 +645,25 @@ mod tests {
             let waited = started.elapsed();
             assert!(matches!(err, LimiterError::Timeout(_)), "{err:?}");
             assert!(waited >= Duration::from_millis(190), "{waited:?}");
+            assert!(waited < Duration::from_millis(900), "{waited:?}");
+        }
+
+        // Requests queued behind a hung call time out as soon, each within its own bound.
+        let limiter = Arc::new(limiter);
+        let mut queued = Vec::new();
+        for i in 0..4 {
+            let limiter = limiter.clone();
+            queued.push(tokio::spawn(async move {
+                let started = Instant::now();
+                let key = format!("chat:k{i}");
+                let err = limiter.hit(&key, per_minute(5)).await.unwrap_err();
+                (err, started.elapsed())
+            }));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for request in queued {
+            let (err, waited) = request.await.unwrap();
+            assert!(matches!(err, LimiterError::Timeout(_)), "{err:?}");
             assert!(waited < Duration::from_millis(900), "{waited:?}");
         }
         hung.abort();
