@@ -24,6 +24,11 @@ use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command, ConfigCommand};
 
+/// mimalloc rather than the system's malloc: the edge's request path allocates on one worker
+/// thread and frees on another, which costs glibc's malloc dearly (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     mindshop_backend::install_crypto_provider();
     let cli = Cli::parse();
