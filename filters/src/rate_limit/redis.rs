@@ -13,8 +13,9 @@
 //! request that sends it is one of them: the first request to find no call on the wire leads;
 //! it sends one transaction for itself and everything queued meanwhile, hands each queued
 //! request its counts, then passes the lead to the oldest request still waiting, which sends
-//! the next batch. No task sits between the requests and the connection, so a batch costs one
-//! wake-up per waiting request and none for its leader. A counter named by many requests of a
+//! the next batch. No task of ours sits between the requests and the connection (only the
+//! `redis` crate's own connection task), so a batch costs one wake-up per waiting request and
+//! none for its leader. A counter named by many requests of a
 //! batch (one widget key's budget) is sent once, counted by how many. Under load this turns
 //! many round trips into one, which is most of the limiter's cost on both sides; an idle edge
 //! sends each request on its own at once. A batch names many keys, so the limiter expects one
@@ -179,6 +180,7 @@ impl Batches {
         counters: Vec<(String, u64)>,
     ) -> Result<Vec<u64>, LimiterError> {
         let deadline = Instant::now() + self.call_timeout;
+        // Queued behind the call on the wire, or (with its counters back) the one to send now.
         let waiting = {
             let mut queue = self.lock();
             if queue.led {
