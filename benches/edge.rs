@@ -263,9 +263,10 @@ async fn main() {
         .expect("a key")
         .to_owned();
 
-    // Every server runs for the whole bench; the rows are driven in turn, round after round,
-    // and each row reports its median round, so a burst of noise on this shared machine moves
-    // one round, not the table.
+    // The rows are driven in turn, round after round, and each row reports its median round,
+    // so a burst of noise on this shared machine moves one round, not the table. Each round
+    // starts its edges afresh: one edge process can run a few µs per request slower than the
+    // next for its whole life (where its threads landed), and a row should not hang on one.
     type MakeRequest = Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>;
     let full = |address: SocketAddr| -> MakeRequest {
         let url = format!("http://{address}/api/documents");
@@ -276,77 +277,88 @@ async fn main() {
                 .header("Origin", "https://shop.bench.example")
         })
     };
-    let get = |url: String| -> MakeRequest { Arc::new(move |c: &reqwest::Client| c.get(&url)) };
+    let ready = |address: SocketAddr| -> MakeRequest {
+        let url = format!("http://{address}/ready");
+        Arc::new(move |c: &reqwest::Client| c.get(&url))
+    };
 
-    let mut processes = Vec::new();
-    // (name, request, edge pid, Redis URL to read the server's CPU from)
-    let mut scenarios: Vec<(&'static str, MakeRequest, Option<u32>, Option<&str>)> = Vec::new();
-    scenarios.push((
-        "origin direct",
-        get(format!("http://{origin}/ready")),
-        None,
-        None,
-    ));
-    let (edge, address) = start_edge(dir, origin, &[]).await;
-    let pid = Some(edge.0.id());
-    processes.push(edge);
-    scenarios.push((
-        "edge, no filters (/ready)",
-        get(format!("http://{address}/ready")),
-        pid,
-        None,
-    ));
-    let (edge, address) = start_edge(dir, origin, &[]).await;
-    let pid = Some(edge.0.id());
-    processes.push(edge);
-    scenarios.push((
-        "full pipeline, in-process limiter",
-        full(address),
-        pid,
-        None,
-    ));
+    /// One row: what serves it (the origin itself, or an edge with these settings in front of
+    /// it), the request, and the Redis whose CPU it reads.
+    struct Scenario<'a> {
+        name: &'static str,
+        edge: Option<Vec<(&'static str, String)>>,
+        full: bool,
+        redis: Option<&'a str>,
+    }
+    let mut scenarios = vec![
+        Scenario {
+            name: "origin direct",
+            edge: None,
+            full: false,
+            redis: None,
+        },
+        Scenario {
+            name: "edge, no filters (/ready)",
+            edge: Some(Vec::new()),
+            full: false,
+            redis: None,
+        },
+        Scenario {
+            name: "full pipeline, in-process limiter",
+            edge: Some(Vec::new()),
+            full: true,
+            redis: None,
+        },
+    ];
     if redis_answers(&redis_url).await {
-        let prefix = format!("bench-{}", std::process::id());
-        let (edge, address) = start_edge(
-            dir,
-            origin,
-            &[
+        scenarios.push(Scenario {
+            name: "full pipeline, Redis limiter",
+            edge: Some(vec![
                 ("MINDSHOP_LIMITS_STORE", "redis".to_owned()),
                 ("MINDSHOP_REDIS_URL", redis_url.clone()),
-                ("MINDSHOP_REDIS_KEY_PREFIX", prefix),
-            ],
-        )
-        .await;
-        let pid = Some(edge.0.id());
-        processes.push(edge);
-        scenarios.push((
-            "full pipeline, Redis limiter",
-            full(address),
-            pid,
-            Some(redis_url.as_str()),
-        ));
+                (
+                    "MINDSHOP_REDIS_KEY_PREFIX",
+                    format!("bench-{}", std::process::id()),
+                ),
+            ]),
+            full: true,
+            redis: Some(redis_url.as_str()),
+        });
     } else {
         eprintln!("Redis at {redis_url} does not answer: the Redis row is skipped");
     }
 
     let mut rounds: Vec<Vec<Row>> = scenarios.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds_wanted {
-        for (i, (name, request, pid, redis)) in scenarios.iter().enumerate() {
-            let redis_before = match redis {
+        for (i, scenario) in scenarios.iter().enumerate() {
+            let (edge, address) = match &scenario.edge {
+                Some(settings) => {
+                    let (edge, address) = start_edge(dir, origin, settings).await;
+                    (Some(edge), address)
+                }
+                None => (None, origin),
+            };
+            let request = if scenario.full {
+                full(address)
+            } else {
+                ready(address)
+            };
+            let pid = edge.as_ref().map(|edge| edge.0.id());
+            let redis_before = match scenario.redis {
                 Some(url) => redis_cpu_secs(url).await,
                 None => None,
             };
-            let mut row = drive(name, request.clone(), *pid, seconds, concurrency).await;
-            if let (Some(url), Some(before)) = (redis, redis_before)
+            let mut row = drive(scenario.name, request, pid, seconds, concurrency).await;
+            if let (Some(url), Some(before)) = (scenario.redis, redis_before)
                 && let Some(after) = redis_cpu_secs(url).await
                 && row.requests > 0
             {
                 row.redis_cpu_us = Some((after - before) * 1e6 / row.requests as f64);
             }
+            drop(edge);
             rounds[i].push(row);
         }
     }
-    drop(processes);
     let rows: Vec<Row> = rounds
         .into_iter()
         .map(|mut runs| {
