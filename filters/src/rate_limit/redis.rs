@@ -15,11 +15,11 @@
 //! request its counts, then passes the lead to the oldest request still waiting, which sends
 //! the next batch. No task of ours sits between the requests and the connection (only the
 //! `redis` crate's own connection task), so a batch costs one wake-up per waiting request and
-//! none for its leader. A counter named by many requests of a
-//! batch (one widget key's budget) is sent once, counted by how many. Under load this turns
-//! many round trips into one, which is most of the limiter's cost on both sides; an idle edge
-//! sends each request on its own at once. A batch names many keys, so the limiter expects one
-//! Redis server (or a cluster whose keys share a hash slot), not a sharded cluster.
+//! none for its leader. A counter named by many requests of a batch (one widget key's budget)
+//! is sent once, counted by how many. Under load this turns many round trips into one, which is
+//! most of the limiter's cost on both sides; an idle edge sends each request on its own at
+//! once. A batch names many keys, so the limiter expects one Redis server (or a cluster whose
+//! keys share a hash slot), not a sharded cluster.
 //!
 //! Counters are named `<key_prefix>:rl:<key>:<window start>`. The window start is the last
 //! segment and is all digits, so a key with `:` in it can never be confused with another. The
