@@ -11,8 +11,9 @@
 //! per request (from `/proc`), which does not depend on what else shares the machine, and the
 //! Redis row the CPU time `redis-server` spent per request (`INFO cpu`).
 //!
-//! Settings: `BENCH_SECONDS` (default 3 per row and round), `BENCH_ROUNDS` (default 5; each row
-//! reports its median round), `BENCH_CONCURRENCY` (default 32),
+//! Settings: `BENCH_SECONDS` (default 3 per row and round), `BENCH_ROUNDS` (default 8; each row
+//! reports its median round, and its median and range against the no-filter edge of the same
+//! round), `BENCH_CONCURRENCY` (default 32),
 //! `MINDSHOP_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`; the Redis row is skipped when
 //! it does not answer). Load generator and servers share this machine's cores: compare rows
 //! with each other, not with numbers from elsewhere.
@@ -213,7 +214,7 @@ async fn main() {
             .unwrap_or(default)
     };
     let seconds = setting("BENCH_SECONDS", 3);
-    let rounds_wanted = setting("BENCH_ROUNDS", 5);
+    let rounds_wanted = setting("BENCH_ROUNDS", 8);
     let concurrency = setting("BENCH_CONCURRENCY", 32) as usize;
     let redis_url = std::env::var("MINDSHOP_BENCH_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
@@ -329,8 +330,15 @@ async fn main() {
     }
 
     let mut rounds: Vec<Vec<Row>> = scenarios.iter().map(|_| Vec::new()).collect();
-    for _ in 0..rounds_wanted {
-        for (i, scenario) in scenarios.iter().enumerate() {
+    for round in 0..rounds_wanted {
+        // Every other round runs the rows in reverse, so a machine that speeds up or slows
+        // down during a round favours no row.
+        let mut order: Vec<usize> = (0..scenarios.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let scenario = &scenarios[i];
             let (edge, address) = match &scenario.edge {
                 Some(settings) => {
                     let (edge, address) = start_edge(dir, origin, settings).await;
@@ -359,6 +367,20 @@ async fn main() {
             rounds[i].push(row);
         }
     }
+    // Each row against the no-filter edge of the same round, which ran beside it (paired, so
+    // the machine's drift from round to round cancels); sorted, for the median and the range.
+    let relative: Vec<Vec<f64>> = rounds
+        .iter()
+        .map(|runs| {
+            let mut ratios: Vec<f64> = runs
+                .iter()
+                .zip(rounds.get(1).into_iter().flatten())
+                .map(|(run, bare)| run.throughput() / bare.throughput())
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            ratios
+        })
+        .collect();
     let rows: Vec<Row> = rounds
         .into_iter()
         .map(|mut runs| {
@@ -367,29 +389,30 @@ async fn main() {
         })
         .collect();
 
-    let bare_throughput = rows.get(1).map_or(f64::NAN, Row::throughput);
     println!();
     println!(
-        "{seconds} s per row, {concurrency} concurrent connections, {} cores",
+        "{seconds} s per row, {rounds_wanted} rounds, {concurrency} concurrent connections, {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
     println!(
-        "| scenario | requests/s | vs no-filter edge | p50 ms | p99 ms | edge CPU µs/request | Redis CPU µs/request | errors |"
+        "| scenario | requests/s | vs no-filter edge | rounds (min–max) | p50 ms | p99 ms | edge CPU µs/request | Redis CPU µs/request | errors |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (i, row) in rows.iter().enumerate() {
-        let relative = if i == 0 {
-            "—".to_owned()
-        } else {
-            format!("{:.0}%", 100.0 * row.throughput() / bare_throughput)
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, (row, ratios)) in rows.iter().zip(&relative).enumerate() {
+        let percent = |ratio: f64| format!("{:.0}%", 100.0 * ratio);
+        let (median, range) = match (i, ratios.first(), ratios.last()) {
+            (1.., Some(min), Some(max)) => (
+                percent(ratios[ratios.len() / 2]),
+                format!("{}–{}", percent(*min), percent(*max)),
+            ),
+            _ => ("—".to_owned(), "—".to_owned()),
         };
         let cpu = |us: Option<f64>| us.map_or_else(|| "—".to_owned(), |us| format!("{us:.1}"));
         println!(
-            "| {} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {:.0} | {median} | {range} | {:.2} | {:.2} | {} | {} | {} |",
             row.name,
             row.throughput(),
-            relative,
             row.percentile_ms(0.50),
             row.percentile_ms(0.99),
             cpu(row.edge_cpu_us),
