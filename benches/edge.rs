@@ -169,6 +169,16 @@ async fn drive(
     }
 }
 
+/// The median of `sorted` (not empty): for an even count, the mean of the two middle values.
+fn median(sorted: &[f64]) -> f64 {
+    let middle = sorted.len() / 2;
+    if sorted.len().is_multiple_of(2) {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    } else {
+        sorted[middle]
+    }
+}
+
 /// CPU seconds `redis-server` has used so far (`INFO cpu`: user + system).
 async fn redis_cpu_secs(url: &str) -> Option<f64> {
     let mut connection = redis::Client::open(url)
@@ -334,7 +344,7 @@ async fn main() {
         // Every other round runs the rows in reverse, so a machine that speeds up or slows
         // down during a round favours no row.
         let mut order: Vec<usize> = (0..scenarios.len()).collect();
-        if round % 2 == 1 {
+        if !round.is_multiple_of(2) {
             order.reverse();
         }
         for i in order {
@@ -369,6 +379,7 @@ async fn main() {
     }
     // Each row against the no-filter edge of the same round, which ran beside it (paired, so
     // the machine's drift from round to round cancels); sorted, for the median and the range.
+    // The other columns show each row's middle round (the upper one for an even count).
     let relative: Vec<Vec<f64>> = rounds
         .iter()
         .map(|runs| {
@@ -403,7 +414,7 @@ async fn main() {
         let percent = |ratio: f64| format!("{:.0}%", 100.0 * ratio);
         let (median, range) = match (i, ratios.first(), ratios.last()) {
             (1.., Some(min), Some(max)) => (
-                percent(ratios[ratios.len() / 2]),
+                percent(median(ratios)),
                 format!("{}–{}", percent(*min), percent(*max)),
             ),
             _ => ("—".to_owned(), "—".to_owned()),
