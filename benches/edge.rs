@@ -11,7 +11,7 @@
 //! per request (from `/proc`), which does not depend on what else shares the machine, and the
 //! Redis row the CPU time `redis-server` spent per request (`INFO cpu`).
 //!
-//! Settings: `BENCH_SECONDS` (default 3 per row and round), `BENCH_ROUNDS` (default 8; each row
+//! Settings: `BENCH_SECONDS` (default 3 per row and round), `BENCH_ROUNDS` (default 16; each row
 //! reports its median round, and its median and range against the no-filter edge of the same
 //! round), `BENCH_CONCURRENCY` (default 32),
 //! `MINDSHOP_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`; the Redis row is skipped when
@@ -224,7 +224,7 @@ async fn main() {
             .unwrap_or(default)
     };
     let seconds = setting("BENCH_SECONDS", 3);
-    let rounds_wanted = setting("BENCH_ROUNDS", 8);
+    let rounds_wanted = setting("BENCH_ROUNDS", 16);
     let concurrency = setting("BENCH_CONCURRENCY", 32) as usize;
     let redis_url = std::env::var("MINDSHOP_BENCH_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
