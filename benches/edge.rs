@@ -412,7 +412,7 @@ async fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (i, (row, ratios)) in rows.iter().zip(&relative).enumerate() {
         let percent = |ratio: f64| format!("{:.0}%", 100.0 * ratio);
-        let (median, range) = match (i, ratios.first(), ratios.last()) {
+        let (versus, range) = match (i, ratios.first(), ratios.last()) {
             (1.., Some(min), Some(max)) => (
                 percent(median(ratios)),
                 format!("{}–{}", percent(*min), percent(*max)),
@@ -421,7 +421,7 @@ async fn main() {
         };
         let cpu = |us: Option<f64>| us.map_or_else(|| "—".to_owned(), |us| format!("{us:.1}"));
         println!(
-            "| {} | {:.0} | {median} | {range} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {:.0} | {versus} | {range} | {:.2} | {:.2} | {} | {} | {} |",
             row.name,
             row.throughput(),
             row.percentile_ms(0.50),
