@@ -224,7 +224,7 @@ async fn main() {
             .unwrap_or(default)
     };
     let seconds = setting("BENCH_SECONDS", 3);
-    let rounds_wanted = setting("BENCH_ROUNDS", 16);
+    let rounds_wanted = setting("BENCH_ROUNDS", 16).max(1);
     let concurrency = setting("BENCH_CONCURRENCY", 32) as usize;
     let redis_url = std::env::var("MINDSHOP_BENCH_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
