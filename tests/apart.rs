@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use mindshop_wire::identity::{IdentitySigner, SignedRequest};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use support::pipeline::{create_key, create_merchant, portal_token};
 use support::upstream::RecordingUpstream;
 use support::{Launch, OTHER_SECRET, Reply, SECRET, Workdir, client, free_addr};
 
@@ -146,6 +147,56 @@ async fn client_sent_identity_headers_never_reach_the_backend() {
             .is_err(),
         "a signature must not verify for another path"
     );
+}
+
+#[tokio::test]
+async fn the_credentials_the_edge_checked_never_reach_the_backend() {
+    let mut upstream = RecordingUpstream::start().await;
+    let workdir = Workdir::new();
+    create_merchant(&workdir, "acme", &["acme.com"]);
+    let key = create_key(&workdir, "acme", "secret", &["*"]);
+    let token = portal_token(&workdir, "acme", &[]);
+    let edge = Launch::edge(SECRET, &[upstream.addr])
+        .start_in(workdir)
+        .await;
+
+    let by_key = format!("key:{}", key.id);
+    let sent = [
+        (
+            "/api/documents",
+            "x-api-key",
+            key.key.clone(),
+            by_key.as_str(),
+        ),
+        (
+            "/api/documents",
+            "authorization",
+            format!("Bearer {}", key.key),
+            by_key.as_str(),
+        ),
+        (
+            "/api/merchants/acme/settings",
+            "authorization",
+            format!("Bearer {token}"),
+            "user:",
+        ),
+    ];
+    for (path, name, value, caller) in sent {
+        let reply = Reply::of(client().get(edge.url(path)).header(name, &value)).await;
+        assert_eq!(reply.status, 200, "{path} with {name}: {reply:?}");
+        let seen = upstream.next_request().await;
+        assert_eq!(seen.target, path);
+        // The backend learns who called from the signed identity alone.
+        let principal = seen.one("x-mindshop-principal").unwrap_or_default();
+        assert!(principal.starts_with(caller), "{seen:?}");
+        assert_eq!(seen.one("x-mindshop-merchant"), Some("acme"), "{seen:?}");
+        assert!(seen.all("x-api-key").is_empty(), "{seen:?}");
+        assert!(seen.all("authorization").is_empty(), "{seen:?}");
+        assert!(
+            !seen.headers.iter().any(|(_, v)| v.contains(&key.key)),
+            "the raw key travelled on: {seen:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@
 //!    are answered here after the gate (`widget`).
 //! 2. `upstream_peer` / `fail_to_connect`: round robin over `edge.backends`, trying the next
 //!    backend when one refuses the connection.
-//! 3. `upstream_request_filter`: strip client-sent `X-Mindshop-*`, add the request id and the
-//!    signed identity the gate resolved.
+//! 3. `upstream_request_filter`: strip client-sent `X-Mindshop-*` and the credentials the gate
+//!    checked (`X-API-Key`, `Authorization`), add the request id and the signed identity.
 //! 4. `request_body_filter`: count streamed body bytes against the limit.
 //! 5. `response_filter`: echo the request id, add the CORS and rate-limit headers owed.
 //! 6. `fail_to_proxy`: the edge's 502/503/504/413 envelopes.
@@ -37,6 +37,9 @@ use crate::answer;
 use crate::directory::Directory;
 use crate::gate::{Gate, OwedHeaders, RequestView, Verdict};
 use crate::metrics::EDGE_METRICS;
+
+/// An API key, as clients may send it.
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The client's address, for the backend's logs.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -164,7 +167,7 @@ impl ProxyHttp for Edge {
             asks_preflight: request
                 .headers
                 .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD),
-            api_key: header(http::HeaderName::from_static("x-api-key")),
+            api_key: header(X_API_KEY),
             authorization: header(header::AUTHORIZATION),
             client_ip: session
                 .client_addr()
@@ -263,6 +266,10 @@ impl ProxyHttp for Edge {
         for name in spoofed {
             parts.headers.remove(&name);
         }
+        // The credentials stop here: the backend trusts the signed identity alone, so a raw
+        // key or token never reaches its logs, its handlers or anything it calls.
+        parts.headers.remove(X_API_KEY);
+        parts.headers.remove(header::AUTHORIZATION);
         if let Some(path) = route::canonical_path(parts.uri.path()) {
             let target = match parts.uri.query() {
                 Some(query) => format!("{path}?{query}"),
