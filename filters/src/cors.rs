@@ -113,14 +113,21 @@ pub fn parse_origin(value: &[u8]) -> Result<Origin, CorsRefusal> {
 /// The headers of an admitted answer (the actual request or an early answer); `origin` is
 /// echoed in `Access-Control-Allow-Origin` except under [`CorsPolicy::AnyOrigin`].
 pub fn allow_headers(policy: CorsPolicy, origin: &HeaderValue) -> HeaderList {
+    let mut headers = Vec::with_capacity(4);
+    append_allow_headers(policy, origin, &mut headers);
+    headers
+}
+
+/// [`allow_headers`], appended to `out` (the edge adds them to every admitted request's list).
+pub fn append_allow_headers(policy: CorsPolicy, origin: &HeaderValue, out: &mut HeaderList) {
     let expose = HeaderValue::from_static(EXPOSE_HEADERS);
     match policy {
-        CorsPolicy::None => Vec::new(),
-        CorsPolicy::AnyOrigin => vec![
+        CorsPolicy::None => {}
+        CorsPolicy::AnyOrigin => out.extend([
             (ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
             (ACCESS_CONTROL_EXPOSE_HEADERS, expose),
-        ],
-        CorsPolicy::Portal | CorsPolicy::Merchant => vec![
+        ]),
+        CorsPolicy::Portal | CorsPolicy::Merchant => out.extend([
             (ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()),
             (
                 ACCESS_CONTROL_ALLOW_CREDENTIALS,
@@ -128,7 +135,7 @@ pub fn allow_headers(policy: CorsPolicy, origin: &HeaderValue) -> HeaderList {
             ),
             (ACCESS_CONTROL_EXPOSE_HEADERS, expose),
             (VARY, HeaderValue::from_static("Origin")),
-        ],
+        ]),
     }
 }
 

@@ -12,7 +12,9 @@ use mindshop_config::{Config, LimitStore, LimitsConfig, OnLimitStoreError};
 use mindshop_filters::cors::{self, CorsOrigins, CorsPolicy, CorsRefusal};
 use mindshop_filters::credential::{self, Credential};
 use mindshop_filters::jwt::{JwtSettings, JwtVerifier};
-use mindshop_filters::rate_limit::{MemoryLimiter, Quota, RateDecision, RateLimiter, RedisLimiter};
+use mindshop_filters::rate_limit::{
+    LimiterError, MemoryLimiter, Quota, RateDecision, RateLimiter, RedisLimiter,
+};
 use mindshop_filters::route::{self, AuthKind, Route, RouteGroup};
 use mindshop_wire::api_key;
 use mindshop_wire::envelope::Failure;
@@ -20,6 +22,7 @@ use mindshop_wire::identity::{EncodedIdentity, Identity};
 use mindshop_wire::merchant;
 use mindshop_wire::origin::Origin;
 use serde_json::json;
+use smallvec::SmallVec;
 
 use crate::directory::{CachedDirectory, Directory, KnownKey};
 use crate::metrics::EDGE_METRICS;
@@ -73,7 +76,7 @@ pub(crate) struct Gate {
     jwt: JwtVerifier,
     origins: CorsOrigins,
     max_age_secs: u64,
-    limiter: Arc<dyn RateLimiter>,
+    limiter: Limiter,
     limits: LimitsConfig,
     window: Duration,
 }
@@ -92,13 +95,13 @@ impl Gate {
             audience: config.auth.jwt_audience.as_deref(),
             leeway_secs: config.auth.jwt_leeway_secs,
         })?;
-        let limiter: Arc<dyn RateLimiter> = match (config.limits.store, &config.redis.url) {
-            (LimitStore::Redis, Some(url)) => Arc::new(
+        let limiter = match (config.limits.store, &config.redis.url) {
+            (LimitStore::Redis, Some(url)) => Limiter::Redis(
                 // Connects on first use, on the edge's own runtime.
                 RedisLimiter::connect_lazy(url.expose(), &config.redis.key_prefix)
                     .map_err(|e| format!("redis.url: {e}"))?,
             ),
-            _ => Arc::new(MemoryLimiter::new()),
+            _ => Limiter::Memory(MemoryLimiter::new()),
         };
         Ok(Self {
             directory: CachedDirectory::new(
@@ -132,9 +135,9 @@ impl Gate {
                 return self.preflight(policy, origin).await;
             }
             match policy {
-                CorsPolicy::AnyOrigin => owed.extend(cors::allow_headers(policy, origin.sent)),
+                CorsPolicy::AnyOrigin => cors::append_allow_headers(policy, origin.sent, &mut owed),
                 CorsPolicy::Portal if self.origins.portal_admits(&origin.parsed) => {
-                    owed.extend(cors::allow_headers(policy, origin.sent));
+                    cors::append_allow_headers(policy, origin.sent, &mut owed);
                 }
                 CorsPolicy::Portal => {
                     return cors_refused(CorsRefusal::NotAllowed, origin.sent.as_bytes());
@@ -187,14 +190,14 @@ impl Gate {
         };
         let quota = Quota::new(self.limits.refused_per_ip, self.window);
         let key = format!("refused:{}", client_key(request));
-        match self.limiter.hit(&key, quota).await {
-            Ok(decision) if !decision.allowed => {
+        match self.limiter.hit_all(&[(&key, quota)]).await.as_deref() {
+            Ok([decision]) if !decision.allowed => {
                 EDGE_METRICS
                     .rate_limited
                     .with_label_values(&[request.route.group.label()])
                     .inc();
                 let mut headers = headers.clone();
-                headers.extend(decision.headers("refused", quota.window));
+                decision.append_headers("refused", quota.window, &mut headers);
                 Verdict::refuse(
                     429,
                     Failure::new(
@@ -257,7 +260,7 @@ impl Gate {
             if let Some(origin) = origin
                 && matches!(self.admitted_by_anyone(origin).await, Ok(true))
             {
-                headers.extend(cors::allow_headers(CorsPolicy::Merchant, origin.sent));
+                cors::append_allow_headers(CorsPolicy::Merchant, origin.sent, &mut headers);
             }
             headers
         };
@@ -272,9 +275,7 @@ impl Gate {
                 ));
             }
         };
-        // The lookup is by SHA-256 of the key: the database compares hashes, so response
-        // times reveal nothing about the key itself.
-        let known = match self.directory.api_key(&api_key::hash(key)).await {
+        let known = match self.directory.api_key(key).await {
             Ok(Some(known)) if !known.key.revoked => known,
             Ok(found) => {
                 let reason = if found.is_some() {
@@ -305,7 +306,7 @@ impl Gate {
             }
             // Room for the rate-limit headers that follow.
             owed.reserve(10);
-            owed.extend(cors::allow_headers(CorsPolicy::Merchant, origin.sent));
+            cors::append_allow_headers(CorsPolicy::Merchant, origin.sent, owed);
         }
 
         if let Some(required) = request.route.group.required_permission(request.method)
@@ -399,7 +400,7 @@ impl Gate {
     ) -> Result<(), Verdict> {
         let group = request.route.group;
         let budgets = self.budgets(request, identity, plan);
-        let keys: Vec<(&str, Quota)> = budgets
+        let keys: SmallVec<[(&str, Quota); 2]> = budgets
             .iter()
             .map(|(_, key, quota)| (key.as_str(), *quota))
             .collect();
@@ -434,7 +435,7 @@ impl Gate {
                     .with_label_values(&[group.label()])
                     .inc();
                 let mut headers = owed.clone();
-                headers.extend(decision.headers(policy, quota.window));
+                decision.append_headers(policy, quota.window, &mut headers);
                 return Err(Verdict::refuse(
                     429,
                     Failure::new(
@@ -455,7 +456,7 @@ impl Gate {
             }
         }
         if let Some((policy, decision, quota)) = tightest {
-            owed.extend(decision.headers(policy, quota.window));
+            decision.append_headers(policy, quota.window, owed);
         }
         Ok(())
     }
@@ -467,7 +468,7 @@ impl Gate {
         request: &RequestView<'_>,
         identity: &Identity,
         plan: Option<&str>,
-    ) -> Vec<(&'static str, String, Quota)> {
+    ) -> Budgets {
         let limits = &self.limits;
         let scaled = |limit: u32| {
             let multiplier = plan
@@ -479,58 +480,89 @@ impl Gate {
         let quota = |limit| Quota::new(limit, self.window);
         // Only the widget's, chat's and sessions' budgets count by address too.
         let ip = || client_key(request);
-        let who = &identity.principal;
+        let who = identity.principal.as_str();
         match request.route.group {
-            RouteGroup::Health | RouteGroup::Ready => Vec::new(),
-            RouteGroup::Widget => vec![(
+            RouteGroup::Health | RouteGroup::Ready => Budgets::new(),
+            RouteGroup::Widget => smallvec::smallvec![(
                 "widget",
-                format!("widget:{}", ip()),
+                ["widget:", ip().as_str()].concat(),
                 quota(limits.widget_per_ip),
             )],
-            RouteGroup::Chat => vec![
-                ("chat", format!("chat:{who}"), quota(scaled(limits.chat))),
+            RouteGroup::Chat => smallvec::smallvec![
+                ("chat", ["chat:", who].concat(), quota(scaled(limits.chat))),
                 (
                     "chat_ip",
-                    format!("chat_ip:{}", ip()),
+                    ["chat_ip:", ip().as_str()].concat(),
                     quota(limits.widget_per_ip),
                 ),
             ],
-            RouteGroup::Sessions => vec![
+            RouteGroup::Sessions => smallvec::smallvec![
                 (
                     "sessions",
-                    format!("sessions:{who}"),
+                    ["sessions:", who].concat(),
                     quota(scaled(limits.sessions)),
                 ),
                 (
                     "sessions_ip",
-                    format!("sessions_ip:{}", ip()),
+                    ["sessions_ip:", ip().as_str()].concat(),
                     quota(limits.widget_per_ip),
                 ),
             ],
-            RouteGroup::Documents => vec![(
+            RouteGroup::Documents => smallvec::smallvec![(
                 "documents",
-                format!("documents:{who}"),
+                ["documents:", who].concat(),
                 quota(scaled(limits.documents)),
             )],
-            RouteGroup::Products => vec![(
+            RouteGroup::Products => smallvec::smallvec![(
                 "products",
-                format!("products:{who}"),
+                ["products:", who].concat(),
                 quota(scaled(limits.products)),
             )],
-            RouteGroup::Portal if route::is_sync_write(request.method, request.path) => vec![(
-                "sync_writes",
-                format!("sync_writes:{who}"),
-                quota(limits.sync_writes),
-            )],
-            RouteGroup::Portal => vec![("portal", format!("portal:{who}"), quota(limits.portal))],
+            RouteGroup::Portal if route::is_sync_write(request.method, request.path) => {
+                smallvec::smallvec![(
+                    "sync_writes",
+                    ["sync_writes:", who].concat(),
+                    quota(limits.sync_writes),
+                )]
+            }
+            RouteGroup::Portal => {
+                smallvec::smallvec![("portal", ["portal:", who].concat(), quota(limits.portal))]
+            }
             RouteGroup::SyncWebhook => {
                 let merchant = request.route.merchant_id.unwrap_or("unknown");
-                vec![(
+                smallvec::smallvec![(
                     "sync_webhook",
-                    format!("sync_webhook:merchant:{merchant}"),
+                    ["sync_webhook:merchant:", merchant].concat(),
                     quota(limits.sync_webhook),
                 )]
             }
+        }
+    }
+}
+
+/// The budgets a request counts against (at most two): (policy name, key, quota).
+type Budgets = SmallVec<[(&'static str, String, Quota); 2]>;
+
+/// The rate-limit store. An enum rather than a `dyn RateLimiter`, so that the in-process
+/// store, which every request of the embedded mode passes, counts without a boxed future or a
+/// vector of decisions.
+enum Limiter {
+    Memory(MemoryLimiter),
+    Redis(RedisLimiter),
+}
+
+impl Limiter {
+    /// [`RateLimiter::hit_all`]: a decision per budget, in order.
+    async fn hit_all(
+        &self,
+        budgets: &[(&str, Quota)],
+    ) -> Result<SmallVec<[RateDecision; 2]>, LimiterError> {
+        match self {
+            Self::Memory(memory) => Ok(budgets
+                .iter()
+                .map(|(key, quota)| memory.record_hit(key, *quota))
+                .collect()),
+            Self::Redis(redis) => redis.hit_all(budgets).await.map(SmallVec::from_vec),
         }
     }
 }

@@ -100,7 +100,17 @@ pub fn generate(kind: KeyKind, env: KeyEnv) -> GeneratedKey {
 
 /// SHA-256 of the key, lowercase hex: what the store keeps and looks keys up by.
 pub fn hash(plaintext: &str) -> String {
-    crate::lower_hex(&Sha256::digest(plaintext.as_bytes()))
+    hash_of(&digest(plaintext))
+}
+
+/// SHA-256 of the key, as bytes (what the edge's key cache is keyed by).
+pub fn digest(plaintext: &str) -> [u8; 32] {
+    Sha256::digest(plaintext.as_bytes()).into()
+}
+
+/// [`hash`] from a [`digest`] already taken.
+pub fn hash_of(digest: &[u8; 32]) -> String {
+    crate::lower_hex(digest)
 }
 
 /// Every permission a key may hold. `*` grants everything; `<resource>:*` every permission

@@ -36,6 +36,7 @@ pub mod redis;
 
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use http::header::RETRY_AFTER;
 use http::{HeaderName, HeaderValue};
 
@@ -102,32 +103,60 @@ impl RateDecision {
     /// `policy_name` is written as a structured-field string: `"` and `\` are escaped, and
     /// characters a header cannot carry (control characters, non-ASCII) become `?`.
     pub fn headers(&self, policy_name: &str, window: Duration) -> HeaderList {
+        let mut headers = Vec::with_capacity(6);
+        self.append_headers(policy_name, window, &mut headers);
+        headers
+    }
+
+    /// [`RateDecision::headers`], appended to `out`. Every response on a limited route carries
+    /// them, so their values share one buffer: one allocation for all of them.
+    pub fn append_headers(&self, policy_name: &str, window: Duration, out: &mut HeaderList) {
         let window_secs = window.as_secs().max(1);
         let mut numbers = itoa::Buffer::new();
-        // `"<policy>";` then the parameters: built by hand, as this runs for every request.
-        let mut policy = String::with_capacity(policy_name.len() + 24);
-        push_sf_string(&mut policy, policy_name);
-        policy.push(';');
-        let mut state = policy.clone();
-        policy.push_str("q=");
-        policy.push_str(numbers.format(self.limit));
-        policy.push_str(";w=");
-        policy.push_str(numbers.format(window_secs));
-        state.push_str("r=");
-        state.push_str(numbers.format(self.remaining));
-        state.push_str(";t=");
-        state.push_str(numbers.format(self.reset_after_secs));
-
-        let mut headers = Vec::with_capacity(6);
-        headers.push((X_RATELIMIT_LIMIT, HeaderValue::from(self.limit)));
-        headers.push((X_RATELIMIT_REMAINING, HeaderValue::from(self.remaining)));
-        headers.push((X_RATELIMIT_RESET, HeaderValue::from(self.reset_unix_secs)));
-        headers.push((RATELIMIT_POLICY, ascii_value(policy)));
-        headers.push((RATELIMIT, ascii_value(state)));
+        let mut text = String::with_capacity(2 * policy_name.len() + 96);
+        // Where each value ends in `text`; each starts where the one before ended.
+        let mut ends = [0; 6];
+        text.push_str(numbers.format(self.limit));
+        ends[0] = text.len();
+        text.push_str(numbers.format(self.remaining));
+        ends[1] = text.len();
+        text.push_str(numbers.format(self.reset_unix_secs));
+        ends[2] = text.len();
+        // `"<policy>";q=<limit>;w=<window>`, then `"<policy>";r=<remaining>;t=<reset after>`.
+        push_sf_string(&mut text, policy_name);
+        text.push_str(";q=");
+        text.push_str(numbers.format(self.limit));
+        text.push_str(";w=");
+        text.push_str(numbers.format(window_secs));
+        ends[3] = text.len();
+        push_sf_string(&mut text, policy_name);
+        text.push_str(";r=");
+        text.push_str(numbers.format(self.remaining));
+        text.push_str(";t=");
+        text.push_str(numbers.format(self.reset_after_secs));
+        ends[4] = text.len();
         if !self.allowed {
-            headers.push((RETRY_AFTER, HeaderValue::from(self.reset_after_secs)));
+            text.push_str(numbers.format(self.reset_after_secs));
         }
-        headers
+        ends[5] = text.len();
+
+        let text = Bytes::from(text);
+        let value = |i: usize| {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            // Digits and what `push_sf_string` writes: printable ASCII, always a valid value.
+            HeaderValue::from_maybe_shared(text.slice(start..ends[i]))
+                .unwrap_or_else(|_| HeaderValue::from_static("?"))
+        };
+        out.extend([
+            (X_RATELIMIT_LIMIT, value(0)),
+            (X_RATELIMIT_REMAINING, value(1)),
+            (X_RATELIMIT_RESET, value(2)),
+            (RATELIMIT_POLICY, value(3)),
+            (RATELIMIT, value(4)),
+        ]);
+        if !self.allowed {
+            out.push((RETRY_AFTER, value(5)));
+        }
     }
 }
 
@@ -138,15 +167,16 @@ pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-r
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-/// A header value of printable ASCII (what [`push_sf_string`] and numbers produce).
-fn ascii_value(text: String) -> HeaderValue {
-    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("\"?\""))
-}
-
 /// Appends `text` as an RFC 8941 string item: quoted, with `"` and `\` escaped, and anything
 /// outside printable ASCII (which a string item cannot hold) replaced by `?`.
 fn push_sf_string(out: &mut String, text: &str) {
     out.push('"');
+    // The edge's own policy names (`documents`, `chat_ip`) need no escaping: copied whole.
+    if text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
     for c in text.chars() {
         match c {
             '"' | '\\' => {
