@@ -14,7 +14,7 @@
 //!
 //! Settings: `BENCH_SECONDS` (default 3 per row and round), `BENCH_ROUNDS` (default 16; each row
 //! reports its median round, and its median and range against the no-filter edge of the same
-//! round), `BENCH_CONCURRENCY` (default 32),
+//! round), `BENCH_CONCURRENCY` (connections; default `32,256`, one table per level),
 //! `MINDSHOP_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`; the Redis row is skipped when
 //! it does not answer). Load generator and servers share this machine's cores: compare rows
 //! with each other, not with numbers from elsewhere.
@@ -226,7 +226,18 @@ async fn main() {
     };
     let seconds = setting("BENCH_SECONDS", 3);
     let rounds_wanted = setting("BENCH_ROUNDS", 16).max(1);
-    let concurrency = setting("BENCH_CONCURRENCY", 32) as usize;
+    // One table per level: at 32 connections a request that waits for Redis leaves little
+    // else to do meanwhile; at 256 every row runs near saturation and Redis batches fill.
+    let levels: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .map(|list| {
+            list.split(',')
+                .filter_map(|level| level.trim().parse().ok())
+                .filter(|&level| level > 0)
+                .collect()
+        })
+        .filter(|levels: &Vec<usize>| !levels.is_empty())
+        .unwrap_or_else(|| vec![32, 256]);
     let redis_url = std::env::var("MINDSHOP_BENCH_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
 
@@ -348,96 +359,98 @@ async fn main() {
         eprintln!("Redis at {redis_url} does not answer: the Redis row is skipped");
     }
 
-    let mut rounds: Vec<Vec<Row>> = scenarios.iter().map(|_| Vec::new()).collect();
-    for round in 0..rounds_wanted {
-        // Every other round runs the rows in reverse, so a machine that speeds up or slows
-        // down during a round favours no row.
-        let mut order: Vec<usize> = (0..scenarios.len()).collect();
-        if !round.is_multiple_of(2) {
-            order.reverse();
-        }
-        for i in order {
-            let scenario = &scenarios[i];
-            let (edge, address) = match &scenario.edge {
-                Some(settings) => {
-                    let (edge, address) = start_edge(dir, origin, settings).await;
-                    (Some(edge), address)
-                }
-                None => (None, origin),
-            };
-            let request = if scenario.full {
-                full(address)
-            } else {
-                ready(address)
-            };
-            let pid = edge.as_ref().map(|edge| edge.0.id());
-            let redis_before = match scenario.redis {
-                Some(url) => redis_cpu_secs(url).await,
-                None => None,
-            };
-            let mut row = drive(scenario.name, request, pid, seconds, concurrency).await;
-            if let (Some(url), Some(before)) = (scenario.redis, redis_before)
-                && let Some(after) = redis_cpu_secs(url).await
-                && row.requests > 0
-            {
-                row.redis_cpu_us = Some((after - before) * 1e6 / row.requests as f64);
+    for &concurrency in &levels {
+        let mut rounds: Vec<Vec<Row>> = scenarios.iter().map(|_| Vec::new()).collect();
+        for round in 0..rounds_wanted {
+            // Every other round runs the rows in reverse, so a machine that speeds up or slows
+            // down during a round favours no row.
+            let mut order: Vec<usize> = (0..scenarios.len()).collect();
+            if !round.is_multiple_of(2) {
+                order.reverse();
             }
-            drop(edge);
-            rounds[i].push(row);
+            for i in order {
+                let scenario = &scenarios[i];
+                let (edge, address) = match &scenario.edge {
+                    Some(settings) => {
+                        let (edge, address) = start_edge(dir, origin, settings).await;
+                        (Some(edge), address)
+                    }
+                    None => (None, origin),
+                };
+                let request = if scenario.full {
+                    full(address)
+                } else {
+                    ready(address)
+                };
+                let pid = edge.as_ref().map(|edge| edge.0.id());
+                let redis_before = match scenario.redis {
+                    Some(url) => redis_cpu_secs(url).await,
+                    None => None,
+                };
+                let mut row = drive(scenario.name, request, pid, seconds, concurrency).await;
+                if let (Some(url), Some(before)) = (scenario.redis, redis_before)
+                    && let Some(after) = redis_cpu_secs(url).await
+                    && row.requests > 0
+                {
+                    row.redis_cpu_us = Some((after - before) * 1e6 / row.requests as f64);
+                }
+                drop(edge);
+                rounds[i].push(row);
+            }
         }
-    }
-    // Each row against the no-filter edge of the same round, which ran beside it (paired, so
-    // the machine's drift from round to round cancels); sorted, for the median and the range.
-    // The other columns show each row's middle round (the upper one for an even count).
-    let relative: Vec<Vec<f64>> = rounds
-        .iter()
-        .map(|runs| {
-            let mut ratios: Vec<f64> = runs
-                .iter()
-                .zip(rounds.get(1).into_iter().flatten())
-                .map(|(run, bare)| run.throughput() / bare.throughput())
-                .collect();
-            ratios.sort_by(f64::total_cmp);
-            ratios
-        })
-        .collect();
-    let rows: Vec<Row> = rounds
-        .into_iter()
-        .map(|mut runs| {
-            runs.sort_by(|a, b| a.throughput().total_cmp(&b.throughput()));
-            runs.swap_remove(runs.len() / 2)
-        })
-        .collect();
+        // Each row against the no-filter edge of the same round, which ran beside it (paired, so
+        // the machine's drift from round to round cancels); sorted, for the median and the range.
+        // The other columns show each row's middle round (the upper one for an even count).
+        let relative: Vec<Vec<f64>> = rounds
+            .iter()
+            .map(|runs| {
+                let mut ratios: Vec<f64> = runs
+                    .iter()
+                    .zip(rounds.get(1).into_iter().flatten())
+                    .map(|(run, bare)| run.throughput() / bare.throughput())
+                    .collect();
+                ratios.sort_by(f64::total_cmp);
+                ratios
+            })
+            .collect();
+        let rows: Vec<Row> = rounds
+            .into_iter()
+            .map(|mut runs| {
+                runs.sort_by(|a, b| a.throughput().total_cmp(&b.throughput()));
+                runs.swap_remove(runs.len() / 2)
+            })
+            .collect();
 
-    println!();
-    println!(
-        "{seconds} s per row, {rounds_wanted} rounds, {concurrency} concurrent connections, {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!();
-    println!(
-        "| scenario | requests/s | vs no-filter edge | rounds (min–max) | p50 ms | p99 ms | edge CPU µs/request | Redis CPU µs/request | errors |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (i, (row, ratios)) in rows.iter().zip(&relative).enumerate() {
-        let percent = |ratio: f64| format!("{:.0}%", 100.0 * ratio);
-        let (versus, range) = match (i, ratios.first(), ratios.last()) {
-            (1.., Some(min), Some(max)) => (
-                percent(median(ratios)),
-                format!("{}–{}", percent(*min), percent(*max)),
-            ),
-            _ => ("—".to_owned(), "—".to_owned()),
-        };
-        let cpu = |us: Option<f64>| us.map_or_else(|| "—".to_owned(), |us| format!("{us:.1}"));
+        println!();
         println!(
-            "| {} | {:.0} | {versus} | {range} | {:.2} | {:.2} | {} | {} | {} |",
-            row.name,
-            row.throughput(),
-            row.percentile_ms(0.50),
-            row.percentile_ms(0.99),
-            cpu(row.edge_cpu_us),
-            cpu(row.redis_cpu_us),
-            row.errors
+            "{seconds} s per row, {rounds_wanted} rounds, {concurrency} concurrent connections, {} cores",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
         );
+        println!();
+        println!(
+            "| scenario | requests/s | vs no-filter edge | rounds (min–max) | p50 ms | p99 ms | edge CPU µs/request | Redis CPU µs/request | errors |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (i, (row, ratios)) in rows.iter().zip(&relative).enumerate() {
+            let percent = |ratio: f64| format!("{:.0}%", 100.0 * ratio);
+            let (versus, range) = match (i, ratios.first(), ratios.last()) {
+                (1.., Some(min), Some(max)) => (
+                    percent(median(ratios)),
+                    format!("{}–{}", percent(*min), percent(*max)),
+                ),
+                _ => ("—".to_owned(), "—".to_owned()),
+            };
+            let cpu = |us: Option<f64>| us.map_or_else(|| "—".to_owned(), |us| format!("{us:.1}"));
+            println!(
+                "| {} | {:.0} | {versus} | {range} | {:.2} | {:.2} | {} | {} | {} |",
+                row.name,
+                row.throughput(),
+                row.percentile_ms(0.50),
+                row.percentile_ms(0.99),
+                cpu(row.edge_cpu_us),
+                cpu(row.redis_cpu_us),
+                row.errors
+            );
+        }
     }
 }
