@@ -398,59 +398,65 @@ async fn main() {
                 rounds[i].push(row);
             }
         }
-        // Each row against the no-filter edge of the same round, which ran beside it (paired, so
-        // the machine's drift from round to round cancels); sorted, for the median and the range.
-        // The other columns show each row's middle round (the upper one for an even count).
-        let relative: Vec<Vec<f64>> = rounds
-            .iter()
-            .map(|runs| {
-                let mut ratios: Vec<f64> = runs
-                    .iter()
-                    .zip(rounds.get(1).into_iter().flatten())
-                    .map(|(run, bare)| run.throughput() / bare.throughput())
-                    .collect();
-                ratios.sort_by(f64::total_cmp);
-                ratios
-            })
-            .collect();
-        let rows: Vec<Row> = rounds
-            .into_iter()
-            .map(|mut runs| {
-                runs.sort_by(|a, b| a.throughput().total_cmp(&b.throughput()));
-                runs.swap_remove(runs.len() / 2)
-            })
-            .collect();
+        print_table(seconds, rounds_wanted, concurrency, rounds);
+    }
+}
 
-        println!();
+/// Prints one level's table: each row's median round, and its ratio to the no-filter edge of
+/// the same round (median and range).
+fn print_table(seconds: u64, rounds_wanted: u64, concurrency: usize, rounds: Vec<Vec<Row>>) {
+    // Each row against the no-filter edge of the same round, which ran beside it (paired, so
+    // the machine's drift from round to round cancels); sorted, for the median and the range.
+    // The other columns show each row's middle round (the upper one for an even count).
+    let relative: Vec<Vec<f64>> = rounds
+        .iter()
+        .map(|runs| {
+            let mut ratios: Vec<f64> = runs
+                .iter()
+                .zip(rounds.get(1).into_iter().flatten())
+                .map(|(run, bare)| run.throughput() / bare.throughput())
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            ratios
+        })
+        .collect();
+    let rows: Vec<Row> = rounds
+        .into_iter()
+        .map(|mut runs| {
+            runs.sort_by(|a, b| a.throughput().total_cmp(&b.throughput()));
+            runs.swap_remove(runs.len() / 2)
+        })
+        .collect();
+
+    println!();
+    println!(
+        "{seconds} s per row, {rounds_wanted} rounds, {concurrency} concurrent connections, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!(
+        "| scenario | requests/s | vs no-filter edge | rounds (min–max) | p50 ms | p99 ms | edge CPU µs/request | Redis CPU µs/request | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, (row, ratios)) in rows.iter().zip(&relative).enumerate() {
+        let percent = |ratio: f64| format!("{:.0}%", 100.0 * ratio);
+        let (versus, range) = match (i, ratios.first(), ratios.last()) {
+            (1.., Some(min), Some(max)) => (
+                percent(median(ratios)),
+                format!("{}–{}", percent(*min), percent(*max)),
+            ),
+            _ => ("—".to_owned(), "—".to_owned()),
+        };
+        let cpu = |us: Option<f64>| us.map_or_else(|| "—".to_owned(), |us| format!("{us:.1}"));
         println!(
-            "{seconds} s per row, {rounds_wanted} rounds, {concurrency} concurrent connections, {} cores",
-            std::thread::available_parallelism().map_or(0, |n| n.get())
+            "| {} | {:.0} | {versus} | {range} | {:.2} | {:.2} | {} | {} | {} |",
+            row.name,
+            row.throughput(),
+            row.percentile_ms(0.50),
+            row.percentile_ms(0.99),
+            cpu(row.edge_cpu_us),
+            cpu(row.redis_cpu_us),
+            row.errors
         );
-        println!();
-        println!(
-            "| scenario | requests/s | vs no-filter edge | rounds (min–max) | p50 ms | p99 ms | edge CPU µs/request | Redis CPU µs/request | errors |"
-        );
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for (i, (row, ratios)) in rows.iter().zip(&relative).enumerate() {
-            let percent = |ratio: f64| format!("{:.0}%", 100.0 * ratio);
-            let (versus, range) = match (i, ratios.first(), ratios.last()) {
-                (1.., Some(min), Some(max)) => (
-                    percent(median(ratios)),
-                    format!("{}–{}", percent(*min), percent(*max)),
-                ),
-                _ => ("—".to_owned(), "—".to_owned()),
-            };
-            let cpu = |us: Option<f64>| us.map_or_else(|| "—".to_owned(), |us| format!("{us:.1}"));
-            println!(
-                "| {} | {:.0} | {versus} | {range} | {:.2} | {:.2} | {} | {} | {} |",
-                row.name,
-                row.throughput(),
-                row.percentile_ms(0.50),
-                row.percentile_ms(0.99),
-                cpu(row.edge_cpu_us),
-                cpu(row.redis_cpu_us),
-                row.errors
-            );
-        }
     }
 }

@@ -22,7 +22,7 @@ use mindshop_wire::identity::{EncodedIdentity, Identity};
 use mindshop_wire::merchant;
 use mindshop_wire::origin::Origin;
 use serde_json::json;
-use smallvec::SmallVec;
+use smallvec::{SmallVec, smallvec};
 
 use crate::directory::{CachedDirectory, Directory, KnownKey};
 use crate::metrics::EDGE_METRICS;
@@ -483,12 +483,12 @@ impl Gate {
         let who = identity.principal.as_str();
         match request.route.group {
             RouteGroup::Health | RouteGroup::Ready => Budgets::new(),
-            RouteGroup::Widget => smallvec::smallvec![(
+            RouteGroup::Widget => smallvec![(
                 "widget",
                 ["widget:", ip().as_str()].concat(),
                 quota(limits.widget_per_ip),
             )],
-            RouteGroup::Chat => smallvec::smallvec![
+            RouteGroup::Chat => smallvec![
                 ("chat", ["chat:", who].concat(), quota(scaled(limits.chat))),
                 (
                     "chat_ip",
@@ -496,7 +496,7 @@ impl Gate {
                     quota(limits.widget_per_ip),
                 ),
             ],
-            RouteGroup::Sessions => smallvec::smallvec![
+            RouteGroup::Sessions => smallvec![
                 (
                     "sessions",
                     ["sessions:", who].concat(),
@@ -508,29 +508,29 @@ impl Gate {
                     quota(limits.widget_per_ip),
                 ),
             ],
-            RouteGroup::Documents => smallvec::smallvec![(
+            RouteGroup::Documents => smallvec![(
                 "documents",
                 ["documents:", who].concat(),
                 quota(scaled(limits.documents)),
             )],
-            RouteGroup::Products => smallvec::smallvec![(
+            RouteGroup::Products => smallvec![(
                 "products",
                 ["products:", who].concat(),
                 quota(scaled(limits.products)),
             )],
             RouteGroup::Portal if route::is_sync_write(request.method, request.path) => {
-                smallvec::smallvec![(
+                smallvec![(
                     "sync_writes",
                     ["sync_writes:", who].concat(),
                     quota(limits.sync_writes),
                 )]
             }
             RouteGroup::Portal => {
-                smallvec::smallvec![("portal", ["portal:", who].concat(), quota(limits.portal))]
+                smallvec![("portal", ["portal:", who].concat(), quota(limits.portal))]
             }
             RouteGroup::SyncWebhook => {
                 let merchant = request.route.merchant_id.unwrap_or("unknown");
-                smallvec::smallvec![(
+                smallvec![(
                     "sync_webhook",
                     ["sync_webhook:merchant:", merchant].concat(),
                     quota(limits.sync_webhook),
