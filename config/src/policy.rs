@@ -80,6 +80,12 @@ pub struct LimitsConfig {
     pub sync_webhook: u32,
     /// Requests whose credential was refused (401), per client IP: throttles key guessing.
     pub refused_per_ip: u32,
+    /// With `store = "redis"`: most counts of one budget an edge takes from Redis in one call
+    /// and hands to the budget's next requests itself (a lease, at most 1/32 of what remains of
+    /// the window), so a busy budget costs Redis one call per lease. The shared limit is never
+    /// exceeded; counts leased and unused when the window ends are lost. 1 counts every request
+    /// in Redis.
+    pub redis_lease_max: u32,
     /// Multiplier of every per-key and per-merchant limit by merchant plan, e.g. `pro = 5.0`;
     /// plans not listed get 1.
     pub plan_multipliers: BTreeMap<String, f64>,
@@ -100,6 +106,7 @@ impl Default for LimitsConfig {
             sync_writes: 20,
             sync_webhook: 120,
             refused_per_ip: 60,
+            redis_lease_max: 64,
             plan_multipliers: BTreeMap::new(),
         }
     }

@@ -173,6 +173,7 @@ impl Config {
             ("limits.sync_writes", limits.sync_writes),
             ("limits.sync_webhook", limits.sync_webhook),
             ("limits.refused_per_ip", limits.refused_per_ip),
+            ("limits.redis_lease_max", limits.redis_lease_max),
         ] {
             positive(key, u64::from(limit))?;
         }

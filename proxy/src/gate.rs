@@ -99,7 +99,8 @@ impl Gate {
             (LimitStore::Redis, Some(url)) => Limiter::Redis(
                 // Connects on first use, on the edge's own runtime.
                 RedisLimiter::connect_lazy(url.expose(), &config.redis.key_prefix)
-                    .map_err(|e| format!("redis.url: {e}"))?,
+                    .map_err(|e| format!("redis.url: {e}"))?
+                    .with_lease_max(config.limits.redis_lease_max),
             ),
             _ => Limiter::Memory(MemoryLimiter::new()),
         };

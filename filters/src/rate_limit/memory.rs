@@ -1,54 +1,21 @@
 //! [`MemoryLimiter`]: the in-process store of the embedded mode (`mindshop serve`, one edge).
 //!
-//! Every edge request passes here, so the map is split into shards chosen by the key's hash:
-//! two requests contend only when their keys land in the same shard, and a shard's lock is held
-//! for one hash-map lookup. Counting a key already in the map allocates nothing; a new key
-//! costs one boxed copy of its text.
-//!
-//! Memory stays bounded by the keys active within one window: a shard drops the counters whose
-//! window has passed whenever it is touched at or after the earliest end it holds (so at most
-//! once per second per shard), and each such pass also sweeps one other shard in turn, so a
-//! flood of distinct keys is forgotten once it stops. [`MemoryLimiter::prune_expired`] sweeps
-//! everything at once for callers that want a periodic sweep.
+//! A count per key for the key's current window, in a [`WindowMap`]: sharded so that requests
+//! contend only when their keys share a shard, and pruned as windows pass, so memory stays
+//! bounded by the keys active within one window.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::Arc;
 
+use super::windows::WindowMap;
 use super::{Clock, LimiterError, Quota, RateDecision, RateLimiter, SystemClock, Window};
-
-/// Number of shards: enough that the edge's worker threads rarely meet on one lock.
-const SHARDS: usize = 64;
 
 /// Counts requests per key in this process. Edges that run apart need [`super::RedisLimiter`]
 /// instead: each process would otherwise grant the whole budget on its own.
 pub struct MemoryLimiter {
     clock: Arc<dyn Clock>,
-    /// Picks a key's shard; separate from the maps' own hashers so that keys sharing a shard
-    /// are still spread over their map's buckets.
-    shard_hasher: RandomState,
-    shards: Box<[Mutex<Shard>]>,
-    /// The next shard a prune pass sweeps besides its own.
-    sweep_cursor: AtomicUsize,
-}
-
-/// One shard of the counters.
-#[derive(Debug)]
-struct Shard {
-    counters: HashMap<Box<str>, Counter>,
-    /// No counter here ends before this second (`u64::MAX` when empty): until then a prune
-    /// pass would find nothing, so it is skipped.
-    earliest_end: u64,
-}
-
-/// Requests counted in a key's current window.
-#[derive(Debug, Clone, Copy)]
-struct Counter {
-    window_start: u64,
-    window_end: u64,
-    count: u32,
+    /// Requests counted in each key's current window.
+    counts: WindowMap<u32>,
 }
 
 impl MemoryLimiter {
@@ -60,9 +27,7 @@ impl MemoryLimiter {
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         Self {
             clock,
-            shard_hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
-            sweep_cursor: AtomicUsize::new(0),
+            counts: WindowMap::new(),
         }
     }
 
@@ -70,48 +35,22 @@ impl MemoryLimiter {
     /// cannot fail (and spares the boxed future of the trait call).
     pub fn record_hit(&self, key: &str, quota: Quota) -> RateDecision {
         let window = Window::containing(self.clock.now(), quota);
-        let index = self.shard_index(key);
-        let (count, pruned) = {
-            let mut shard = lock(&self.shards[index]);
-            let count = shard.count(key, window);
-            (count, shard.prune_if_due(window.now))
-        };
-        if pruned {
-            self.sweep_one_other(index, window.now);
-        }
+        let count = self.counts.update(key, window, |count| {
+            *count = count.saturating_add(1);
+            *count
+        });
         RateDecision::from_count(u64::from(count), quota, window)
     }
 
     /// Drops every counter whose window has passed, in all shards.
     pub fn prune_expired(&self) {
-        let now = super::since_epoch(self.clock.now()).as_secs();
-        for shard in self.shards.iter() {
-            lock(shard).prune_if_due(now);
-        }
+        self.counts
+            .prune_expired(super::since_epoch(self.clock.now()).as_secs());
     }
 
     /// How many keys have a counter in memory (expired ones included until pruned).
     pub fn tracked_keys(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).counters.len()).sum()
-    }
-
-    fn shard_index(&self, key: &str) -> usize {
-        // Truncating the hash is fine: only its spread matters.
-        (self.shard_hasher.hash_one(key) as usize) % SHARDS
-    }
-
-    /// Prunes the next shard in turn unless it is busy (then the next pass will get to it).
-    fn sweep_one_other(&self, own: usize, now: u64) {
-        let index = self.sweep_cursor.fetch_add(1, Ordering::Relaxed) % SHARDS;
-        if index == own {
-            return;
-        }
-        let mut shard = match self.shards[index].try_lock() {
-            Ok(shard) => shard,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return,
-        };
-        shard.prune_if_due(now);
+        self.counts.len()
     }
 }
 
@@ -126,7 +65,6 @@ impl fmt::Debug for MemoryLimiter {
         // The counters themselves are too many to print and name credentials.
         f.debug_struct("MemoryLimiter")
             .field("clock", &self.clock)
-            .field("shards", &self.shards.len())
             .finish_non_exhaustive()
     }
 }
@@ -141,67 +79,6 @@ impl RateLimiter for MemoryLimiter {
     }
 }
 
-/// Locks a shard. A panic while it was held cannot leave a counter half written (each update
-/// is a plain store), so a poisoned lock is used as is rather than failing every later request.
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Shard {
-    fn new() -> Self {
-        Self {
-            counters: HashMap::new(),
-            earliest_end: u64::MAX,
-        }
-    }
-
-    /// Counts one request of `key` in `window` and returns the window's count so far.
-    fn count(&mut self, key: &str, window: Window) -> u32 {
-        let fresh = Counter {
-            window_start: window.start,
-            window_end: window.end,
-            count: 1,
-        };
-        let count = match self.counters.get_mut(key) {
-            Some(counter) if counter.window_start == window.start => {
-                counter.count = counter.count.saturating_add(1);
-                return counter.count;
-            }
-            // A new window (or a clock set back): the same entry starts again, no allocation.
-            Some(counter) => {
-                *counter = fresh;
-                1
-            }
-            None => {
-                self.counters.insert(key.into(), fresh);
-                1
-            }
-        };
-        self.earliest_end = self.earliest_end.min(window.end);
-        count
-    }
-
-    /// Drops the counters whose window ended at or before `now`, if any can have; says whether
-    /// it looked.
-    fn prune_if_due(&mut self, now: u64) -> bool {
-        if now < self.earliest_end {
-            return false;
-        }
-        self.counters.retain(|_, counter| counter.window_end > now);
-        self.earliest_end = self
-            .counters
-            .values()
-            .map(|counter| counter.window_end)
-            .min()
-            .unwrap_or(u64::MAX);
-        // A map keeps its capacity when emptied; give a flood's worth of memory back.
-        if self.counters.capacity() > 4 * self.counters.len().max(16) {
-            self.counters.shrink_to_fit();
-        }
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -212,6 +89,7 @@ mod tests {
 
     use super::*;
     use crate::rate_limit::ManualClock;
+    use crate::rate_limit::windows::SHARDS;
 
     /// 20 s into a one-minute window: [1_699_999_980, 1_700_000_040).
     const T0: u64 = 1_700_000_000;

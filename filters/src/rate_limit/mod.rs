@@ -29,10 +29,13 @@
 //! - [`memory`]: [`MemoryLimiter`], the in-process store of the embedded mode.
 //! - [`redis`](mod@redis): [`RedisLimiter`], one budget shared by every edge.
 //! - [`clock`]: [`Clock`], so windows are tested without sleeping.
+//! - `windows`: the sharded map of a value per key and window that both stores keep in
+//!   process (the in-process store's counts, the Redis store's leases).
 
 pub mod clock;
 pub mod memory;
 pub mod redis;
+mod windows;
 
 use std::time::{Duration, SystemTime};
 

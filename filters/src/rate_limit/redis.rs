@@ -1,14 +1,34 @@
 //! [`RedisLimiter`]: one budget shared by every edge, for deployments that run `mindshop edge`
 //! more than once (each process counting alone would grant the budget once per edge).
 //!
-//! A request costs one round trip for all its budgets: one `MULTI`/`EXEC` transaction that, for
-//! each budget's current window, runs `INCRBY` on its counter and `PEXPIRE … NX`, which gives the
-//! counter an expiry whenever it has none. The transaction runs atomically, so no key exists
-//! without an expiry (the original design sent `INCR`, then `PEXPIRE`; a failure between the two
+//! A request costs at most one round trip for all its budgets: one `MULTI`/`EXEC` transaction
+//! that, for each budget's current window, runs `INCRBY` on its counter and `PEXPIRE … NX`,
+//! which gives the counter an expiry whenever it has none. The transaction runs atomically, so
+//! no key exists without an expiry (the original design sent `INCR`, then `PEXPIRE`; a failure between the two
 //! left a counter that never expired and a budget that never came back). `PEXPIRE … NX` needs
 //! Redis 7 or later (or Valkey). A Lua script did the same in one `EVALSHA`, and Redis spent
 //! about 12 µs a call running it against about 2 µs for the transaction.
 //!
+//! # Leases: a busy budget costs Redis one call per lease, not per request
+//! An increment may take more than one count: Redis answers the counter's new value, and the
+//! counts up to it are the edge's. The edge keeps those within the limit (a lease) and gives
+//! them to the budget's next requests without a call, in order, so each still gets its own
+//! count and `X-RateLimit-Remaining` counts down as it would one by one. The first request of
+//! a window asks for one count (and learns where the window stands); once the edge knows, a
+//! request that finds the lease empty asks for a new one of at most 1/32 of what remains and
+//! at most `lease_max` (64 unless configured), while requests meanwhile ask for one count
+//! each. Near the limit a lease is one count, and once Redis has answered a count at or over
+//! the limit the edge refuses the rest of the window itself, so a flood past the limit costs
+//! Redis nothing.
+//!
+//! The shared limit is never exceeded: a count is granted once, by Redis, to one edge. What a
+//! lease costs is the other way: counts an edge holds and no request on it uses before the
+//! window ends are lost to the other edges, which count them as spent (each lease is at most
+//! 1/32 of what remained when it was taken, and at most `lease_max`). With a
+//! load balancer spreading a budget's requests over the edges, each edge uses its lease within
+//! a few requests. `lease_max = 1` counts every request in Redis.
+//!
+//! # Batches
 //! Requests that arrive while a call is on the wire are batched into the next call, and the
 //! request that sends it is one of them: the first request to find no call on the wire leads;
 //! it sends one transaction for itself and everything queued meanwhile, hands each queued
@@ -16,7 +36,7 @@
 //! the next batch. No task of ours sits between the requests and the connection (only the
 //! `redis` crate's own connection task), so a batch costs one wake-up per waiting request and
 //! none for its leader. A counter named by many requests of a batch (one widget key's budget)
-//! is sent once, counted by how many. Under load this turns many round trips into one, which is
+//! is sent once, incremented by their sum. Under load this turns many round trips into one, which is
 //! most of the limiter's cost on both sides; an idle edge sends each request on its own at
 //! once. A batch names many keys, so the limiter expects one Redis server (or a cluster whose
 //! keys share a hash slot), not a sharded cluster.
@@ -40,6 +60,7 @@ use redis::{Client, RedisError, Value};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::windows::WindowMap;
 use super::{Clock, LimiterError, Quota, RateDecision, RateLimiter, SystemClock, Window};
 
 /// Bound on one request's counting (queueing and connecting included) unless
@@ -56,11 +77,20 @@ const EXPIRY_SLACK_MS: u64 = 2_000;
 /// Most requests sent in one call; more wait for the next.
 const MAX_BATCH: usize = 256;
 
+/// Most counts one lease holds unless [`RedisLimiter::with_lease_max`] says otherwise.
+pub const DEFAULT_LEASE_MAX: u32 = 64;
+
+/// A lease is at most this fraction (1/n) of what remains of a window's budget.
+const LEASE_SHARE: u64 = 32;
+
 /// Counts requests in Redis, shared by every edge that uses the same Redis and key prefix.
 pub struct RedisLimiter {
     key_prefix: Box<str>,
     clock: Arc<dyn Clock>,
     batches: Arc<Batches>,
+    /// What this edge knows of each budget's current window, and the counts it holds.
+    leases: WindowMap<Lease>,
+    lease_max: u64,
 }
 
 /// The connection and the requests waiting for the next call on it.
@@ -81,19 +111,19 @@ struct Queue {
     waiting: VecDeque<Job>,
 }
 
-/// A waiting request: its counters (name, lifetime in ms) and where its turn goes.
+/// A waiting request: its increments and where its turn goes.
 struct Job {
-    counters: Vec<(String, u64)>,
+    increments: Vec<Increment>,
     turn: oneshot::Sender<Turn>,
     /// When its caller stops waiting.
     deadline: Instant,
 }
 
-/// What a waiting request gets: its counts, or the lead (with its counters back) to send the
+/// What a waiting request gets: its counts, or the lead (with its increments back) to send the
 /// next batch itself.
 enum Turn {
     Counted(Result<Vec<u64>, LimiterError>),
-    Lead(Lead, Vec<(String, u64)>, Instant),
+    Lead(Lead, Vec<Increment>, Instant),
 }
 
 /// The right to send the next call. Dropping it passes it on to the oldest request still
@@ -147,6 +177,8 @@ impl RedisLimiter {
         Ok(Self {
             key_prefix: key_prefix.into(),
             clock: Arc::new(SystemClock),
+            leases: WindowMap::new(),
+            lease_max: DEFAULT_LEASE_MAX.into(),
             batches: Arc::new(Batches {
                 client,
                 call_timeout: DEFAULT_CALL_TIMEOUT,
@@ -162,6 +194,13 @@ impl RedisLimiter {
         self
     }
 
+    /// Lets a lease hold up to `most` counts instead of [`DEFAULT_LEASE_MAX`]; 1 sends every
+    /// request's count to Redis (0 is taken as 1).
+    pub fn with_lease_max(mut self, most: u32) -> Self {
+        self.lease_max = u64::from(most.max(1));
+        self
+    }
+
     /// Bounds each request by `timeout` instead of [`DEFAULT_CALL_TIMEOUT`]. Call it before
     /// the limiter is shared.
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
@@ -173,36 +212,33 @@ impl RedisLimiter {
 }
 
 impl Batches {
-    /// Counts `counters` within the call timeout: sends them now when no call is on the wire,
+    /// Sends `increments` within the call timeout: now when no call is on the wire,
     /// else waits to be sent with the next batch (or to lead it).
-    async fn count(
-        self: &Arc<Self>,
-        counters: Vec<(String, u64)>,
-    ) -> Result<Vec<u64>, LimiterError> {
+    async fn count(self: &Arc<Self>, increments: Vec<Increment>) -> Result<Vec<u64>, LimiterError> {
         let deadline = Instant::now() + self.call_timeout;
-        // Queued behind the call on the wire, or (with its counters back) the one to send now.
+        // Queued behind the call on the wire, or (with its increments back) the one to send now.
         let waiting = {
             let mut queue = self.lock();
             if queue.led {
                 let (turn, waiting) = oneshot::channel();
                 queue.waiting.push_back(Job {
-                    counters,
+                    increments,
                     turn,
                     deadline,
                 });
                 Ok(waiting)
             } else {
                 queue.led = true;
-                Err(counters)
+                Err(increments)
             }
         };
         let waiting = match waiting {
             Ok(waiting) => waiting,
-            Err(counters) => {
+            Err(increments) => {
                 let lead = Lead {
                     batches: Some(self.clone()),
                 };
-                return self.lead(lead, counters, deadline).await;
+                return self.lead(lead, increments, deadline).await;
             }
         };
         // No timer of its own: each call ends by its sender's deadline, and a request is only
@@ -210,7 +246,9 @@ impl Batches {
         // turn comes by its deadline.
         match waiting.await {
             Ok(Turn::Counted(counts)) => counts,
-            Ok(Turn::Lead(lead, counters, deadline)) => self.lead(lead, counters, deadline).await,
+            Ok(Turn::Lead(lead, increments, deadline)) => {
+                self.lead(lead, increments, deadline).await
+            }
             // The request that led this batch was cancelled mid-call.
             Err(_) => Err(LimiterError::Abandoned),
         }
@@ -221,7 +259,7 @@ impl Batches {
     async fn lead(
         &self,
         lead: Lead,
-        own: Vec<(String, u64)>,
+        own: Vec<Increment>,
         deadline: Instant,
     ) -> Result<Vec<u64>, LimiterError> {
         let batch = {
@@ -238,7 +276,7 @@ impl Batches {
         let counts = match self.connection() {
             Ok(connection) => {
                 let groups = std::iter::once(own.as_slice())
-                    .chain(batch.iter().map(|job| job.counters.as_slice()));
+                    .chain(batch.iter().map(|job| job.increments.as_slice()));
                 let call = send(connection, groups, self.call_timeout);
                 tokio::time::timeout_at(deadline, call)
                     .await
@@ -251,7 +289,7 @@ impl Batches {
                 let mut counts = counts.into_iter();
                 let mine = counts.by_ref().take(own.len()).collect();
                 for job in batch {
-                    let theirs = counts.by_ref().take(job.counters.len()).collect();
+                    let theirs = counts.by_ref().take(job.increments.len()).collect();
                     let _ = job.turn.send(Turn::Counted(Ok(theirs)));
                 }
                 Ok(mine)
@@ -274,7 +312,10 @@ impl Batches {
             let lead = Lead {
                 batches: Some(self.clone()),
             };
-            match job.turn.send(Turn::Lead(lead, job.counters, job.deadline)) {
+            match job
+                .turn
+                .send(Turn::Lead(lead, job.increments, job.deadline))
+            {
                 Ok(()) => return,
                 // Its caller stopped waiting: take the lead back without passing it (the
                 // queue is locked here), and try the next.
@@ -328,34 +369,44 @@ impl Batches {
     }
 }
 
-/// One transaction for every counter of `groups`; the counts, in order. A counter named `n`
-/// times is sent once, counted by `n`, and its occurrences get the `n` counts that end at its
-/// new value, in the order they come: exactly what `n` separate increments would have
-/// returned.
+/// One increment of a counter in Redis.
+struct Increment {
+    counter: String,
+    /// By how much: 1 for a request, more for a lease.
+    by: u64,
+    /// The counter's lifetime in ms, set when it has none.
+    expire_ms: u64,
+}
+
+/// One transaction for every increment of `groups`; the counts they end at, in order. A counter
+/// named by several increments is sent once, incremented by their sum, and they get the counts
+/// that end at its new value, in the order they come: exactly what separate increments would
+/// have returned.
 async fn send<'a>(
     mut connection: ConnectionManager,
-    groups: impl Iterator<Item = &'a [(String, u64)]>,
+    groups: impl Iterator<Item = &'a [Increment]>,
     call_timeout: Duration,
 ) -> Result<Vec<u64>, LimiterError> {
-    // Each distinct counter: (name, occurrences, lifetime in ms).
+    // Each distinct counter: (name, sum of its increments, lifetime in ms).
     let mut distinct: Vec<(&str, u64, u64)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
-    // For each occurrence: its counter, and how many occurrences of it came before.
-    let mut occurrences = Vec::new();
-    for (counter, expire_ms) in groups.flatten() {
-        let slot = *index.entry(counter.as_str()).or_insert_with(|| {
-            distinct.push((counter.as_str(), 0, 0));
+    // For each increment: its counter, and the sum of it and the counter's increments before.
+    let mut increments = Vec::new();
+    for increment in groups.flatten() {
+        let counter = increment.counter.as_str();
+        let slot = *index.entry(counter).or_insert_with(|| {
+            distinct.push((counter, 0, 0));
             distinct.len() - 1
         });
         let entry = &mut distinct[slot];
-        occurrences.push((slot, entry.1));
-        entry.1 += 1;
-        entry.2 = entry.2.max(*expire_ms);
+        entry.1 += increment.by;
+        increments.push((slot, entry.1));
+        entry.2 = entry.2.max(increment.expire_ms);
     }
     let mut transaction = redis::pipe();
     transaction.atomic();
-    for (counter, times, expire_ms) in &distinct {
-        transaction.cmd("INCRBY").arg(*counter).arg(*times);
+    for (counter, sum, expire_ms) in &distinct {
+        transaction.cmd("INCRBY").arg(*counter).arg(*sum);
         transaction
             .cmd("PEXPIRE")
             .arg(*counter)
@@ -371,8 +422,8 @@ async fn send<'a>(
         Value::Array(items) if items.len() == distinct.len() => items
             .iter()
             .zip(&distinct)
-            .map(|(item, (_, times, _))| match item {
-                Value::Int(count) if count.unsigned_abs() >= *times && *count > 0 => {
+            .map(|(item, (_, sum, _))| match item {
+                Value::Int(count) if count.unsigned_abs() >= *sum && *count > 0 => {
                     Some(count.unsigned_abs())
                 }
                 _ => None,
@@ -381,9 +432,9 @@ async fn send<'a>(
         _ => None,
     };
     let totals = totals.ok_or_else(|| LimiterError::UnexpectedReply(format!("{reply:?}")))?;
-    Ok(occurrences
+    Ok(increments
         .into_iter()
-        .map(|(slot, before)| totals[slot] - distinct[slot].1 + before + 1)
+        .map(|(slot, through)| totals[slot] - distinct[slot].1 + through)
         .collect())
 }
 
@@ -410,29 +461,129 @@ fn classify(err: RedisError, timeout: Duration) -> LimiterError {
 #[async_trait::async_trait]
 impl RateLimiter for RedisLimiter {
     async fn hit_all(&self, budgets: &[(&str, Quota)]) -> Result<Vec<RateDecision>, LimiterError> {
-        if budgets.is_empty() {
-            return Ok(Vec::new());
-        }
         let now = self.clock.now();
         let windows: Vec<Window> = budgets
             .iter()
             .map(|(_, quota)| Window::containing(now, *quota))
             .collect();
-        let counters = budgets
-            .iter()
-            .zip(&windows)
-            .map(|((key, _), window)| {
-                let name = counter_name(&self.key_prefix, key, window.start);
-                (name, window.millis_left().saturating_add(EXPIRY_SLACK_MS))
-            })
-            .collect();
-        let counts = self.batches.count(counters).await?;
+        // Each budget's count for this request, from the lease where it can be; the rest are
+        // asked of Redis, and their counts filled in from its answer.
+        let mut counts = Vec::with_capacity(budgets.len());
+        let mut asked = Vec::new();
+        let mut increments = Vec::new();
+        for (index, ((key, quota), window)) in budgets.iter().zip(&windows).enumerate() {
+            let limit = u64::from(quota.limit);
+            let step = self.leases.update(key, *window, |lease| {
+                lease.next_step(limit, self.lease_max, self.batches.call_timeout)
+            });
+            counts.push(match step {
+                Step::Take(count) => count,
+                Step::Refuse => limit + 1,
+                Step::Ask(by) => {
+                    asked.push((index, by));
+                    increments.push(Increment {
+                        counter: counter_name(&self.key_prefix, key, window.start),
+                        by,
+                        expire_ms: window.millis_left().saturating_add(EXPIRY_SLACK_MS),
+                    });
+                    0
+                }
+            });
+        }
+        if !increments.is_empty() {
+            let answers = self.batches.count(increments).await;
+            // Settled whatever the answer: a failed lease call must not block the next one.
+            for (position, &(index, by)) in asked.iter().enumerate() {
+                let (key, quota) = budgets[index];
+                let limit = u64::from(quota.limit);
+                let answer = answers.as_ref().ok().map(|answers| answers[position]);
+                self.leases
+                    .update_existing(key, windows[index], |lease| match answer {
+                        Some(count) => lease.settle(count, by, limit),
+                        None if by > 1 => lease.asking_until = None,
+                        None => {}
+                    });
+                if let Some(count) = answer {
+                    // The first of the counts Redis gave this request: the one it uses.
+                    counts[index] = count - by + 1;
+                }
+            }
+            answers?;
+        }
         Ok(budgets
             .iter()
             .zip(windows)
             .zip(counts)
             .map(|(((_, quota), window), count)| RateDecision::from_count(count, *quota, window))
             .collect())
+    }
+}
+
+/// What this edge knows of one budget's window in Redis, and the counts it holds there.
+#[derive(Debug, Default)]
+struct Lease {
+    /// The highest count Redis has answered for the window; 0 until its first answer. Counts
+    /// never go down within a window, so once it reaches the limit nothing more is granted.
+    counted: u64,
+    /// Counts Redis granted this edge that no request has used yet: `left` of them from
+    /// `next` on, all within the limit.
+    next: u64,
+    left: u64,
+    /// While a lease is asked for (until the call's deadline), other requests ask for one
+    /// count each rather than for a lease of their own.
+    asking_until: Option<Instant>,
+}
+
+/// How a request's count against one budget is found.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// This count, from the lease.
+    Take(u64),
+    /// None: the window's counts are all granted.
+    Refuse,
+    /// Asked of Redis, incremented by this much (1, or a lease's size).
+    Ask(u64),
+}
+
+impl Lease {
+    /// The step of the next request against a budget of `limit`.
+    fn next_step(&mut self, limit: u64, lease_max: u64, call_timeout: Duration) -> Step {
+        if self.left > 0 {
+            let count = self.next;
+            self.next += 1;
+            self.left -= 1;
+            return Step::Take(count);
+        }
+        if self.counted >= limit {
+            return Step::Refuse;
+        }
+        // The first request of a window learns where it stands; each edge leases at most a
+        // share of what remains, so a lease shrinks to 1 as the limit nears.
+        let size = ((limit - self.counted) / LEASE_SHARE).clamp(1, lease_max);
+        if self.counted == 0 || size == 1 {
+            return Step::Ask(1);
+        }
+        let now = Instant::now();
+        if self.asking_until.is_some_and(|until| until > now) {
+            return Step::Ask(1);
+        }
+        self.asking_until = Some(now + call_timeout);
+        Step::Ask(size)
+    }
+
+    /// Redis answered `count` to an increment by `by`: the counts `count - by + 1 ..= count`
+    /// are this edge's. The first went to the request that asked; a lease keeps the rest that
+    /// are within the limit.
+    fn settle(&mut self, count: u64, by: u64, limit: u64) {
+        self.counted = self.counted.max(count);
+        if by > 1 {
+            self.asking_until = None;
+            let first = count - by + 1;
+            if first < limit && self.left == 0 {
+                self.next = first + 1;
+                self.left = count.min(limit) - first;
+            }
+        }
     }
 }
 
@@ -443,6 +594,7 @@ impl fmt::Debug for RedisLimiter {
             .field("key_prefix", &self.key_prefix)
             .field("clock", &self.clock)
             .field("call_timeout", &self.batches.call_timeout)
+            .field("lease_max", &self.lease_max)
             .field("connected", &self.batches.connection.get().is_some())
             .finish_non_exhaustive()
     }
@@ -769,7 +921,13 @@ mod tests {
     #[ignore = "needs MINDSHOP_TEST_REDIS_URL"]
     async fn concurrent_requests_are_each_counted_once() {
         let url = test_redis_url();
-        let limiter = Arc::new(RedisLimiter::connect(&url, &unique_prefix()).await.unwrap());
+        // Every count from Redis, none from a lease: this is about batches.
+        let limiter = Arc::new(
+            RedisLimiter::connect(&url, &unique_prefix())
+                .await
+                .unwrap()
+                .with_lease_max(1),
+        );
         let quota = per_minute(150);
         let requests = (0..200).map(|i| {
             let limiter = limiter.clone();
@@ -815,6 +973,8 @@ mod tests {
             ("chat:k1", Quota::new(3, Duration::from_secs(2))),
             ("chat:k2", Quota::new(5, Duration::from_secs(3))),
             ("portal:u:1", Quota::new(2, Duration::from_secs(1))),
+            // Large enough for leases: their counts come out one by one all the same.
+            ("documents:k", Quota::new(200, Duration::from_secs(2))),
         ];
         let mut refused = 0;
         for step in 0..300 {
@@ -826,5 +986,161 @@ mod tests {
             refused += usize::from(!from_redis.allowed);
         }
         assert!(refused > 0, "the sequence should reach the limits");
+    }
+
+    const CALL: Duration = Duration::from_millis(250);
+
+    #[test]
+    fn a_lease_hands_out_its_counts_in_order_and_shrinks_near_the_limit() {
+        let mut lease = Lease::default();
+        // The window's first request learns where it stands.
+        assert_eq!(lease.next_step(1_000, 64, CALL), Step::Ask(1));
+        lease.settle(1, 1, 1_000);
+        // Then a lease: 1/32 of the 999 left.
+        assert_eq!(lease.next_step(1_000, 64, CALL), Step::Ask(31));
+        // While it is on the wire, others ask for one count each.
+        assert_eq!(lease.next_step(1_000, 64, CALL), Step::Ask(1));
+        lease.settle(2, 1, 1_000);
+        // Redis gave the lease 3..=33; its asker used 3, the next requests get 4..=33.
+        lease.settle(33, 31, 1_000);
+        let taken: Vec<_> = (0..30).map(|_| lease.next_step(1_000, 64, CALL)).collect();
+        assert_eq!(taken, (4..=33).map(Step::Take).collect::<Vec<_>>());
+        // A lease is at most `lease_max` counts.
+        assert_eq!(lease.next_step(100_000, 64, CALL), Step::Ask(64));
+
+        // Near the limit a lease is one count.
+        let mut near = Lease::default();
+        near.settle(990, 1, 1_000);
+        assert_eq!(near.next_step(1_000, 64, CALL), Step::Ask(1));
+    }
+
+    #[test]
+    fn a_lease_never_holds_counts_past_the_limit_and_a_spent_window_is_refused_here() {
+        let mut lease = Lease::default();
+        lease.settle(1, 1, 100);
+        assert_eq!(lease.next_step(100, 64, CALL), Step::Ask(3));
+        // Other edges took counts meanwhile: of 99..=101 only 99 and 100 are within the limit.
+        lease.settle(101, 3, 100);
+        assert_eq!(lease.next_step(100, 64, CALL), Step::Take(100));
+        // Redis has answered past the limit: the rest of the window is refused without a call.
+        assert_eq!(lease.next_step(100, 64, CALL), Step::Refuse);
+        assert_eq!(lease.next_step(100, 64, CALL), Step::Refuse);
+
+        // A lease that comes back wholly past the limit holds nothing.
+        let mut late = Lease::default();
+        late.settle(50, 1, 100);
+        assert_eq!(late.next_step(100, 64, CALL), Step::Ask(1));
+        late.settle(98, 1, 100);
+        late.settle(130, 30, 100);
+        assert_eq!(late.next_step(100, 64, CALL), Step::Refuse);
+
+        // A budget of 0 refuses everything, without a call.
+        assert_eq!(Lease::default().next_step(0, 64, CALL), Step::Refuse);
+    }
+
+    #[test]
+    fn a_lease_call_that_never_came_back_does_not_block_the_next() {
+        let mut lease = Lease::default();
+        lease.settle(1, 1, 10_000);
+        assert_eq!(lease.next_step(10_000, 64, Duration::ZERO), Step::Ask(64));
+        // Its deadline has passed (its asker was cancelled, or timed out): lease again.
+        assert_eq!(lease.next_step(10_000, 64, Duration::ZERO), Step::Ask(64));
+        // With `lease_max = 1` every request asks for one count.
+        assert_eq!(lease.next_step(10_000, 1, CALL), Step::Ask(1));
+    }
+
+    /// One edge, one busy budget: the counts come out one by one as without leases, and Redis
+    /// is called once per lease.
+    #[tokio::test]
+    #[ignore = "needs MINDSHOP_TEST_REDIS_URL"]
+    async fn a_busy_budget_costs_redis_one_call_per_lease() {
+        let url = test_redis_url();
+        let prefix = unique_prefix();
+        let clock = Arc::new(ManualClock::at_unix_secs(T0));
+        let edge_a = RedisLimiter::connect(&url, &prefix)
+            .await
+            .unwrap()
+            .with_clock(clock.clone());
+        let quota = per_minute(100_000);
+        for i in 1..=1_000u32 {
+            let decision = edge_a.hit("documents:k", quota).await.unwrap();
+            assert!(decision.allowed);
+            assert_eq!(decision.remaining, 100_000 - i, "request {i}");
+        }
+        // One call for request 1, then leases of 64 from count 2 on: 16 of them reach 1,025.
+        let counted: u64 = redis::cmd("GET")
+            .arg(format!("{prefix}:rl:documents:k:1699999980"))
+            .query_async(&mut raw_connection().await)
+            .await
+            .unwrap();
+        assert_eq!(counted, 1_025);
+        // Another edge counts the 25 counts edge A holds as spent.
+        let edge_b = RedisLimiter::connect(&url, &prefix)
+            .await
+            .unwrap()
+            .with_clock(clock.clone());
+        let decision = edge_b.hit("documents:k", quota).await.unwrap();
+        assert_eq!(decision.remaining, 100_000 - 1_026);
+    }
+
+    /// Two edges, many requests at once on each, leases on: exactly the limit passes, and once
+    /// the window is spent the edges refuse without asking Redis.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs MINDSHOP_TEST_REDIS_URL"]
+    async fn two_busy_edges_with_leases_pass_exactly_the_shared_limit() {
+        let url = test_redis_url();
+        let prefix = unique_prefix();
+        let clock = Arc::new(ManualClock::at_unix_secs(T0));
+        let mut edges = Vec::new();
+        for _ in 0..2 {
+            let edge = RedisLimiter::connect(&url, &prefix).await.unwrap();
+            edges.push(Arc::new(edge.with_clock(clock.clone())));
+        }
+        let quota = per_minute(3_000);
+        // 16 clients per edge, each sending requests until one is refused.
+        let mut clients = Vec::new();
+        for edge in &edges {
+            for _ in 0..16 {
+                let edge = edge.clone();
+                clients.push(tokio::spawn(async move {
+                    let mut passed = Vec::new();
+                    loop {
+                        let decision = edge.hit("documents:k", quota).await.unwrap();
+                        if !decision.allowed {
+                            return passed;
+                        }
+                        passed.push(decision.remaining);
+                    }
+                }));
+            }
+        }
+        let mut remaining = Vec::new();
+        for client in clients {
+            remaining.extend(client.await.unwrap());
+        }
+        remaining.sort_unstable();
+        // Each count once: 3,000 requests passed, one per remaining value.
+        assert_eq!(remaining, (0..3_000).collect::<Vec<u32>>());
+
+        let counter = format!("{prefix}:rl:documents:k:1699999980");
+        let read = || async {
+            redis::cmd("GET")
+                .arg(&counter)
+                .query_async::<u64>(&mut raw_connection().await)
+                .await
+                .unwrap()
+        };
+        let spent = read().await;
+        assert!(spent >= 3_000, "{spent}");
+        for edge in &edges {
+            for _ in 0..50 {
+                assert!(!edge.hit("documents:k", quota).await.unwrap().allowed);
+            }
+        }
+        assert_eq!(
+            read().await,
+            spent,
+            "refusals past a spent window cost Redis nothing"
+        );
     }
 }
