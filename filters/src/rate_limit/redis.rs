@@ -14,19 +14,19 @@
 //! counts up to it are the edge's. The edge keeps those within the limit (a lease) and gives
 //! them to the budget's next requests without a call, in order, so each still gets its own
 //! count and `X-RateLimit-Remaining` counts down as it would one by one. The first request of
-//! a window asks for one count (and learns where the window stands); once the edge knows, a
-//! request that finds the lease empty asks for a new one of at most 1/32 of what remains and
-//! at most `lease_max` (64 unless configured), while requests meanwhile ask for one count
-//! each. Near the limit a lease is one count, and once Redis has answered a count at or over
+//! a window asks for one count (and learns where the window stands); then a lease is at most
+//! 1/32 of what remains and at most `lease_max` (64 unless configured). The request that
+//! leaves half a lease asks for the next one as well, so the budget's other requests never
+//! find the edge empty-handed while it is on the wire (if they do, they ask for one count
+//! each). Near the limit there are no leases, and once Redis has answered a count at or over
 //! the limit the edge refuses the rest of the window itself, so a flood past the limit costs
 //! Redis nothing.
 //!
 //! The shared limit is never exceeded: a count is granted once, by Redis, to one edge. What a
 //! lease costs is the other way: counts an edge holds and no request on it uses before the
-//! window ends are lost to the other edges, which count them as spent (each lease is at most
-//! 1/32 of what remained when it was taken, and at most `lease_max`). With a
-//! load balancer spreading a budget's requests over the edges, each edge uses its lease within
-//! a few requests. `lease_max = 1` counts every request in Redis.
+//! window ends (at most a lease and a half) are lost to the other edges, which count them as
+//! spent. With a load balancer spreading a busy budget's requests over the edges, each edge
+//! uses its counts within a few requests. `lease_max = 1` counts every request in Redis.
 //!
 //! # Batches
 //! Requests that arrive while a call is on the wire are batched into the next call, and the
@@ -476,39 +476,46 @@ impl RateLimiter for RedisLimiter {
             let step = self.leases.update(key, *window, |lease| {
                 lease.next_step(limit, self.lease_max, self.batches.call_timeout)
             });
-            counts.push(match step {
-                Step::Take(count) => count,
-                Step::Refuse => limit + 1,
-                Step::Ask(by) => {
-                    asked.push((index, by));
-                    increments.push(Increment {
-                        counter: counter_name(&self.key_prefix, key, window.start),
-                        by,
-                        expire_ms: window.millis_left().saturating_add(EXPIRY_SLACK_MS),
-                    });
-                    0
-                }
-            });
+            let (count, ask) = match step {
+                Step::Take(count) => (count, None),
+                Step::TakeAndLease(count, size) => (count, Some(size)),
+                Step::Refuse => (limit + 1, None),
+                // Filled in from Redis's answer.
+                Step::Ask(by) => (0, Some(by)),
+            };
+            if let Some(by) = ask {
+                asked.push((index, by, matches!(step, Step::Ask(_))));
+                increments.push(Increment {
+                    counter: counter_name(&self.key_prefix, key, window.start),
+                    by,
+                    expire_ms: window.millis_left().saturating_add(EXPIRY_SLACK_MS),
+                });
+            }
+            counts.push(count);
         }
         if !increments.is_empty() {
             let answers = self.batches.count(increments).await;
             // Settled whatever the answer: a failed lease call must not block the next one.
-            for (position, &(index, by)) in asked.iter().enumerate() {
+            for (position, &(index, by, needed)) in asked.iter().enumerate() {
                 let (key, quota) = budgets[index];
                 let limit = u64::from(quota.limit);
                 let answer = answers.as_ref().ok().map(|answers| answers[position]);
                 self.leases
                     .update_existing(key, windows[index], |lease| match answer {
-                        Some(count) => lease.settle(count, by, limit),
+                        Some(count) => lease.settle(count, by, limit, needed),
                         None if by > 1 => lease.asking_until = None,
                         None => {}
                     });
-                if let Some(count) = answer {
+                if let (Some(count), true) = (answer, needed) {
                     // The first of the counts Redis gave this request: the one it uses.
                     counts[index] = count - by + 1;
                 }
             }
-            answers?;
+            // A request that only asked for the next lease has its counts: a failure is the
+            // next request's to meet, when the lease runs out.
+            if asked.iter().any(|&(_, _, needed)| needed) {
+                answers?;
+            }
         }
         Ok(budgets
             .iter()
@@ -525,13 +532,38 @@ struct Lease {
     /// The highest count Redis has answered for the window; 0 until its first answer. Counts
     /// never go down within a window, so once it reaches the limit nothing more is granted.
     counted: u64,
-    /// Counts Redis granted this edge that no request has used yet: `left` of them from
-    /// `next` on, all within the limit.
-    next: u64,
-    left: u64,
-    /// While a lease is asked for (until the call's deadline), other requests ask for one
-    /// count each rather than for a lease of their own.
+    /// Counts Redis granted this edge that no request has used yet, all within the limit:
+    /// those of the lease in use, then those of the next one once it has come.
+    current: Counts,
+    next: Counts,
+    /// While a lease is asked for (until the call's deadline), other requests ask for no lease
+    /// of their own.
     asking_until: Option<Instant>,
+}
+
+/// `left` counts from `first` on.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    first: u64,
+    left: u64,
+}
+
+impl Counts {
+    /// The counts `first..=last` (none when `last < first`).
+    fn through(first: u64, last: u64) -> Self {
+        Self {
+            first,
+            left: (last + 1).saturating_sub(first),
+        }
+    }
+
+    fn take(&mut self) -> Option<u64> {
+        (self.left > 0).then(|| {
+            self.left -= 1;
+            self.first += 1;
+            self.first - 1
+        })
+    }
 }
 
 /// How a request's count against one budget is found.
@@ -539,6 +571,9 @@ struct Lease {
 enum Step {
     /// This count, from the lease.
     Take(u64),
+    /// This count, from the lease, which is running low: the request also asks Redis for the
+    /// next lease, of this size, and the budget's other requests go on using this one.
+    TakeAndLease(u64, u64),
     /// None: the window's counts are all granted.
     Refuse,
     /// Asked of Redis, incremented by this much (1, or a lease's size).
@@ -548,40 +583,59 @@ enum Step {
 impl Lease {
     /// The step of the next request against a budget of `limit`.
     fn next_step(&mut self, limit: u64, lease_max: u64, call_timeout: Duration) -> Step {
-        if self.left > 0 {
-            let count = self.next;
-            self.next += 1;
-            self.left -= 1;
-            return Step::Take(count);
+        if self.current.left == 0 {
+            self.current = std::mem::take(&mut self.next);
+        }
+        if let Some(count) = self.current.take() {
+            let held = self.current.left + self.next.left;
+            return match self.lease_size(limit, lease_max) {
+                // Half of a lease left: time for the next.
+                Some(size) if held <= size / 2 && self.start_asking(call_timeout) => {
+                    Step::TakeAndLease(count, size)
+                }
+                _ => Step::Take(count),
+            };
         }
         if self.counted >= limit {
             return Step::Refuse;
         }
-        // The first request of a window learns where it stands; each edge leases at most a
-        // share of what remains, so a lease shrinks to 1 as the limit nears.
-        let size = ((limit - self.counted) / LEASE_SHARE).clamp(1, lease_max);
-        if self.counted == 0 || size == 1 {
-            return Step::Ask(1);
+        match self.lease_size(limit, lease_max) {
+            Some(size) if self.start_asking(call_timeout) => Step::Ask(size),
+            _ => Step::Ask(1),
         }
+    }
+
+    /// The size of a lease now, if one is worth asking for: the first request of a window
+    /// learns where it stands first, and each edge leases at most a share of what remains, so
+    /// near the limit there are no leases.
+    fn lease_size(&self, limit: u64, lease_max: u64) -> Option<u64> {
+        let size = (limit.saturating_sub(self.counted) / LEASE_SHARE).min(lease_max);
+        (self.counted > 0 && size > 1).then_some(size)
+    }
+
+    /// Whether this request asks for the next lease: no other is asking now.
+    fn start_asking(&mut self, call_timeout: Duration) -> bool {
         let now = Instant::now();
         if self.asking_until.is_some_and(|until| until > now) {
-            return Step::Ask(1);
+            return false;
         }
         self.asking_until = Some(now + call_timeout);
-        Step::Ask(size)
+        true
     }
 
     /// Redis answered `count` to an increment by `by`: the counts `count - by + 1 ..= count`
-    /// are this edge's. The first went to the request that asked; a lease keeps the rest that
-    /// are within the limit.
-    fn settle(&mut self, count: u64, by: u64, limit: u64) {
+    /// are this edge's. A lease keeps those within the limit, but for the first when the
+    /// request that asked used it (`used_first`: it had no count from the lease before).
+    fn settle(&mut self, count: u64, by: u64, limit: u64, used_first: bool) {
         self.counted = self.counted.max(count);
         if by > 1 {
             self.asking_until = None;
-            let first = count - by + 1;
-            if first < limit && self.left == 0 {
-                self.next = first + 1;
-                self.left = count.min(limit) - first;
+            let first = count - by + 1 + u64::from(used_first);
+            let counts = Counts::through(first, count.min(limit));
+            if self.current.left == 0 {
+                self.current = counts;
+            } else if self.next.left == 0 {
+                self.next = counts;
             }
         }
     }
@@ -995,32 +1049,42 @@ mod tests {
         let mut lease = Lease::default();
         // The window's first request learns where it stands.
         assert_eq!(lease.next_step(1_000, 64, CALL), Step::Ask(1));
-        lease.settle(1, 1, 1_000);
+        lease.settle(1, 1, 1_000, true);
         // Then a lease: 1/32 of the 999 left.
         assert_eq!(lease.next_step(1_000, 64, CALL), Step::Ask(31));
         // While it is on the wire, others ask for one count each.
         assert_eq!(lease.next_step(1_000, 64, CALL), Step::Ask(1));
-        lease.settle(2, 1, 1_000);
-        // Redis gave the lease 3..=33; its asker used 3, the next requests get 4..=33.
-        lease.settle(33, 31, 1_000);
-        let taken: Vec<_> = (0..30).map(|_| lease.next_step(1_000, 64, CALL)).collect();
-        assert_eq!(taken, (4..=33).map(Step::Take).collect::<Vec<_>>());
-        // A lease is at most `lease_max` counts.
-        assert_eq!(lease.next_step(100_000, 64, CALL), Step::Ask(64));
+        lease.settle(2, 1, 1_000, true);
+        // Redis gave the lease 3..=33; its asker used 3, the next requests get 4..=33, and the
+        // one that leaves half a lease (15 of 30) asks for the next lease too.
+        lease.settle(33, 31, 1_000, true);
+        let taken: Vec<_> = (4..=33).map(|_| lease.next_step(1_000, 64, CALL)).collect();
+        let mut expected: Vec<_> = (4..=33).map(Step::Take).collect();
+        expected[18 - 4] = Step::TakeAndLease(18, 30);
+        assert_eq!(taken, expected);
+        // That lease, 34..=63, is used whole once the first is.
+        lease.settle(63, 30, 1_000, false);
+        assert_eq!(lease.next_step(1_000, 64, CALL), Step::Take(34));
 
-        // Near the limit a lease is one count.
+        // A lease is at most `lease_max` counts.
+        let mut large = Lease::default();
+        large.settle(1, 1, 100_000, true);
+        assert_eq!(large.next_step(100_000, 64, CALL), Step::Ask(64));
+
+        // Near the limit there are no leases.
         let mut near = Lease::default();
-        near.settle(990, 1, 1_000);
+        near.settle(990, 1, 1_000, true);
         assert_eq!(near.next_step(1_000, 64, CALL), Step::Ask(1));
     }
 
     #[test]
     fn a_lease_never_holds_counts_past_the_limit_and_a_spent_window_is_refused_here() {
         let mut lease = Lease::default();
-        lease.settle(1, 1, 100);
+        lease.settle(1, 1, 100, true);
         assert_eq!(lease.next_step(100, 64, CALL), Step::Ask(3));
-        // Other edges took counts meanwhile: of 99..=101 only 99 and 100 are within the limit.
-        lease.settle(101, 3, 100);
+        // Other edges took counts meanwhile: of 99..=101 only 99 (its asker's) and 100 are
+        // within the limit.
+        lease.settle(101, 3, 100, true);
         assert_eq!(lease.next_step(100, 64, CALL), Step::Take(100));
         // Redis has answered past the limit: the rest of the window is refused without a call.
         assert_eq!(lease.next_step(100, 64, CALL), Step::Refuse);
@@ -1028,10 +1092,8 @@ mod tests {
 
         // A lease that comes back wholly past the limit holds nothing.
         let mut late = Lease::default();
-        late.settle(50, 1, 100);
-        assert_eq!(late.next_step(100, 64, CALL), Step::Ask(1));
-        late.settle(98, 1, 100);
-        late.settle(130, 30, 100);
+        late.settle(50, 1, 100, true);
+        late.settle(130, 30, 100, true);
         assert_eq!(late.next_step(100, 64, CALL), Step::Refuse);
 
         // A budget of 0 refuses everything, without a call.
@@ -1041,7 +1103,7 @@ mod tests {
     #[test]
     fn a_lease_call_that_never_came_back_does_not_block_the_next() {
         let mut lease = Lease::default();
-        lease.settle(1, 1, 10_000);
+        lease.settle(1, 1, 10_000, true);
         assert_eq!(lease.next_step(10_000, 64, Duration::ZERO), Step::Ask(64));
         // Its deadline has passed (its asker was cancelled, or timed out): lease again.
         assert_eq!(lease.next_step(10_000, 64, Duration::ZERO), Step::Ask(64));
@@ -1067,20 +1129,22 @@ mod tests {
             assert!(decision.allowed);
             assert_eq!(decision.remaining, 100_000 - i, "request {i}");
         }
-        // One call for request 1, then leases of 64 from count 2 on: 16 of them reach 1,025.
+        // One call for request 1, one for a lease of 64 counts from 2 on, then one for the next
+        // lease each time half of one is left (at counts 33, 97, …, 993): 18 calls, and Redis
+        // counts a lease ahead.
         let counted: u64 = redis::cmd("GET")
             .arg(format!("{prefix}:rl:documents:k:1699999980"))
             .query_async(&mut raw_connection().await)
             .await
             .unwrap();
-        assert_eq!(counted, 1_025);
-        // Another edge counts the 25 counts edge A holds as spent.
+        assert_eq!(counted, 1_089);
+        // Another edge counts the 89 counts edge A holds as spent.
         let edge_b = RedisLimiter::connect(&url, &prefix)
             .await
             .unwrap()
             .with_clock(clock.clone());
         let decision = edge_b.hit("documents:k", quota).await.unwrap();
-        assert_eq!(decision.remaining, 100_000 - 1_026);
+        assert_eq!(decision.remaining, 100_000 - 1_090);
     }
 
     /// Two edges, many requests at once on each, leases on: exactly the limit passes, and once
