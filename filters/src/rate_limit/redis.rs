@@ -686,6 +686,14 @@ mod tests {
         format!("mindshop-test-{}", uuid::Uuid::new_v4())
     }
 
+    /// An edge's limiter on the test Redis, under `prefix`, reading `clock`.
+    async fn edge_on(prefix: &str, clock: &Arc<ManualClock>) -> RedisLimiter {
+        RedisLimiter::connect(&test_redis_url(), prefix)
+            .await
+            .expect("Redis at MINDSHOP_TEST_REDIS_URL answers")
+            .with_clock(clock.clone())
+    }
+
     async fn raw_connection() -> redis::aio::MultiplexedConnection {
         Client::open(test_redis_url())
             .expect("valid MINDSHOP_TEST_REDIS_URL")
@@ -880,17 +888,10 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs MINDSHOP_TEST_REDIS_URL"]
     async fn two_edges_share_one_budget() {
-        let url = test_redis_url();
         let prefix = unique_prefix();
         let clock = Arc::new(ManualClock::at_unix_secs(T0));
-        let edge_a = RedisLimiter::connect(&url, &prefix)
-            .await
-            .unwrap()
-            .with_clock(clock.clone());
-        let edge_b = RedisLimiter::connect(&url, &prefix)
-            .await
-            .unwrap()
-            .with_clock(clock.clone());
+        let edge_a = edge_on(&prefix, &clock).await;
+        let edge_b = edge_on(&prefix, &clock).await;
         let quota = per_minute(4);
 
         let mut decisions = Vec::new();
@@ -923,13 +924,9 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs MINDSHOP_TEST_REDIS_URL"]
     async fn every_counter_expires_after_its_window() {
-        let url = test_redis_url();
         let prefix = unique_prefix();
         let clock = Arc::new(ManualClock::at_unix_secs(T0));
-        let limiter = RedisLimiter::connect(&url, &prefix)
-            .await
-            .unwrap()
-            .with_clock(clock.clone());
+        let limiter = edge_on(&prefix, &clock).await;
         let mut raw = raw_connection().await;
 
         // A counter the old INCR-then-PEXPIRE design could leave behind without expiry.
@@ -1116,13 +1113,9 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs MINDSHOP_TEST_REDIS_URL"]
     async fn a_busy_budget_costs_redis_one_call_per_lease() {
-        let url = test_redis_url();
         let prefix = unique_prefix();
         let clock = Arc::new(ManualClock::at_unix_secs(T0));
-        let edge_a = RedisLimiter::connect(&url, &prefix)
-            .await
-            .unwrap()
-            .with_clock(clock.clone());
+        let edge_a = edge_on(&prefix, &clock).await;
         let quota = per_minute(100_000);
         for i in 1..=1_000u32 {
             let decision = edge_a.hit("documents:k", quota).await.unwrap();
@@ -1139,10 +1132,7 @@ mod tests {
             .unwrap();
         assert_eq!(counted, 1_089);
         // Another edge counts the 89 counts edge A holds as spent.
-        let edge_b = RedisLimiter::connect(&url, &prefix)
-            .await
-            .unwrap()
-            .with_clock(clock.clone());
+        let edge_b = edge_on(&prefix, &clock).await;
         let decision = edge_b.hit("documents:k", quota).await.unwrap();
         assert_eq!(decision.remaining, 100_000 - 1_090);
     }
@@ -1152,13 +1142,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs MINDSHOP_TEST_REDIS_URL"]
     async fn two_busy_edges_with_leases_pass_exactly_the_shared_limit() {
-        let url = test_redis_url();
         let prefix = unique_prefix();
         let clock = Arc::new(ManualClock::at_unix_secs(T0));
         let mut edges = Vec::new();
         for _ in 0..2 {
-            let edge = RedisLimiter::connect(&url, &prefix).await.unwrap();
-            edges.push(Arc::new(edge.with_clock(clock.clone())));
+            edges.push(Arc::new(edge_on(&prefix, &clock).await));
         }
         let quota = per_minute(3_000);
         // 16 clients per edge, each sending requests until one is refused.
