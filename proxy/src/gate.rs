@@ -405,7 +405,7 @@ impl Gate {
             .iter()
             .map(|(_, key, quota)| (key.as_str(), *quota))
             .collect();
-        // Every budget is counted in one step (one round trip to Redis).
+        // Every budget is counted in one step (at most one round trip to Redis).
         let decisions = match self.limiter.hit_all(&keys).await {
             Ok(decisions) => decisions,
             Err(error) => {
