@@ -4,10 +4,11 @@
 //! A request costs at most one round trip for all its budgets: one `MULTI`/`EXEC` transaction
 //! that, for each budget's current window, runs `INCRBY` on its counter and `PEXPIRE … NX`,
 //! which gives the counter an expiry whenever it has none. The transaction runs atomically, so
-//! no key exists without an expiry (the original design sent `INCR`, then `PEXPIRE`; a failure between the two
-//! left a counter that never expired and a budget that never came back). `PEXPIRE … NX` needs
-//! Redis 7 or later (or Valkey). A Lua script did the same in one `EVALSHA`, and Redis spent
-//! about 12 µs a call running it against about 2 µs for the transaction.
+//! no key exists without an expiry (the original design sent `INCR`, then `PEXPIRE`; a failure
+//! between the two left a counter that never expired and a budget that never came back).
+//! `PEXPIRE … NX` needs Redis 7 or later (or Valkey). A Lua script did the same in one
+//! `EVALSHA`, and Redis spent about 12 µs a call running it against about 2 µs for the
+//! transaction.
 //!
 //! # Leases: a busy budget costs Redis one call per lease, not per request
 //! An increment may take more than one count: Redis answers the counter's new value, and the
@@ -36,9 +37,9 @@
 //! the next batch. No task of ours sits between the requests and the connection (only the
 //! `redis` crate's own connection task), so a batch costs one wake-up per waiting request and
 //! none for its leader. A counter named by many requests of a batch (one widget key's budget)
-//! is sent once, incremented by their sum. Under load this turns many round trips into one, which is
-//! most of the limiter's cost on both sides; an idle edge sends each request on its own at
-//! once. A batch names many keys, so the limiter expects one Redis server (or a cluster whose
+//! is sent once, incremented by their sum. Under load this turns many round trips into one,
+//! which is most of the limiter's cost on both sides; an idle edge sends each request on its
+//! own at once. A batch names many keys, so the limiter expects one Redis server (or a cluster whose
 //! keys share a hash slot), not a sharded cluster.
 //!
 //! Counters are named `<key_prefix>:rl:<key>:<window start>`. The window start is the last
@@ -476,15 +477,17 @@ impl RateLimiter for RedisLimiter {
             let step = self.leases.update(key, *window, |lease| {
                 lease.next_step(limit, self.lease_max, self.batches.call_timeout)
             });
+            // The count, and what to ask of Redis: by how much, and whether this request's
+            // count is the answer's first.
             let (count, ask) = match step {
                 Step::Take(count) => (count, None),
-                Step::TakeAndLease(count, size) => (count, Some(size)),
+                Step::TakeAndLease(count, size) => (count, Some((size, false))),
                 Step::Refuse => (limit + 1, None),
                 // Filled in from Redis's answer.
-                Step::Ask(by) => (0, Some(by)),
+                Step::Ask(by) => (0, Some((by, true))),
             };
-            if let Some(by) = ask {
-                asked.push((index, by, matches!(step, Step::Ask(_))));
+            if let Some((by, uses_first)) = ask {
+                asked.push((index, by, uses_first));
                 increments.push(Increment {
                     counter: counter_name(&self.key_prefix, key, window.start),
                     by,
@@ -496,24 +499,24 @@ impl RateLimiter for RedisLimiter {
         if !increments.is_empty() {
             let answers = self.batches.count(increments).await;
             // Settled whatever the answer: a failed lease call must not block the next one.
-            for (position, &(index, by, needed)) in asked.iter().enumerate() {
+            for (position, &(index, by, uses_first)) in asked.iter().enumerate() {
                 let (key, quota) = budgets[index];
                 let limit = u64::from(quota.limit);
                 let answer = answers.as_ref().ok().map(|answers| answers[position]);
                 self.leases
                     .update_existing(key, windows[index], |lease| match answer {
-                        Some(count) => lease.settle(count, by, limit, needed),
+                        Some(count) => lease.settle(count, by, limit, uses_first),
                         None if by > 1 => lease.asking_until = None,
                         None => {}
                     });
-                if let (Some(count), true) = (answer, needed) {
+                if let (Some(count), true) = (answer, uses_first) {
                     // The first of the counts Redis gave this request: the one it uses.
                     counts[index] = count - by + 1;
                 }
             }
             // A request that only asked for the next lease has its counts: a failure is the
             // next request's to meet, when the lease runs out.
-            if asked.iter().any(|&(_, _, needed)| needed) {
+            if asked.iter().any(|&(_, _, uses_first)| uses_first) {
                 answers?;
             }
         }
@@ -625,12 +628,12 @@ impl Lease {
 
     /// Redis answered `count` to an increment by `by`: the counts `count - by + 1 ..= count`
     /// are this edge's. A lease keeps those within the limit, but for the first when the
-    /// request that asked used it (`used_first`: it had no count from the lease before).
-    fn settle(&mut self, count: u64, by: u64, limit: u64, used_first: bool) {
+    /// request that asked uses it (`uses_first`: it had no count from the lease before).
+    fn settle(&mut self, count: u64, by: u64, limit: u64, uses_first: bool) {
         self.counted = self.counted.max(count);
         if by > 1 {
             self.asking_until = None;
-            let first = count - by + 1 + u64::from(used_first);
+            let first = count - by + 1 + u64::from(uses_first);
             let counts = Counts::through(first, count.min(limit));
             if self.current.left == 0 {
                 self.current = counts;
