@@ -27,9 +27,9 @@ use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use mindshop_backend::store::catalog::ProductRecord;
 use mindshop_backend::store::{
     self, ApiKey, BatchCounts, ChatSession, Document, DocumentFields, FieldMapping,
-    MerchantSettings, NewApiKey, NewChatSession, NewDocument, NewMerchant, NewSyncRun, Product,
-    ProductQuery, RunError, RunOutcome, SessionEnding, Store, StoreError, SyncConfig,
-    SyncConfigFields, SyncRun,
+    MerchantSettings, NewApiKey, NewChatSession, NewDocument, NewMerchant, NewPush, NewSyncRun,
+    Product, ProductQuery, PushStart, RunError, RunOutcome, SessionEnding, Store, StoreError,
+    SyncConfig, SyncConfigFields, SyncRun,
 };
 use mindshop_backend::store::{
     AttemptNext, AttemptRecord, FailurePolicy, NewWebhookEndpoint, WebhookAttempt,
@@ -3020,6 +3020,105 @@ fn assert_config_holds(config: &SyncConfig, fields: &SyncConfigFields) {
     assert_eq!(config.next_run_at, fields.next_run_at);
 }
 
+async fn a_push_id_is_applied_once_unless_its_run_failed(store: &dyn Store) {
+    for id in ["m-push", "m-other"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    let push = |id: &str| NewPush {
+        push_id: id.to_owned(),
+        forget_before: Utc::now() - TimeDelta::minutes(11),
+    };
+    let start = async |run: &str, merchant: &str, id: &str| {
+        store
+            .start_push_run(&new_run(run, merchant), &push(id))
+            .await
+            .expect("start a push run")
+    };
+    let started = |start: PushStart| match start {
+        PushStart::Started(run) => run.id,
+        PushStart::Repeated(run) => panic!("{} was new, but found as {}", run.id, run.id),
+    };
+    let repeated = |start: PushStart| match start {
+        PushStart::Repeated(run) => (run.id, run.status),
+        PushStart::Started(run) => panic!("a repeated push started {}", run.id),
+    };
+
+    assert_eq!(started(start("run-a", "m-push", "msg_1").await), "run-a");
+    // Sent again while its run is still processing, and after it completed: the first run.
+    assert_eq!(
+        repeated(start("run-b", "m-push", "msg_1").await),
+        ("run-a".to_owned(), "processing".to_owned())
+    );
+    store
+        .finish_sync_run("m-push", "run-a", &completed(1))
+        .await
+        .expect("finish");
+    assert_eq!(
+        repeated(start("run-b", "m-push", "msg_1").await),
+        ("run-a".to_owned(), "completed".to_owned())
+    );
+    let runs = store
+        .list_sync_runs("m-push", None, 10)
+        .await
+        .expect("list runs");
+    assert_eq!(runs.len(), 1, "a repeated push starts no run: {runs:?}");
+
+    // Ids are per merchant.
+    assert_eq!(started(start("run-o", "m-other", "msg_1").await), "run-o");
+
+    // A push whose run failed may be applied again (the platform's retry).
+    assert_eq!(started(start("run-c", "m-push", "msg_2").await), "run-c");
+    let mut failed = completed(0);
+    failed.failure = Some("the database went away".to_owned());
+    store
+        .finish_sync_run("m-push", "run-c", &failed)
+        .await
+        .expect("fail");
+    assert_eq!(started(start("run-d", "m-push", "msg_2").await), "run-d");
+    assert_eq!(
+        repeated(start("run-e", "m-push", "msg_2").await),
+        ("run-d".to_owned(), "processing".to_owned())
+    );
+    store
+        .finish_sync_run("m-push", "run-d", &completed(0))
+        .await
+        .expect("finish");
+
+    // Ids received before `forget_before` are forgotten.
+    let later = NewPush {
+        push_id: "msg_1".to_owned(),
+        forget_before: Utc::now() + TimeDelta::minutes(1),
+    };
+    let again = store
+        .start_push_run(&new_run("run-f", "m-push"), &later)
+        .await
+        .expect("start");
+    assert_eq!(started(again), "run-f");
+    store
+        .finish_sync_run("m-push", "run-f", &completed(0))
+        .await
+        .expect("finish");
+
+    // Two backends given the same push at once: one applies it.
+    let (run_g, run_h, msg_3) = (
+        new_run("run-g", "m-push"),
+        new_run("run-h", "m-push"),
+        push("msg_3"),
+    );
+    let (one, two) = tokio::join!(
+        store.start_push_run(&run_g, &msg_3),
+        store.start_push_run(&run_h, &msg_3),
+    );
+    let applied = [one, two]
+        .into_iter()
+        .filter(|start| matches!(start, Ok(PushStart::Started(_))))
+        .count();
+    assert_eq!(applied, 1, "exactly one backend applies a push");
+}
+
 fn at(rfc3339: &str) -> DateTime<Utc> {
     rfc3339.parse().expect("an RFC 3339 time")
 }
@@ -3212,6 +3311,7 @@ conformance! {
     replace_and_delete_remove_only_the_merchants_products,
     sync_runs_are_listed_newest_first_in_pages,
     products_are_listed_by_sku_in_pages_and_counted,
+    a_push_id_is_applied_once_unless_its_run_failed,
     ],
     store_and_database: [
         documents_and_sessions_write_their_events_to_the_outbox,

@@ -28,6 +28,12 @@ pub struct SyncSettings {
     /// `AWS_*` environment). Off by default: those credentials may read buckets of the operator
     /// or of other merchants.
     pub s3_environment_credentials: bool,
+    /// Also accept platform pushes signed the original design's way: `X-Webhook-Signature`,
+    /// the hex HMAC-SHA256 of the body alone, beside `X-Webhook-Timestamp`. Weaker: the
+    /// signature does not cover the timestamp and carries no id, so a captured push can be sent
+    /// again with a fresh timestamp and is applied again. Off by default; pushes are signed with
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    pub legacy_push_signatures: bool,
 }
 
 impl Default for SyncSettings {
@@ -41,6 +47,7 @@ impl Default for SyncSettings {
             s3_region: "us-east-1".to_owned(),
             s3_endpoint: None,
             s3_environment_credentials: false,
+            legacy_push_signatures: false,
         }
     }
 }

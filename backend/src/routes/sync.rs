@@ -6,7 +6,8 @@
 //! - `POST …/sync/trigger`: pull the configured source now, in the background: 202 and the
 //!   run; 409 naming the active run while one is in progress.
 //! - `POST …/sync/webhook`: the merchant's platform pushes upserts and deletions; not a portal
-//!   route, authenticated by the HMAC of the raw body with the configuration's webhook secret.
+//!   route, signed with Standard Webhooks and the configuration's webhook secret; a push id is
+//!   applied once (see `webhook`).
 //! - `GET …/sync/status`: the active run with its progress, else the last run.
 //! - `GET …/sync/history?limit=&cursor=`: runs, newest first.
 //! - `POST …/sync/webhook-secret`: a new webhook secret, shown this once.
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::{KeyAccess, PortalAccess, ProductsRead};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::page;
-use crate::store::{FieldMapping, Product, SyncConfig, SyncRun};
+use crate::store::{FieldMapping, NewPush, Product, PushStart, SyncConfig, SyncRun};
 use crate::sync::import::{self, Import, ImportError, ImportReport, Mode};
 use crate::sync::parse::{FileError, Format};
 use crate::{ApiError, AppState, Envelope, RequestContext};
@@ -331,8 +332,15 @@ async fn push(
 ) -> Result<Envelope<ImportReport>, ApiError> {
     let config = state.store.get_sync_config(&merchant_id).await?;
     // An unknown merchant and a wrong signature look alike to the caller.
-    let secret = config.as_ref().map(|c| c.webhook_secret.as_bytes());
-    webhook::verify(secret, &headers, &body, Utc::now().timestamp())?;
+    let secret = config.as_ref().map(|c| c.webhook_secret.as_str());
+    let now = Utc::now();
+    let verified = webhook::verify(
+        secret,
+        &headers,
+        &body,
+        now.timestamp(),
+        state.sync.settings().legacy_push_signatures,
+    )?;
     let config =
         config.ok_or_else(|| ApiError::Internal("verified without a secret".to_owned()))?;
     if config.status != "active" {
@@ -361,15 +369,34 @@ async fn push(
         trigger: "webhook",
         source_type: "webhook",
     };
-    let run = import::start(
-        state.store.as_ref(),
-        &merchant_id,
-        "webhook",
-        "webhook",
-        Mode::Upsert,
-    )
-    .await
-    .map_err(import_error)?;
+    let run = match verified {
+        webhook::Verified::Standard { id } => {
+            // An id is remembered for twice the tolerance: a timestamp is accepted that far
+            // either side of now, so any replay still accepted finds it.
+            let remember = chrono::Duration::seconds(2 * webhook::TOLERANCE_SECS + 60);
+            let push = NewPush {
+                push_id: id,
+                forget_before: now - remember,
+            };
+            match import::start_push(state.store.as_ref(), &merchant_id, &push).await {
+                Ok(PushStart::Started(run)) => run,
+                // Acknowledged: the platform may stop retrying; nothing changes.
+                Ok(PushStart::Repeated(earlier)) => {
+                    return Ok(Envelope::new(&context, ImportReport::repeated(earlier)));
+                }
+                Err(error) => return Err(import_error(error)),
+            }
+        }
+        webhook::Verified::Legacy => import::start(
+            state.store.as_ref(),
+            &merchant_id,
+            "webhook",
+            "webhook",
+            Mode::Upsert,
+        )
+        .await
+        .map_err(import_error)?,
+    };
     let report = import::apply(state.store.as_ref(), &run, &import, push.deleted)
         .await
         .map_err(import_error)?;
@@ -494,16 +521,10 @@ fn no_config() -> ApiError {
     )
 }
 
-/// A secret for `/sync/webhook` signatures: `whsec_` and 43 random letters and digits.
+/// A secret for `/sync/webhook` signatures: `whsec_` and 32 random bytes in base64, the form
+/// the Standard Webhooks libraries read.
 fn new_webhook_secret() -> String {
-    use rand::Rng;
-    use rand::distr::Alphanumeric;
-    let random: String = rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(43)
-        .map(char::from)
-        .collect();
-    format!("whsec_{random}")
+    crate::webhooks::sign::new_secret()
 }
 
 #[cfg(test)]

@@ -126,6 +126,25 @@ pub struct NewSyncRun {
     pub mode: String,
 }
 
+/// A verified platform push about to be applied: its Standard Webhooks `webhook-id`, and how
+/// far back applied ids are remembered.
+#[derive(Debug, Clone)]
+pub struct NewPush {
+    pub push_id: String,
+    /// Ids received before this are forgotten (their timestamps are no longer accepted, so a
+    /// replay of them is refused before it reaches the store).
+    pub forget_before: DateTime<Utc>,
+}
+
+/// What [`Store::start_push_run`](super::Store::start_push_run) did.
+#[derive(Debug, Clone)]
+pub enum PushStart {
+    /// The push is new (or its earlier run failed): this run applies it.
+    Started(SyncRun),
+    /// The push was applied (or is being applied) by this run: nothing to do.
+    Repeated(SyncRun),
+}
+
 /// What one batch did to the catalog.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchCounts {
@@ -328,6 +347,17 @@ pub(super) mod sql {
     pub const GET_CONFIG: &str = "SELECT * FROM sync_configs WHERE merchant_id = $1";
     pub const ROTATE_SECRET: &str = "UPDATE sync_configs SET webhook_secret = $2, updated_at = $3 \
          WHERE merchant_id = $1 RETURNING *";
+
+    /// Claims a push id for run `$3`: a new id, or one whose run failed. No row is written when
+    /// the id belongs to a run that completed or is still processing.
+    pub const CLAIM_PUSH: &str = "INSERT INTO sync_pushes (merchant_id, push_id, run_id, received_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (merchant_id, push_id) DO UPDATE \
+         SET run_id = excluded.run_id, received_at = excluded.received_at \
+         WHERE EXISTS (SELECT 1 FROM sync_runs AS r WHERE r.merchant_id = sync_pushes.merchant_id \
+         AND r.id = sync_pushes.run_id AND r.status = 'failed')";
+    pub const FORGET_PUSHES: &str = "DELETE FROM sync_pushes WHERE received_at < $1";
+    pub const PUSH_RUN: &str = "SELECT r.* FROM sync_runs AS r JOIN sync_pushes AS p \
+         ON p.merchant_id = r.merchant_id AND p.run_id = r.id WHERE p.merchant_id = $1 AND p.push_id = $2";
 
     pub const INSERT_RUN: &str = "INSERT INTO sync_runs (id, merchant_id, status, trigger, source_type, mode, \
          started_at, heartbeat_at) VALUES ($1, $2, 'processing', $3, $4, $5, $6, $6) RETURNING *";

@@ -28,8 +28,8 @@ use mindshop_config::{DatabaseConfig, DatabaseKind};
 use serde::Serialize;
 
 pub use catalog::{
-    BatchCounts, FieldMapping, NewEvent, NewSyncRun, Product, RunError, RunOutcome, SyncConfig,
-    SyncConfigFields, SyncRun,
+    BatchCounts, FieldMapping, NewEvent, NewPush, NewSyncRun, Product, PushStart, RunError,
+    RunOutcome, SyncConfig, SyncConfigFields, SyncRun,
 };
 pub use chat::{ChatMessage, NewExchange, ProductQuery, Scored};
 pub use documents::{Document, DocumentFields, NewDocument, PageKey};
@@ -231,6 +231,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Starts a run (`processing`) and records `sync.started`, in one transaction.
     /// [`StoreError::Conflict`] while the merchant has another active run.
     async fn start_sync_run(&self, run: &NewSyncRun) -> StoreResult<SyncRun>;
+    /// [`Store::start_sync_run`] for a verified platform push, unless its id was applied
+    /// already: claiming the id, starting the run and recording `sync.started` are one
+    /// transaction, so two backends given the same push apply it once. Ids older than
+    /// `push.forget_before` are dropped in the same transaction.
+    async fn start_push_run(&self, run: &NewSyncRun, push: &NewPush) -> StoreResult<PushStart>;
     /// The merchant's active run, if any.
     async fn active_sync_run(&self, merchant_id: &str) -> StoreResult<Option<SyncRun>>;
     /// Upserts one batch of products by (merchant, sku) in one transaction, writing only rows

@@ -483,6 +483,53 @@ macro_rules! portable_store_impl {
                 Ok(started)
             }
 
+            async fn start_push_run(
+                &self,
+                run: &super::NewSyncRun,
+                push: &super::NewPush,
+            ) -> super::StoreResult<super::PushStart> {
+                use super::catalog::{SyncRunRow, sql};
+                let now = ::chrono::Utc::now();
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                ::sqlx::query(sql::FORGET_PUSHES)
+                    .bind(push.forget_before)
+                    .execute(&mut *tx)
+                    .await?;
+                let claimed = ::sqlx::query(sql::CLAIM_PUSH)
+                    .bind(&run.merchant_id)
+                    .bind(&push.push_id)
+                    .bind(&run.id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| super::classify(e, "a push", "merchant"))?
+                    .rows_affected();
+                if claimed == 0 {
+                    let earlier: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::PUSH_RUN)
+                        .bind(&run.merchant_id)
+                        .bind(&push.push_id)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .into();
+                    tx.rollback().await?;
+                    return Ok(super::PushStart::Repeated(earlier));
+                }
+                let started: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::INSERT_RUN)
+                    .bind(&run.id)
+                    .bind(&run.merchant_id)
+                    .bind(&run.trigger)
+                    .bind(&run.source_type)
+                    .bind(&run.mode)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| super::classify(e, "an active sync run", "merchant"))?
+                    .into();
+                Self::insert_event(&mut tx, &super::catalog::run_event(&started)).await?;
+                tx.commit().await?;
+                Ok(super::PushStart::Started(started))
+            }
+
             async fn active_sync_run(
                 &self,
                 merchant_id: &str,

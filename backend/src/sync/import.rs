@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::parse::{self, FieldMapping, FileError, Format};
-use crate::store::{NewSyncRun, RunError, RunOutcome, Store, StoreError, SyncRun, catalog};
+use crate::store::{
+    NewPush, NewSyncRun, PushStart, RunError, RunOutcome, Store, StoreError, SyncRun, catalog,
+};
 
 /// Rows written per transaction: large enough to amortise the round trips, small enough that a
 /// batch commits in milliseconds and a crash loses at most one.
@@ -60,9 +62,25 @@ pub struct ImportReport {
     pub products_failed: i64,
     pub errors: Vec<RunError>,
     pub error_count: i64,
+    /// A platform push whose id was applied already: this is that run, and nothing changed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub repeated: bool,
 }
 
 impl ImportReport {
+    /// The answer to a push sent again: the run that applied it the first time.
+    pub fn repeated(run: SyncRun) -> Self {
+        let mode = if run.mode == Mode::Replace.label() {
+            Mode::Replace
+        } else {
+            Mode::Upsert
+        };
+        Self {
+            repeated: true,
+            ..Self::from_run(run, mode)
+        }
+    }
+
     fn from_run(run: SyncRun, mode: Mode) -> Self {
         Self {
             run_id: Some(run.id),
@@ -77,6 +95,7 @@ impl ImportReport {
             products_failed: run.products_failed,
             errors: run.errors,
             error_count: run.error_count,
+            repeated: false,
         }
     }
 }
@@ -132,6 +151,7 @@ pub fn dry_run(import: &Import<'_>) -> Result<ImportReport, ImportError> {
         products_failed: errors.count,
         errors: errors.kept,
         error_count: errors.count,
+        repeated: false,
     })
 }
 
@@ -158,24 +178,42 @@ pub async fn start(
     source_type: &str,
     mode: Mode,
 ) -> Result<SyncRun, ImportError> {
-    let started = store
-        .start_sync_run(&NewSyncRun {
-            id: mindshop_wire::ids::new_id("run"),
-            merchant_id: merchant_id.to_owned(),
-            trigger: trigger.to_owned(),
-            source_type: source_type.to_owned(),
-            mode: mode.label().to_owned(),
-        })
-        .await;
-    match started {
-        Ok(run) => Ok(run),
-        Err(StoreError::Conflict(_)) => {
-            let active = store.active_sync_run(merchant_id).await?;
-            Err(ImportError::Busy(
-                active.map_or_else(|| "unknown".to_owned(), |run| run.id),
-            ))
-        }
-        Err(other) => Err(other.into()),
+    let run = new_run(merchant_id, trigger, source_type, mode);
+    match store.start_sync_run(&run).await {
+        Err(StoreError::Conflict(_)) => Err(busy(store, merchant_id).await),
+        started => Ok(started?),
+    }
+}
+
+/// Starts the run of a verified platform push (`webhook`, upsert), unless its id was applied
+/// already; [`ImportError::Busy`] as [`start`].
+pub async fn start_push(
+    store: &dyn Store,
+    merchant_id: &str,
+    push: &NewPush,
+) -> Result<PushStart, ImportError> {
+    let run = new_run(merchant_id, "webhook", "webhook", Mode::Upsert);
+    match store.start_push_run(&run, push).await {
+        Err(StoreError::Conflict(_)) => Err(busy(store, merchant_id).await),
+        started => Ok(started?),
+    }
+}
+
+fn new_run(merchant_id: &str, trigger: &str, source_type: &str, mode: Mode) -> NewSyncRun {
+    NewSyncRun {
+        id: mindshop_wire::ids::new_id("run"),
+        merchant_id: merchant_id.to_owned(),
+        trigger: trigger.to_owned(),
+        source_type: source_type.to_owned(),
+        mode: mode.label().to_owned(),
+    }
+}
+
+/// [`ImportError::Busy`] with the merchant's active run.
+async fn busy(store: &dyn Store, merchant_id: &str) -> ImportError {
+    match store.active_sync_run(merchant_id).await {
+        Ok(active) => ImportError::Busy(active.map_or_else(|| "unknown".to_owned(), |run| run.id)),
+        Err(error) => error.into(),
     }
 }
 

@@ -27,6 +27,11 @@ impl Runner {
         Self { store, settings }
     }
 
+    /// The `[sync]` settings this runner was made with.
+    pub fn settings(&self) -> &SyncSettings {
+        &self.settings
+    }
+
     /// Starts a run that pulls `config`'s source; returns it at once (`processing`) while the
     /// pull goes on in the background. [`ImportError::Busy`] when a run is active.
     pub async fn start_pull(

@@ -7,7 +7,9 @@
 //!   during a rotation one signature per secret, space separated, the new one first.
 
 use base64::Engine as _;
+use base64::alphabet;
 use base64::engine::general_purpose::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hmac::{Hmac, Mac};
 use rand::RngCore as _;
 use sha2::Sha256;
@@ -35,17 +37,34 @@ pub fn body_signature(secret: &str, body: &[u8]) -> String {
 
 /// One `v1,<base64>` signature of the Standard Webhooks scheme.
 pub fn standard_signature(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mac = standard_mac(secret, id, &timestamp.to_string(), body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// The Standard Webhooks HMAC over `{id}.{timestamp}.{body}`, not yet finalized, so that a
+/// verifier can compare it in constant time (`verify_slice`). `timestamp` is the header's text
+/// as sent. The key is the base64 part of the secret after `whsec_`, read as leniently as the
+/// official libraries read it (padding optional, trailing bits ignored), so the sync secrets
+/// made before pushes used this scheme (43 letters and digits) sign alike on both sides; a
+/// secret that is not base64 at all is its own bytes.
+pub fn standard_mac(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
     let key = secret
         .strip_prefix(PREFIX)
-        .and_then(|encoded| STANDARD.decode(encoded).ok())
+        .and_then(|encoded| LENIENT.decode(encoded).ok())
         .unwrap_or_else(|| secret.as_bytes().to_vec());
     let mut mac = mac(&key);
     mac.update(id.as_bytes());
     mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
+    mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    mac
 }
 
 #[cfg(test)]
