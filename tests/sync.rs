@@ -615,66 +615,105 @@ async fn sources_on_the_internal_network_are_refused_by_default() {
     .failure(400, "NOTHING_TO_PULL");
 }
 
-/// A push as a merchant's platform signs it: hex HMAC-SHA256 of the raw body.
-async fn push(server: &Server, secret: &str, body: &str, timestamp: u64) -> Reply {
+/// A push as a merchant's platform signs it with Standard Webhooks: `v1,` and the base64
+/// HMAC-SHA256 of `{id}.{timestamp}.{body}`, keyed by the base64 part of the secret.
+fn standard_headers(secret: &str, id: &str, body: &str, timestamp: u64) -> [(String, String); 3] {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use hmac::{Hmac, Mac};
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
+        .expect("a base64 secret");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    [
+        ("webhook-id".to_owned(), id.to_owned()),
+        ("webhook-timestamp".to_owned(), timestamp.to_string()),
+        ("webhook-signature".to_owned(), signature),
+    ]
+}
+
+async fn send_push(server: &Server, headers: &[(String, String)], body: &str) -> Reply {
+    let mut request = client()
+        .post(server.url(&format!("{BASE}/sync/webhook")))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    Reply::of(request).await
+}
+
+async fn push(server: &Server, secret: &str, id: &str, body: &str, timestamp: u64) -> Reply {
+    send_push(server, &standard_headers(secret, id, body, timestamp), body).await
+}
+
+/// The original design's body-only signature: hex HMAC-SHA256 of the raw body.
+async fn legacy_push(server: &Server, secret: &str, body: &str, timestamp: u64) -> Reply {
     use hmac::{Hmac, Mac};
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body.as_bytes());
-    let signature = hex::encode(mac.finalize().into_bytes());
-    Reply::of(
-        client()
-            .post(server.url(&format!("{BASE}/sync/webhook")))
-            .header("content-type", "application/json")
-            .header("X-Webhook-Signature", signature)
-            .header("X-Webhook-Timestamp", timestamp.to_string())
-            .body(body.to_owned()),
-    )
-    .await
+    let headers = [
+        (
+            "X-Webhook-Signature".to_owned(),
+            hex::encode(mac.finalize().into_bytes()),
+        ),
+        ("X-Webhook-Timestamp".to_owned(), timestamp.to_string()),
+    ];
+    send_push(server, &headers, body).await
 }
 
-#[tokio::test]
-async fn the_platform_pushes_upserts_and_deletions_signed_with_the_secret() {
-    let (server, acme, _) = portal().await;
+/// A webhook-sync configuration of `acme`; its secret.
+async fn webhook_config(server: &Server, token: &str) -> String {
     let config = configure(
-        &server,
-        &acme,
+        server,
+        token,
         "POST",
         json!({"syncType": "webhook", "sourceType": "api", "sourceUrl": "https://shop.example/feed",
                "fieldMapping": {"sku": "id", "title": "name"}}),
     )
     .await
     .success(201);
-    let secret = config["webhookSecret"].as_str().unwrap().to_owned();
+    config["webhookSecret"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_platform_pushes_upserts_and_deletions_signed_with_the_secret() {
+    let (server, acme, _) = portal().await;
+    let secret = webhook_config(&server, &acme).await;
     let now = support::pipeline::unix_now();
 
     let first = r#"{"products": [{"id": "W1", "name": "Wok"}, {"id": "W2", "name": "Pan"}]}"#;
-    let report = push(&server, &secret, first, now).await.success(200);
+    let report = push(&server, &secret, "msg_1", first, now)
+        .await
+        .success(200);
     assert_eq!(report["productsCreated"], 2, "{report}");
 
     // Wrong secret, stale timestamp, a body other than the signed one: 401, nothing written.
     let evil = r#"{"deleted": ["W1", "W2"]}"#;
-    push(&server, "whsec_guess", evil, now)
+    push(&server, "whsec_Z3Vlc3M=", "msg_e", evil, now)
         .await
         .failure(401, "INVALID_SIGNATURE");
-    push(&server, &secret, evil, now - 301)
+    push(&server, &secret, "msg_e", evil, now - 301)
         .await
         .failure(401, "INVALID_SIGNATURE");
-    let forged = Reply::of(
-        client()
-            .post(server.url(&format!("{BASE}/sync/webhook")))
-            .header("X-Webhook-Signature", "00".repeat(32))
-            .header("X-Webhook-Timestamp", now.to_string())
-            .body(evil),
-    )
-    .await;
-    forged.failure(401, "INVALID_SIGNATURE");
+    let signed_other = standard_headers(&secret, "msg_e", first, now);
+    send_push(&server, &signed_other, evil)
+        .await
+        .failure(401, "INVALID_SIGNATURE");
+    send_push(&server, &[], evil)
+        .await
+        .failure(401, "INVALID_SIGNATURE");
     assert_eq!(
         catalog(&server, &acme).await,
         owned(&[("W1", "Wok"), ("W2", "Pan")])
     );
 
     let second = r#"{"products": [{"id": "W1", "name": "Carbon wok"}], "deleted": ["W2"]}"#;
-    let report = push(&server, &secret, second, now).await.success(200);
+    let report = push(&server, &secret, "msg_2", second, now)
+        .await
+        .success(200);
     assert_eq!(
         (
             report["productsUpdated"].as_i64(),
@@ -700,20 +739,133 @@ async fn the_platform_pushes_upserts_and_deletions_signed_with_the_secret() {
     .success(200);
     let new_secret = rotated["webhookSecret"].as_str().unwrap();
     assert_ne!(new_secret, secret);
-    push(&server, &secret, second, now)
+    push(&server, &secret, "msg_3", second, now)
         .await
         .failure(401, "INVALID_SIGNATURE");
-    push(&server, new_secret, second, now).await.success(200);
+    push(&server, new_secret, "msg_3", second, now)
+        .await
+        .success(200);
     // A merchant without a configuration looks the same as a bad signature.
-    let other = Reply::of(
-        client()
-            .post(server.url("/api/merchants/globex/sync/webhook"))
-            .header("X-Webhook-Signature", "00".repeat(32))
-            .header("X-Webhook-Timestamp", now.to_string())
-            .body("{}"),
-    )
-    .await;
+    let mut other = client()
+        .post(server.url("/api/merchants/globex/sync/webhook"))
+        .body("{}");
+    for (name, value) in standard_headers(new_secret, "msg_g", "{}", now) {
+        other = other.header(name, value);
+    }
+    let other = Reply::of(other).await;
     other.failure(401, "INVALID_SIGNATURE");
+}
+
+/// The attack that found the hole: a captured deletion sent again later deleted the product
+/// again. Now a repeated id is acknowledged and changes nothing, and re-dating it breaks the
+/// signature.
+#[tokio::test]
+async fn a_captured_push_sent_again_changes_nothing() {
+    let (server, acme, _) = portal().await;
+    let secret = webhook_config(&server, &acme).await;
+    let now = support::pipeline::unix_now();
+    let create = r#"{"products": [{"id": "L1", "name": "Lamp"}]}"#;
+    let delete = r#"{"deleted": ["L1"]}"#;
+    push(&server, &secret, "msg_create", create, now)
+        .await
+        .success(200);
+    let captured = standard_headers(&secret, "msg_delete", delete, now);
+    let deleted = send_push(&server, &captured, delete).await.success(200);
+    assert_eq!(deleted["productsDeleted"], 1, "{deleted}");
+    // The product comes back with a later push.
+    push(&server, &secret, "msg_recreate", create, now)
+        .await
+        .success(200);
+    let runs_before = history(&server, &acme).await.len();
+
+    // The same bytes again: 200, the first run's report, marked repeated; nothing deleted.
+    let replay = send_push(&server, &captured, delete).await.success(200);
+    assert_eq!(replay["repeated"], true, "{replay}");
+    assert_eq!(replay["runId"], deleted["runId"], "{replay}");
+    assert_eq!(catalog(&server, &acme).await, owned(&[("L1", "Lamp")]));
+    assert_eq!(history(&server, &acme).await.len(), runs_before);
+
+    // With a fresh timestamp the signature no longer holds.
+    let mut redated = captured.clone();
+    redated[1].1 = (now + 60).to_string();
+    send_push(&server, &redated, delete)
+        .await
+        .failure(401, "INVALID_SIGNATURE");
+    assert_eq!(catalog(&server, &acme).await, owned(&[("L1", "Lamp")]));
+
+    // The original design's body-only signature is refused by default, saying what to use.
+    let legacy = legacy_push(&server, &secret, delete, now).await;
+    let refused = legacy.failure(401, "INVALID_SIGNATURE");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("Standard Webhooks"),
+        "{refused}"
+    );
+    assert_eq!(catalog(&server, &acme).await, owned(&[("L1", "Lamp")]));
+}
+
+#[tokio::test]
+async fn body_only_signatures_pass_when_the_operator_allows_them() {
+    let workdir = Workdir::new();
+    create_merchant(&workdir, "acme", &["merchant-store.com"]);
+    let acme = portal_token(&workdir, "acme", &[]);
+    let server = Launch::serve()
+        .env("MINDSHOP_SYNC_LEGACY_PUSH_SIGNATURES", "true")
+        .start_in(workdir)
+        .await;
+    let secret = webhook_config(&server, &acme).await;
+    let now = support::pipeline::unix_now();
+    let body = r#"{"products": [{"id": "B1", "name": "Bowl"}]}"#;
+    legacy_push(&server, &secret, body, now).await.success(200);
+    legacy_push(&server, &secret, body, now - 301)
+        .await
+        .failure(401, "INVALID_SIGNATURE");
+    assert_eq!(catalog(&server, &acme).await, owned(&[("B1", "Bowl")]));
+    // Standard Webhooks pushes still work beside them.
+    let body = r#"{"deleted": ["B1"]}"#;
+    push(&server, &secret, "msg_1", body, now)
+        .await
+        .success(200);
+    assert!(catalog(&server, &acme).await.is_empty());
+}
+
+/// A platform that signs with the official Standard Webhooks library (PyPI `standardwebhooks`).
+#[tokio::test]
+#[ignore = "needs python3 with standardwebhooks (pip install standardwebhooks)"]
+async fn a_push_signed_by_the_official_library_is_applied_once() {
+    let (server, acme, _) = portal().await;
+    let secret = webhook_config(&server, &acme).await;
+    let body = r#"{"products": [{"id": "P1", "name": "Pot"}]}"#;
+    let script = r#"
+import json, sys
+from datetime import datetime, timezone
+from standardwebhooks.webhooks import Webhook
+secret, body = sys.argv[1], sys.argv[2]
+now = datetime.now(tz=timezone.utc)
+msg_id = "msg_official_1"
+print(json.dumps({"webhook-id": msg_id,
+                  "webhook-timestamp": str(int(now.timestamp())),
+                  "webhook-signature": Webhook(secret).sign(msg_id, now, body)}))
+"#;
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, &secret, body])
+        .output()
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "python3 with standardwebhooks: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let signed: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&output.stdout).expect("the headers as JSON");
+    let headers: Vec<(String, String)> = signed.into_iter().collect();
+    let report = send_push(&server, &headers, body).await.success(200);
+    assert_eq!(report["productsCreated"], 1, "{report}");
+    let again = send_push(&server, &headers, body).await.success(200);
+    assert_eq!(again["repeated"], true, "{again}");
+    assert_eq!(catalog(&server, &acme).await, owned(&[("P1", "Pot")]));
 }
 
 #[tokio::test]
