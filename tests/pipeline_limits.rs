@@ -409,3 +409,112 @@ async fn when_redis_stops_requests_pass_and_limiting_resumes_when_it_is_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A push signed by the merchant's platform (Standard Webhooks).
+fn signed_push(secret: &str, id: &str, body: &str) -> [(String, String); 3] {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use hmac::{Hmac, Mac};
+    let key = STANDARD.decode(&secret["whsec_".len()..]).expect("base64");
+    let timestamp = unix_now();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    [
+        ("webhook-id".to_owned(), id.to_owned()),
+        ("webhook-timestamp".to_owned(), timestamp.to_string()),
+        ("webhook-signature".to_owned(), signature),
+    ]
+}
+
+/// The attack that found the hole: 120 unsigned requests used up the merchant's push budget,
+/// and its platform's signed push got 429. Refused pushes now count against their sender's
+/// address, and the merchant's budget counts verified pushes only.
+#[tokio::test]
+async fn unsigned_pushes_cannot_spend_a_merchants_push_budget() {
+    pushes_are_counted_by_their_signature(&[]).await;
+}
+
+#[tokio::test]
+#[ignore = "needs MINDSHOP_TEST_REDIS_URL"]
+async fn unsigned_pushes_cannot_spend_a_merchants_push_budget_in_redis() {
+    let prefix = unique_prefix("pushes");
+    pushes_are_counted_by_their_signature(&[
+        ("MINDSHOP_LIMITS_STORE", "redis"),
+        ("MINDSHOP_REDIS_URL", &test_redis_url()),
+        ("MINDSHOP_REDIS_KEY_PREFIX", &prefix),
+    ])
+    .await;
+}
+
+async fn pushes_are_counted_by_their_signature(env: &[(&str, &str)]) {
+    let workdir = Workdir::new();
+    create_merchant(&workdir, "acme", &["merchant-store.com"]);
+    let token = portal_token(&workdir, "acme", &[]);
+    let mut launch = Launch::serve()
+        .env("MINDSHOP_LIMITS_SYNC_WEBHOOK", "3")
+        .env("MINDSHOP_LIMITS_REFUSED_PER_IP", "5");
+    for (name, value) in env {
+        launch = launch.env(name, value);
+    }
+    let server = launch.start_in(workdir).await;
+    let config = Reply::of(
+        client()
+            .post(server.url("/api/merchants/acme/sync/configure"))
+            .bearer_auth(&token)
+            .json(
+                &serde_json::json!({"syncType": "webhook", "sourceType": "api",
+                "sourceUrl": "https://shop.example/feed",
+                "fieldMapping": {"sku": "id", "title": "name"}}),
+            ),
+    )
+    .await
+    .success(201);
+    let secret = config["webhookSecret"].as_str().unwrap().to_owned();
+    let push_url = server.url("/api/merchants/acme/sync/webhook");
+    // The attacker calls from another loopback address than the merchant's platform.
+    let attacker = reqwest::Client::builder()
+        .no_proxy()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    room_in_window(WINDOW_SECS, SEQUENCE_ROOM).await;
+
+    for _ in 0..5 {
+        Reply::of(attacker.post(&push_url).body(r#"{"deleted": ["A1"]}"#))
+            .await
+            .failure(401, "INVALID_SIGNATURE");
+    }
+    let blocked = Reply::of(attacker.post(&push_url).body("{}")).await;
+    blocked.failure(429, "RATE_LIMIT_EXCEEDED");
+    assert_eq!(
+        blocked.header("ratelimit-policy"),
+        Some("\"refused\";q=5;w=60"),
+        "{blocked:?}"
+    );
+
+    // The platform's signed pushes have the merchant's whole budget.
+    let body = r#"{"products": [{"id": "A1", "name": "Anvil"}]}"#;
+    let mut reset = 0;
+    for (n, remaining) in [2, 1, 0].into_iter().enumerate() {
+        let mut request = client().post(&push_url).body(body);
+        for (name, value) in signed_push(&secret, &format!("msg_{n}"), body) {
+            request = request.header(name, value);
+        }
+        let reply = Reply::of(request).await;
+        reply.success(200);
+        reset = assert_budget(&reply, "sync_webhook", 3, remaining);
+    }
+    let mut request = client().post(&push_url).body(body);
+    for (name, value) in signed_push(&secret, "msg_over", body) {
+        request = request.header(name, value);
+    }
+    let over = Reply::of(request).await;
+    assert_limited(&over, reset);
+    assert_eq!(
+        over.header("ratelimit-policy"),
+        Some("\"sync_webhook\";q=3;w=60"),
+        "{over:?}"
+    );
+}

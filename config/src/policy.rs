@@ -76,9 +76,11 @@ pub struct LimitsConfig {
     /// Sync writes (`POST|PUT …/sync/configure`, `POST …/sync/trigger`, `POST …/sync/upload`),
     /// per portal user; 20 per minute as the original design has it.
     pub sync_writes: u32,
-    /// `POST /api/merchants/:id/sync/webhook`, per merchant.
+    /// `POST /api/merchants/:id/sync/webhook`, per merchant: pushes whose signature held (a
+    /// refused push counts against `refused_per_ip` instead, so nobody can spend it unsigned).
     pub sync_webhook: u32,
-    /// Requests whose credential was refused (401), per client IP: throttles key guessing.
+    /// Requests whose credential or push signature was refused (401), per client IP: throttles
+    /// key guessing and unsigned pushes.
     pub refused_per_ip: u32,
     /// With `store = "redis"`: most counts of one budget an edge takes from Redis in one call
     /// and hands to the budget's next requests itself (a lease, at most 1/32 of what remains of

@@ -8,7 +8,8 @@
 //! 3. `upstream_request_filter`: strip client-sent `X-Mindshop-*` and the credentials the gate
 //!    checked (`X-API-Key`, `Authorization`), add the request id and the signed identity.
 //! 4. `request_body_filter`: count streamed body bytes against the limit.
-//! 5. `response_filter`: echo the request id, add the CORS and rate-limit headers owed.
+//! 5. `response_filter`: count a platform push by the backend's verdict on its signature
+//!    ([`Gate::charge_push`]), echo the request id, add the CORS and rate-limit headers owed.
 //! 6. `fail_to_proxy`: the edge's 502/503/504/413 envelopes.
 //! 7. `logging`: metrics and the access log, for every request.
 
@@ -35,7 +36,7 @@ use serde_json::json;
 
 use crate::answer;
 use crate::directory::Directory;
-use crate::gate::{Gate, OwedHeaders, RequestView, Verdict};
+use crate::gate::{Gate, OwedHeaders, PushCharge, RequestView, Verdict};
 use crate::metrics::EDGE_METRICS;
 
 /// An API key, as clients may send it.
@@ -98,6 +99,8 @@ pub struct RequestCtx {
     identity: Arc<EncodedIdentity>,
     /// CORS and rate-limit headers every answer to this request carries.
     owed: OwedHeaders,
+    /// A platform push, counted when the backend's answer says whether its signature held.
+    push: Option<PushCharge>,
 }
 
 #[async_trait]
@@ -116,6 +119,7 @@ impl ProxyHttp for Edge {
             attempts: 0,
             identity: crate::gate::anonymous(),
             owed: OwedHeaders::new(),
+            push: None,
         }
     }
 
@@ -175,9 +179,14 @@ impl ProxyHttp for Edge {
                 .map(|a| a.ip()),
         };
         match self.gate.admit(&view).await {
-            Verdict::Admit { identity, headers } => {
+            Verdict::Admit {
+                identity,
+                headers,
+                push,
+            } => {
                 ctx.identity = identity;
                 ctx.owed = headers;
+                ctx.push = push;
                 if route.group == RouteGroup::Widget {
                     crate::widget::answer(session, &ctx.request_id, &ctx.owed).await?;
                     return Ok(true);
@@ -343,6 +352,11 @@ impl ProxyHttp for Edge {
                  between edge and backend, or their clocks are further apart than \
                  internal.max_clock_skew_secs"
             );
+        }
+        if let Some(push) = ctx.push.take() {
+            self.gate
+                .charge_push(&push, response.status.as_u16(), &mut ctx.owed)
+                .await;
         }
         // The head is rebuilt as plain `http` parts (see `answer::head`): the owed headers go
         // straight into the header map, which has room for them.

@@ -51,6 +51,9 @@ pub(crate) enum Verdict {
     Admit {
         identity: Arc<EncodedIdentity>,
         headers: OwedHeaders,
+        /// A platform push: counted once the backend has said whether its signature held
+        /// ([`Gate::charge_push`]).
+        push: Option<PushCharge>,
     },
     /// Answer now: a status, an envelope (none for a 204 preflight) and headers.
     Answer {
@@ -164,6 +167,11 @@ impl Gate {
             Err(verdict) => return self.count_refusal(request, verdict).await,
         };
 
+        // A push's signature is the backend's to check: it is counted once it has.
+        if group == RouteGroup::SyncWebhook {
+            return self.admit_push(request, identity, owed).await;
+        }
+
         // 4. Rate limits.
         let plan = key.as_ref().map(|known| known.key.plan.as_str());
         if let Err(verdict) = self
@@ -175,7 +183,118 @@ impl Gate {
         Verdict::Admit {
             identity,
             headers: owed,
+            push: None,
         }
+    }
+
+    /// A platform push, before its signature is known: refused while its sender's address has
+    /// used up `limits.refused_per_ip` or its merchant `limits.sync_webhook`, and counted
+    /// against neither yet. So pushes that anyone can send unsigned never spend the merchant's
+    /// budget, and a flood of them is throttled by its own address.
+    async fn admit_push(
+        &self,
+        request: &RequestView<'_>,
+        identity: Arc<EncodedIdentity>,
+        owed: OwedHeaders,
+    ) -> Verdict {
+        let merchant = request.route.merchant_id.unwrap_or("unknown");
+        let charge = PushCharge {
+            merchant: ["sync_webhook:merchant:", merchant].concat(),
+            refused: refused_key(request),
+        };
+        let (refused_quota, merchant_quota) = self.push_quotas();
+        let peeked = self
+            .limiter
+            .peek_all(&[
+                (&charge.refused, refused_quota),
+                (&charge.merchant, merchant_quota),
+            ])
+            .await;
+        match peeked.as_deref() {
+            Ok([refused, _]) if !refused.allowed => {
+                return too_many(
+                    request.route.group,
+                    "refused",
+                    refused,
+                    refused_quota,
+                    &owed,
+                    "Too many refused requests",
+                );
+            }
+            Ok([_, budget]) if !budget.allowed => {
+                return too_many(
+                    request.route.group,
+                    "sync_webhook",
+                    budget,
+                    merchant_quota,
+                    &owed,
+                    "Too many requests",
+                );
+            }
+            Ok(_) => {}
+            Err(error) => {
+                if let Some(verdict) = self.limit_store_failed(error, &owed) {
+                    return verdict;
+                }
+            }
+        }
+        Verdict::Admit {
+            identity,
+            headers: owed,
+            push: Some(charge),
+        }
+    }
+
+    /// Counts a push once the backend answered `status`: a refused signature (401) against
+    /// its sender's address, any other answer of the backend's own (2xx, 4xx) against its
+    /// merchant, whose rate-limit headers then go on the answer. A push the backend never
+    /// judged (5xx, no answer) counts against neither.
+    pub async fn charge_push(&self, charge: &PushCharge, status: u16, owed: &mut OwedHeaders) {
+        let (refused_quota, merchant_quota) = self.push_quotas();
+        let (key, quota, policy) = match status {
+            401 => (&charge.refused, refused_quota, "refused"),
+            200..=499 => (&charge.merchant, merchant_quota, "sync_webhook"),
+            _ => return,
+        };
+        match self.limiter.hit_all(&[(key, quota)]).await.as_deref() {
+            Ok([decision]) if status != 401 => decision.append_headers(policy, quota.window, owed),
+            Ok(_) => {}
+            Err(error) => {
+                EDGE_METRICS
+                    .rate_limit_errors
+                    .with_label_values(&[error.reason()])
+                    .inc();
+                tracing::warn!(%error, "rate-limit store failed counting a push");
+            }
+        }
+    }
+
+    /// The quotas of a push's two budgets: its sender's refusals, its merchant's pushes.
+    fn push_quotas(&self) -> (Quota, Quota) {
+        (
+            Quota::new(self.limits.refused_per_ip, self.window),
+            Quota::new(self.limits.sync_webhook, self.window),
+        )
+    }
+
+    /// The rate-limit store failed: counted, logged, and the answer when
+    /// `limits.on_store_error = "deny"` (`None`: the request passes).
+    fn limit_store_failed(&self, error: &LimiterError, owed: &OwedHeaders) -> Option<Verdict> {
+        EDGE_METRICS
+            .rate_limit_errors
+            .with_label_values(&[error.reason()])
+            .inc();
+        tracing::warn!(%error, "rate-limit store failed");
+        (self.limits.on_store_error == OnLimitStoreError::Deny).then(|| {
+            Verdict::refuse(
+                503,
+                Failure::new(
+                    "RATE_LIMIT_UNAVAILABLE",
+                    "Rate limiting is unavailable; try again shortly",
+                ),
+                owed.clone(),
+            )
+        })
     }
 
     /// Refused credentials count against `limits.refused_per_ip` for the client's address,
@@ -190,27 +309,16 @@ impl Gate {
             return refusal;
         };
         let quota = Quota::new(self.limits.refused_per_ip, self.window);
-        let key = format!("refused:{}", client_key(request));
+        let key = refused_key(request);
         match self.limiter.hit_all(&[(&key, quota)]).await.as_deref() {
-            Ok([decision]) if !decision.allowed => {
-                EDGE_METRICS
-                    .rate_limited
-                    .with_label_values(&[request.route.group.label()])
-                    .inc();
-                let mut headers = headers.clone();
-                decision.append_headers("refused", quota.window, &mut headers);
-                Verdict::refuse(
-                    429,
-                    Failure::new(
-                        "RATE_LIMIT_EXCEEDED",
-                        format!(
-                            "Too many refused requests; retry in {} seconds",
-                            decision.reset_after_secs
-                        ),
-                    ),
-                    headers,
-                )
-            }
+            Ok([decision]) if !decision.allowed => too_many(
+                request.route.group,
+                "refused",
+                decision,
+                quota,
+                headers,
+                "Too many refused requests",
+            ),
             _ => refusal,
         }
     }
@@ -409,44 +517,23 @@ impl Gate {
         let decisions = match self.limiter.hit_all(&keys).await {
             Ok(decisions) => decisions,
             Err(error) => {
-                EDGE_METRICS
-                    .rate_limit_errors
-                    .with_label_values(&[error.reason()])
-                    .inc();
-                tracing::warn!(%error, "rate-limit store failed");
-                if self.limits.on_store_error == OnLimitStoreError::Deny {
-                    return Err(Verdict::refuse(
-                        503,
-                        Failure::new(
-                            "RATE_LIMIT_UNAVAILABLE",
-                            "Rate limiting is unavailable; try again shortly",
-                        ),
-                        owed.clone(),
-                    ));
-                }
-                return Ok(());
+                return match self.limit_store_failed(&error, owed) {
+                    Some(verdict) => Err(verdict),
+                    None => Ok(()),
+                };
             }
         };
         let mut tightest: Option<(&str, RateDecision, Quota)> = None;
         for ((policy, _, quota), decision) in budgets.iter().zip(decisions) {
             let (policy, quota) = (*policy, *quota);
             if !decision.allowed {
-                EDGE_METRICS
-                    .rate_limited
-                    .with_label_values(&[group.label()])
-                    .inc();
-                let mut headers = owed.clone();
-                decision.append_headers(policy, quota.window, &mut headers);
-                return Err(Verdict::refuse(
-                    429,
-                    Failure::new(
-                        "RATE_LIMIT_EXCEEDED",
-                        format!(
-                            "Too many requests; retry in {} seconds",
-                            decision.reset_after_secs
-                        ),
-                    ),
-                    headers,
+                return Err(too_many(
+                    group,
+                    policy,
+                    &decision,
+                    quota,
+                    owed,
+                    "Too many requests",
                 ));
             }
             if tightest
@@ -529,16 +616,48 @@ impl Gate {
             RouteGroup::Portal => {
                 smallvec![("portal", ["portal:", who].concat(), quota(limits.portal))]
             }
-            RouteGroup::SyncWebhook => {
-                let merchant = request.route.merchant_id.unwrap_or("unknown");
-                smallvec![(
-                    "sync_webhook",
-                    ["sync_webhook:merchant:", merchant].concat(),
-                    quota(limits.sync_webhook),
-                )]
-            }
+            // Counted once the backend has checked the signature (`admit_push`).
+            RouteGroup::SyncWebhook => Budgets::new(),
         }
     }
+}
+
+/// What a push is counted against once the backend has answered: the budget keys of its
+/// merchant and of its sender's refusals.
+#[derive(Debug)]
+pub(crate) struct PushCharge {
+    merchant: String,
+    refused: String,
+}
+
+/// The 429 for a request over `policy`'s budget, with its rate-limit headers.
+fn too_many(
+    group: RouteGroup,
+    policy: &str,
+    decision: &RateDecision,
+    quota: Quota,
+    owed: &OwedHeaders,
+    what: &str,
+) -> Verdict {
+    EDGE_METRICS
+        .rate_limited
+        .with_label_values(&[group.label()])
+        .inc();
+    let mut headers = owed.clone();
+    decision.append_headers(policy, quota.window, &mut headers);
+    Verdict::refuse(
+        429,
+        Failure::new(
+            "RATE_LIMIT_EXCEEDED",
+            format!("{what}; retry in {} seconds", decision.reset_after_secs),
+        ),
+        headers,
+    )
+}
+
+/// The budget of refused requests from the client's address.
+fn refused_key(request: &RequestView<'_>) -> String {
+    ["refused:", client_key(request).as_str()].concat()
 }
 
 /// The budgets a request counts against (at most two): (policy name, key, quota).
@@ -564,6 +683,20 @@ impl Limiter {
                 .map(|(key, quota)| memory.record_hit(key, *quota))
                 .collect()),
             Self::Redis(redis) => redis.hit_all(budgets).await.map(SmallVec::from_vec),
+        }
+    }
+
+    /// [`RateLimiter::peek_all`]: a decision per budget, in order, counting nothing.
+    async fn peek_all(
+        &self,
+        budgets: &[(&str, Quota)],
+    ) -> Result<SmallVec<[RateDecision; 2]>, LimiterError> {
+        match self {
+            Self::Memory(memory) => Ok(budgets
+                .iter()
+                .map(|(key, quota)| memory.peek(key, *quota))
+                .collect()),
+            Self::Redis(redis) => redis.peek_all(budgets).await.map(SmallVec::from_vec),
         }
     }
 }

@@ -42,6 +42,17 @@ impl MemoryLimiter {
         RateDecision::from_count(u64::from(count), quota, window)
     }
 
+    /// The decision `key` would give a request now, without counting it: the synchronous form
+    /// of [`RateLimiter::peek_all`].
+    pub fn peek(&self, key: &str, quota: Quota) -> RateDecision {
+        let window = Window::containing(self.clock.now(), quota);
+        let count = self
+            .counts
+            .update_existing(key, window, |count| *count)
+            .unwrap_or(0);
+        RateDecision::from_count(u64::from(count) + 1, quota, window)
+    }
+
     /// Drops every counter whose window has passed, in all shards.
     pub fn prune_expired(&self) {
         self.counts
@@ -75,6 +86,13 @@ impl RateLimiter for MemoryLimiter {
         Ok(budgets
             .iter()
             .map(|(key, quota)| self.record_hit(key, *quota))
+            .collect())
+    }
+
+    async fn peek_all(&self, budgets: &[(&str, Quota)]) -> Result<Vec<RateDecision>, LimiterError> {
+        Ok(budgets
+            .iter()
+            .map(|(key, quota)| self.peek(key, *quota))
             .collect())
     }
 }
@@ -164,6 +182,22 @@ mod tests {
         assert_eq!(decision.reset_unix_secs % 3600, 0);
         assert!(decision.reset_unix_secs > WINDOW_END);
         assert!(decision.reset_after_secs <= 3600);
+    }
+
+    #[test]
+    fn a_peek_tells_the_next_decision_and_counts_nothing() {
+        let (_clock, limiter) = limiter_at(T0);
+        let quota = per_minute(2);
+        let fresh = limiter.peek("push", quota);
+        assert!(fresh.allowed);
+        assert_eq!(fresh.remaining, 1);
+        assert_eq!(limiter.peek("push", quota), fresh, "a peek counts nothing");
+        limiter.record_hit("push", quota);
+        assert_eq!(limiter.peek("push", quota).remaining, 0);
+        assert!(limiter.peek("push", quota).allowed);
+        limiter.record_hit("push", quota);
+        assert!(!limiter.peek("push", quota).allowed);
+        assert!(limiter.peek("other", quota).allowed);
     }
 
     #[test]

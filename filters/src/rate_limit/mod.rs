@@ -19,6 +19,9 @@
 //! one window and another at the start of the next (at most `2 × limit` within any `w` seconds).
 //! The limits here protect the backend from floods and scripts, where that is acceptable.
 //!
+//! A request whose outcome decides which budget it counts against is first checked with
+//! [`RateLimiter::peek_all`] (nothing counted), then counted with [`RateLimiter::hit_all`].
+//!
 //! Windows are counted in whole seconds ([`Quota::window_secs`]). Refused requests are counted
 //! too (they never make a window's count smaller), so `remaining` stays 0 until the window ends.
 //! A key names one budget: use one quota per key (two quotas on one key would share a counter).
@@ -241,6 +244,13 @@ pub trait RateLimiter: Send + Sync + std::fmt::Debug {
     /// trip) and returns a decision per budget, in order. Every budget is counted, also when
     /// another one refuses the request.
     async fn hit_all(&self, budgets: &[(&str, Quota)]) -> Result<Vec<RateDecision>, LimiterError>;
+
+    /// The decision each budget would give a request now, without counting it: for a request
+    /// that is counted only once its outcome is known (a platform push counts against its
+    /// merchant once its signature held, against its sender's address once it did not).
+    /// Requests peeked at the same moment may all pass, so a budget counted this way can be
+    /// exceeded by the requests in flight at once.
+    async fn peek_all(&self, budgets: &[(&str, Quota)]) -> Result<Vec<RateDecision>, LimiterError>;
 
     /// Counts one request against the budget `key` and says whether it may pass.
     async fn hit(&self, key: &str, quota: Quota) -> Result<RateDecision, LimiterError> {

@@ -527,6 +527,53 @@ impl RateLimiter for RedisLimiter {
             .map(|(((_, quota), window), count)| RateDecision::from_count(count, *quota, window))
             .collect())
     }
+
+    async fn peek_all(&self, budgets: &[(&str, Quota)]) -> Result<Vec<RateDecision>, LimiterError> {
+        self.peek_counters(budgets).await
+    }
+}
+
+impl RedisLimiter {
+    /// [`RateLimiter::peek_all`]: one `MGET` of the budgets' counters, bounded by the call
+    /// timeout. Counts this edge holds in a lease are counted in Redis already, so a peek errs
+    /// towards refusing, never towards granting more than the limit.
+    async fn peek_counters(
+        &self,
+        budgets: &[(&str, Quota)],
+    ) -> Result<Vec<RateDecision>, LimiterError> {
+        let now = self.clock.now();
+        let windows: Vec<Window> = budgets
+            .iter()
+            .map(|(_, quota)| Window::containing(now, *quota))
+            .collect();
+        let counters: Vec<String> = budgets
+            .iter()
+            .zip(&windows)
+            .map(|((key, _), window)| counter_name(&self.key_prefix, key, window.start))
+            .collect();
+        let timeout = self.batches.call_timeout;
+        let mut connection = self.batches.connection()?;
+        let counts: Vec<Option<u64>> = tokio::time::timeout(
+            timeout,
+            redis::cmd("MGET")
+                .arg(&counters)
+                .query_async(&mut connection),
+        )
+        .await
+        .map_err(|_| LimiterError::Timeout(timeout))?
+        .map_err(|err| classify(err, timeout))?;
+        if counts.len() != budgets.len() {
+            return Err(LimiterError::UnexpectedReply(format!("{counts:?}")));
+        }
+        Ok(budgets
+            .iter()
+            .zip(windows)
+            .zip(counts)
+            .map(|(((_, quota), window), count)| {
+                RateDecision::from_count(count.unwrap_or(0) + 1, *quota, window)
+            })
+            .collect())
+    }
 }
 
 /// What this edge knows of one budget's window in Redis, and the counts it holds there.
@@ -886,6 +933,31 @@ mod tests {
             assert!(waited < Duration::from_millis(900), "{waited:?}");
         }
         hung.abort();
+    }
+
+    #[tokio::test]
+    #[ignore = "needs MINDSHOP_TEST_REDIS_URL"]
+    async fn a_peek_sees_what_every_edge_counted_and_counts_nothing() {
+        let prefix = unique_prefix();
+        let clock = Arc::new(ManualClock::at_unix_secs(T0));
+        let edge_a = edge_on(&prefix, &clock).await;
+        let edge_b = edge_on(&prefix, &clock).await;
+        let quota = per_minute(2);
+        let peek = async |edge: &RedisLimiter| {
+            edge.peek_all(&[("push", quota), ("other", quota)])
+                .await
+                .unwrap()
+        };
+        let fresh = peek(&edge_b).await;
+        assert!(fresh.iter().all(|d| d.allowed && d.remaining == 1));
+        assert_eq!(peek(&edge_b).await, fresh, "a peek counts nothing");
+        assert!(keys_under(&prefix).await.is_empty(), "nor writes a counter");
+        edge_a.hit("push", quota).await.unwrap();
+        edge_a.hit("push", quota).await.unwrap();
+        let seen = peek(&edge_b).await;
+        assert!(!seen[0].allowed, "edge b sees edge a's counts");
+        assert!(seen[1].allowed);
+        assert_eq!(seen[0].reset_unix_secs, 1_700_000_040);
     }
 
     #[tokio::test]
