@@ -385,6 +385,11 @@ async fn destinations_inside_the_network_are_refused_unless_allowed() {
         "https://169.254.169.254/latest/meta-data",
         "https://[::1]/x",
         "https://10.1.2.3/x",
+        // IPv6 forms of internal IPv4 addresses: compatible, 6to4, NAT64.
+        "https://[::127.0.0.1]/x",
+        "https://[2002:a9fe:a9fe::]/latest/meta-data",
+        "https://[64:ff9b::a00:1]/x",
+        "https://[64:ff9b:1::808:808]/x",
         "ftp://hooks.example.com/x",
     ] {
         assert!(strict.check_destination(refused).is_err(), "{refused}");
