@@ -127,22 +127,43 @@ struct PortalClaims<'a> {
     #[serde(rename = "merchantId")]
     merchant_id: &'a str,
     roles: &'a [String],
+    /// `auth.jwt_issuer` / `auth.jwt_audience`: the edge requires them when they are set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
     iat: i64,
     exp: i64,
 }
 
+/// A token's lifetime when `--ttl` is not given.
+const DEFAULT_TTL_SECS: u64 = 3600;
+
+/// The lifetime to issue: `--ttl`, else the default shortened to `auth.jwt_max_lifetime_secs`;
+/// an explicit `--ttl` beyond that maximum is an error, as the edge would refuse the token.
+fn token_ttl(requested: Option<u64>, max: Option<u64>) -> anyhow::Result<i64> {
+    let ttl = match (requested, max) {
+        (Some(0), _) => bail!("--ttl must be at least 1 second"),
+        (Some(ttl), Some(max)) if ttl > max => bail!(
+            "--ttl {ttl} is longer than auth.jwt_max_lifetime_secs ({max}); the edge would              refuse the token"
+        ),
+        (Some(ttl), _) => ttl,
+        (None, max) => max.map_or(DEFAULT_TTL_SECS, |max| DEFAULT_TTL_SECS.min(max)),
+    };
+    i64::try_from(ttl).map_err(|_| anyhow!("--ttl is too large"))
+}
+
 async fn token(config: &Config, store: &dyn Store, args: TokenArgs) -> anyhow::Result<()> {
     require_merchant(store, &args.merchant).await?;
-    if args.ttl == 0 {
-        bail!("--ttl must be at least 1 second");
-    }
-    let ttl = i64::try_from(args.ttl).map_err(|_| anyhow!("--ttl is too large"))?;
+    let ttl = token_ttl(args.ttl, config.auth.jwt_max_lifetime_secs)?;
     let secret = config.resolve_jwt_secret()?;
     let now = chrono::Utc::now().timestamp();
     let claims = PortalClaims {
         sub: args.sub.unwrap_or_else(|| format!("cli:{}", args.merchant)),
         merchant_id: &args.merchant,
         roles: &args.roles,
+        iss: config.auth.jwt_issuer.as_deref(),
+        aud: config.auth.jwt_audience.as_deref(),
         iat: now,
         exp: now.saturating_add(ttl),
     };
@@ -188,5 +209,21 @@ mod tests {
         for bad in ["", "a/b", "a b", "é", &"a".repeat(65)] {
             assert!(check_merchant_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn token_lifetimes_respect_the_configured_maximum() {
+        assert_eq!(token_ttl(None, None).unwrap(), 3600);
+        assert_eq!(token_ttl(Some(86400), None).unwrap(), 86400);
+        // The default shrinks to fit; an explicit longer one is refused, naming the setting.
+        assert_eq!(token_ttl(None, Some(600)).unwrap(), 600);
+        assert_eq!(token_ttl(None, Some(7200)).unwrap(), 3600);
+        assert_eq!(token_ttl(Some(600), Some(600)).unwrap(), 600);
+        let too_long = token_ttl(Some(601), Some(600)).unwrap_err().to_string();
+        assert!(
+            too_long.contains("auth.jwt_max_lifetime_secs"),
+            "{too_long}"
+        );
+        assert!(token_ttl(Some(0), None).is_err());
     }
 }

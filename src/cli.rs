@@ -130,9 +130,9 @@ pub struct TokenArgs {
     /// A role; `admin` may act on every merchant. Repeatable.
     #[arg(long = "role", value_parser = ["admin"])]
     pub roles: Vec<String>,
-    /// Lifetime in seconds.
-    #[arg(long, default_value_t = 3600)]
-    pub ttl: u64,
+    /// Lifetime in seconds (default 3600, or `auth.jwt_max_lifetime_secs` if shorter).
+    #[arg(long)]
+    pub ttl: Option<u64>,
     /// The token's subject (default: cli:<merchant>).
     #[arg(long)]
     pub sub: Option<String>,

@@ -73,7 +73,7 @@ pub fn backend(config: Config) -> anyhow::Result<()> {
         let store = store::connect(&config.database)
             .await
             .context("cannot open the database")?;
-        let state = AppState::new(&config, store.clone(), &internal_secret);
+        let state = AppState::new(&config, store.clone(), &internal_secret)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let metrics_listener = tokio::net::TcpListener::bind(config.backend.metrics_listen)
             .await
@@ -237,9 +237,10 @@ impl BackgroundService for BackendService {
             // `serve` migrated before starting (see `prepare`).
             let store = store::open(&self.config.database).await?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
-            anyhow::Ok((store, listener))
+            let state = AppState::new(&self.config, store.clone(), &self.internal_secret)?;
+            anyhow::Ok((store, listener, state))
         };
-        let (store, listener) = match started.await {
+        let (store, listener, state) = match started.await {
             Ok(started) => started,
             Err(error) => {
                 // Straight to stderr: the log writer thread would not outlive `exit`.
@@ -247,7 +248,6 @@ impl BackgroundService for BackendService {
                 std::process::exit(1);
             }
         };
-        let state = AppState::new(&self.config, store.clone(), &self.internal_secret);
         let handover = self.handover;
         let stop = async move {
             let _ = shutdown.changed().await;

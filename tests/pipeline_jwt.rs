@@ -1,6 +1,7 @@
 //! Portal tokens on `GET /api/merchants/acme/settings`: the HS256 tokens `mindshop admin token`
-//! issues, tokens a client forges or lets expire, the merchant-access rule, and RS256 with a
-//! configured public key (where an HS256 token keyed with that public key must not pass).
+//! issues, tokens a client forges or lets expire, the merchant-access rule, a configured issuer,
+//! audience and longest lifetime, and RS256 with a configured public key (where an HS256 token
+//! keyed with that public key must not pass).
 
 mod support;
 
@@ -195,6 +196,112 @@ async fn an_api_key_or_nothing_on_a_portal_route_asks_for_a_token() {
         3,
         "{metrics}"
     );
+}
+
+/// `auth.jwt_issuer`, `auth.jwt_audience` and `auth.jwt_max_lifetime_secs`, as an operator
+/// sets them in the environment of `serve` and of `mindshop admin token`.
+const CLAIM_RULES: [(&str, &str); 3] = [
+    ("MINDSHOP_AUTH_JWT_ISSUER", "https://portal.example"),
+    ("MINDSHOP_AUTH_JWT_AUDIENCE", "mindshop-api"),
+    ("MINDSHOP_AUTH_JWT_MAX_LIFETIME_SECS", "900"),
+];
+
+/// The payload of a compact JWT, unchecked.
+fn payload(token: &str) -> Value {
+    let part = token.split('.').nth(1).expect("a three-part token");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url payload"))
+        .expect("a JSON payload")
+}
+
+#[tokio::test]
+async fn a_configured_issuer_audience_and_lifetime_are_required() {
+    let mut launch = Launch::serve();
+    for (name, value) in CLAIM_RULES {
+        launch = launch.env(name, value);
+    }
+    let server = portal(launch, Workdir::new()).await;
+    let workdir = server.workdir();
+    let secret = jwt_secret(workdir);
+    let now = unix_now();
+    let with = |extra: Value, exp: u64| {
+        let mut claims = claims("acme", &[], exp);
+        for (name, value) in extra.as_object().expect("an object") {
+            claims[name] = value.clone();
+        }
+        hs256(&claims, secret.as_bytes())
+    };
+    let both = json!({"iss": "https://portal.example", "aud": "mindshop-api"});
+
+    // The admin CLI issues what the edge accepts: iss, aud, and no more than the maximum.
+    let issued = workdir
+        .run(&["admin", "token", "--merchant", "acme"], &CLAIM_RULES)
+        .json();
+    let cli_token = issued["token"].as_str().expect("a token").to_owned();
+    let cli_claims = payload(&cli_token);
+    assert_eq!(cli_claims["iss"], "https://portal.example", "{cli_claims}");
+    assert_eq!(cli_claims["aud"], "mindshop-api", "{cli_claims}");
+    let lifetime = cli_claims["exp"].as_i64().unwrap() - cli_claims["iat"].as_i64().unwrap();
+    assert_eq!(
+        lifetime, 900,
+        "the default hour shrinks to the maximum: {cli_claims}"
+    );
+    settings_with(&server, &cli_token).await.success(200);
+    workdir
+        .run(
+            &["admin", "token", "--merchant", "acme", "--ttl", "86400"],
+            &CLAIM_RULES,
+        )
+        .fails_with("auth.jwt_max_lifetime_secs");
+
+    settings_with(&server, &with(both.clone(), now + 600))
+        .await
+        .success(200);
+    let refused = [
+        (
+            "no iss",
+            with(json!({"aud": "mindshop-api"}), now + 600),
+            "issuer",
+            "jwt_missing_issuer",
+        ),
+        (
+            "no aud",
+            with(json!({"iss": "https://portal.example"}), now + 600),
+            "audience",
+            "jwt_missing_audience",
+        ),
+        (
+            "another audience",
+            with(
+                json!({"iss": "https://portal.example", "aud": "other-api"}),
+                now + 600,
+            ),
+            "audience",
+            "jwt_wrong_audience",
+        ),
+        (
+            "valid for a year",
+            with(both.clone(), now + 365 * 24 * 3600),
+            "expires further ahead",
+            "jwt_lifetime_too_long",
+        ),
+    ];
+    for (case, token, says, _) in &refused {
+        let reply = settings_with(&server, token).await;
+        let envelope = reply.failure(401, "INVALID_TOKEN");
+        let error = envelope["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{case}: {reply:?}");
+        assert!(
+            !reply.body.contains("merchant-store.com"),
+            "{case}: {reply:?}"
+        );
+    }
+    let metrics = scrape(&server).await;
+    for (case, _, _, reason) in refused {
+        assert!(
+            counter(&metrics, AUTH_FAILURES, &[("reason", reason)]) >= 1,
+            "{case}: {reason} not counted:\n{metrics}"
+        );
+    }
 }
 
 /// A fresh 2048-bit RSA key pair: the private key as PKCS#1 PEM, the public key as SPKI PEM

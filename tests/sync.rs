@@ -329,6 +329,21 @@ async fn bad_input_is_a_4xx_envelope_and_changes_nothing() {
         ["schedule", "sourceUrl", "fieldMapping.title"],
         "{failure}"
     );
+    // Every field valid, but no date is February 30th: it would never run.
+    let reply = configure(
+        &server,
+        &acme,
+        "POST",
+        json!({"syncType": "scheduled", "schedule": "0 0 30 2 *", "sourceType": "csv",
+               "fieldMapping": {"sku": "sku", "title": "title"}}),
+    )
+    .await;
+    let failure = reply.failure(400, "VALIDATION_ERROR");
+    assert_eq!(failure["field"], "schedule", "{reply:?}");
+    assert!(
+        failure["error"].as_str().unwrap().contains("never fires"),
+        "{reply:?}"
+    );
     get(&server, &acme, &format!("{BASE}/sync/configure"))
         .await
         .failure(404, "NOT_FOUND");

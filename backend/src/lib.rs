@@ -79,9 +79,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: &Config, store: Arc<dyn Store>, internal_secret: &str) -> Self {
+    /// Fails only when an outbound HTTP client cannot be built with its safety rules.
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        internal_secret: &str,
+    ) -> Result<Self, webhooks::ClientError> {
         install_crypto_provider();
-        Self {
+        Ok(Self {
             sync: Arc::new(sync::Runner::new(Arc::clone(&store), config.sync.clone())),
             indexer: Arc::new(search::Indexer::new(
                 Arc::clone(&store),
@@ -92,13 +97,13 @@ impl AppState {
                 Arc::clone(&store),
                 config.webhooks.clone(),
                 Arc::new(webhooks::SystemClock),
-            )),
+            )?),
             store,
             signer: IdentitySigner::new(internal_secret.as_bytes()),
             max_clock_skew_secs: config.internal.max_clock_skew_secs,
             request_timeout: Duration::from_secs(config.backend.request_timeout_secs),
             max_body_bytes: usize::try_from(config.edge.max_body_bytes).unwrap_or(usize::MAX),
-        }
+        })
     }
 }
 
@@ -186,7 +191,8 @@ pub(crate) mod test_support {
             ..DatabaseConfig::default()
         };
         let store: Arc<dyn Store> = store::connect(&database).await.expect("store");
-        (AppState::new(&Config::default(), store, SECRET), dir)
+        let state = AppState::new(&Config::default(), store, SECRET).expect("state");
+        (state, dir)
     }
 
     /// A request as the edge would send it: identity headers signed with [`SECRET`].

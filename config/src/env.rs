@@ -166,6 +166,20 @@ mod tests {
     }
 
     #[test]
+    fn optional_integers_are_coerced_too() {
+        assert_eq!(
+            value_of("MINDSHOP_AUTH_JWT_MAX_LIFETIME_SECS", "3600"),
+            Value::Integer(3600)
+        );
+        let err = one("MINDSHOP_AUTH_JWT_MAX_LIFETIME_SECS", "1h").expect_err("not an integer");
+        assert!(
+            err.to_string()
+                .starts_with("MINDSHOP_AUTH_JWT_MAX_LIFETIME_SECS: auth.jwt_max_lifetime_secs:"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn arrays_accept_commas_or_a_toml_literal() {
         let expected = Value::Array(vec![
             Value::String("127.0.0.1:8081".to_owned()),

@@ -22,6 +22,7 @@ pub(crate) fn key_guide() -> Table {
     sample.auth.jwt_public_key_file = Some(std::path::PathBuf::new());
     sample.auth.jwt_issuer = Some(String::new());
     sample.auth.jwt_audience = Some(String::new());
+    sample.auth.jwt_max_lifetime_secs = Some(0);
     sample.redis.url = Some(Secret::new(String::new()));
     sample.sync.s3_endpoint = Some(String::new());
     sample.chat.llm_base_url = Some(String::new());

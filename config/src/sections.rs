@@ -140,12 +140,16 @@ pub struct AuthConfig {
     pub jwt_algorithm: JwtAlgorithm,
     /// PEM public key that verifies RS256/ES256 tokens.
     pub jwt_public_key_file: Option<PathBuf>,
-    /// Required `iss` claim, when set.
+    /// When set, every token must carry this `iss` claim; one without `iss` is refused.
     pub jwt_issuer: Option<String>,
-    /// Required `aud` claim, when set.
+    /// When set, every token must carry this `aud` claim; one without `aud` is refused.
     pub jwt_audience: Option<String>,
     /// Clock tolerance for `exp` and `nbf`, in seconds.
     pub jwt_leeway_secs: u64,
+    /// When set, a token whose `exp` lies more than this many seconds (plus the leeway) ahead
+    /// is refused, so a leaked token cannot be one that lasts for years; `mindshop admin
+    /// token` issues no longer-lived ones.
+    pub jwt_max_lifetime_secs: Option<u64>,
     /// How long an edge reuses an API-key lookup, in seconds: a revoked key or a changed
     /// permission takes effect at every edge within this time.
     pub key_cache_ttl_secs: u64,
@@ -160,6 +164,7 @@ impl Default for AuthConfig {
             jwt_issuer: None,
             jwt_audience: None,
             jwt_leeway_secs: 30,
+            jwt_max_lifetime_secs: None,
             key_cache_ttl_secs: 5,
         }
     }

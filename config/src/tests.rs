@@ -117,6 +117,28 @@ fn env_secrets_are_read_as_strings_and_checked() {
 }
 
 #[test]
+fn jwt_max_lifetime_comes_from_the_file_or_the_environment_and_is_checked() {
+    assert_eq!(Config::default().auth.jwt_max_lifetime_secs, None);
+    let (_dir, path) = file_with("[auth]\njwt_max_lifetime_secs = 86400\n");
+    let from_file = Config::load(Some(&path), env(&[])).expect("valid file");
+    assert_eq!(from_file.auth.jwt_max_lifetime_secs, Some(86400));
+    let from_env = Config::load(
+        Some(&path),
+        env(&[("MINDSHOP_AUTH_JWT_MAX_LIFETIME_SECS", "900")]),
+    )
+    .expect("valid variable");
+    assert_eq!(from_env.auth.jwt_max_lifetime_secs, Some(900));
+
+    let message = load_error(None, &[("MINDSHOP_AUTH_JWT_MAX_LIFETIME_SECS", "0")]);
+    assert!(
+        message.starts_with(
+            "MINDSHOP_AUTH_JWT_MAX_LIFETIME_SECS: auth.jwt_max_lifetime_secs: must be greater"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
 fn bad_env_values_name_the_variable_and_key() {
     let message = load_error(None, &[("MINDSHOP_EDGE_THREADS", "abc")]);
     assert_eq!(

@@ -104,6 +104,12 @@ impl Config {
                 "is required when auth.jwt_algorithm is RS256 or ES256",
             ));
         }
+        if auth.jwt_max_lifetime_secs == Some(0) {
+            return Err(ConfigError::invalid(
+                "auth.jwt_max_lifetime_secs",
+                "must be greater than 0 (leave it out for no bound)",
+            ));
+        }
         positive("auth.key_cache_ttl_secs", auth.key_cache_ttl_secs)?;
 
         for (key, origins) in [
@@ -302,6 +308,12 @@ mod tests {
         let mut config = Config::default();
         config.auth.jwt_algorithm = JwtAlgorithm::Rs256;
         assert!(error_of(&config).starts_with("auth.jwt_public_key_file:"));
+
+        let mut config = Config::default();
+        config.auth.jwt_max_lifetime_secs = Some(0);
+        assert!(error_of(&config).starts_with("auth.jwt_max_lifetime_secs: must be greater"));
+        config.auth.jwt_max_lifetime_secs = Some(3600);
+        assert!(config.validate().is_ok());
 
         let mut config = Config::default();
         config.cors.allowed_origins = vec!["https://ok.example".into(), "ok.example/x".into()];

@@ -1,5 +1,6 @@
 //! Portal JWTs: one pinned algorithm (`auth.jwt_algorithm`), `exp`/`nbf` with leeway, `iss`
-//! and `aud` when configured, and the merchant-access rule.
+//! and `aud` required and matched when configured, a longest lifetime when configured, and the
+//! merchant-access rule.
 //!
 //! Pinning means a token's own `alg` header is never trusted: `none`, and HS256 tokens signed
 //! with an RSA public key as the HMAC secret (the classic confusion), fail as "wrong algorithm".
@@ -33,6 +34,16 @@ impl PortalClaims {
     }
 }
 
+/// What a token is decoded into: the claims, and `exp` for the lifetime check (jsonwebtoken
+/// checks `exp` itself but does not hand it out). `f64`, as jsonwebtoken accepts a fractional
+/// `exp` too.
+#[derive(Deserialize)]
+struct Decoded {
+    #[serde(flatten)]
+    claims: PortalClaims,
+    exp: f64,
+}
+
 /// Why a token was refused; the `reason` label of `mindshop_auth_failures_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JwtRefusal {
@@ -41,7 +52,11 @@ pub enum JwtRefusal {
     BadSignature,
     WrongAlgorithm,
     WrongIssuer,
+    MissingIssuer,
     WrongAudience,
+    MissingAudience,
+    /// `exp` lies further ahead than `auth.jwt_max_lifetime_secs` (plus the leeway).
+    LifetimeTooLong,
     Malformed,
 }
 
@@ -53,7 +68,10 @@ impl JwtRefusal {
             Self::BadSignature => "jwt_bad_signature",
             Self::WrongAlgorithm => "jwt_wrong_algorithm",
             Self::WrongIssuer => "jwt_wrong_issuer",
+            Self::MissingIssuer => "jwt_missing_issuer",
             Self::WrongAudience => "jwt_wrong_audience",
+            Self::MissingAudience => "jwt_missing_audience",
+            Self::LifetimeTooLong => "jwt_lifetime_too_long",
             Self::Malformed => "jwt_malformed",
         }
     }
@@ -67,7 +85,12 @@ impl JwtRefusal {
                 "The token is signed with an algorithm this API does not accept"
             }
             Self::WrongIssuer => "The token was issued by someone else",
+            Self::MissingIssuer => "The token has no issuer (iss claim); this API requires one",
             Self::WrongAudience => "The token is meant for another audience",
+            Self::MissingAudience => "The token has no audience (aud claim); this API requires one",
+            Self::LifetimeTooLong => {
+                "The token expires further ahead than this API accepts; request a shorter-lived one"
+            }
             Self::Malformed => "The token is malformed",
         };
         Rejection::new(401, "INVALID_TOKEN", message)
@@ -79,6 +102,9 @@ impl JwtRefusal {
 pub struct JwtVerifier {
     key: DecodingKey,
     validation: Validation,
+    /// Latest `exp` accepted, as seconds from now (`auth.jwt_max_lifetime_secs` plus the
+    /// leeway); `None` for no bound.
+    max_exp_ahead_secs: Option<u64>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -98,6 +124,8 @@ pub struct JwtSettings<'a> {
     pub issuer: Option<&'a str>,
     pub audience: Option<&'a str>,
     pub leeway_secs: u64,
+    /// Longest a token may still be valid, counted from now (`auth.jwt_max_lifetime_secs`).
+    pub max_lifetime_secs: Option<u64>,
 }
 
 impl JwtVerifier {
@@ -118,20 +146,33 @@ impl JwtVerifier {
         let mut validation = Validation::new(algorithm);
         validation.leeway = settings.leeway_secs;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // jsonwebtoken matches `iss` and `aud` only when a token has them; a configured one is
+        // also made required, or a token that leaves the claim out would pass.
+        let mut required = vec!["exp", "sub"];
         if let Some(issuer) = settings.issuer {
             validation.set_issuer(&[issuer]);
+            required.push("iss");
         }
         match settings.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
-        Ok(Self { key, validation })
+        validation.set_required_spec_claims(&required);
+        let max_exp_ahead_secs = settings
+            .max_lifetime_secs
+            .map(|max| max.saturating_add(settings.leeway_secs));
+        Ok(Self {
+            key,
+            validation,
+            max_exp_ahead_secs,
+        })
     }
 
     pub fn verify(&self, token: &str) -> Result<PortalClaims, JwtRefusal> {
-        jsonwebtoken::decode::<PortalClaims>(token, &self.key, &self.validation)
-            .map(|data| data.claims)
+        let decoded = jsonwebtoken::decode::<Decoded>(token, &self.key, &self.validation)
             .map_err(|error| match error.kind() {
                 ErrorKind::ExpiredSignature => JwtRefusal::Expired,
                 ErrorKind::ImmatureSignature => JwtRefusal::NotYetValid,
@@ -141,8 +182,24 @@ impl JwtVerifier {
                 }
                 ErrorKind::InvalidIssuer => JwtRefusal::WrongIssuer,
                 ErrorKind::InvalidAudience => JwtRefusal::WrongAudience,
+                ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => {
+                    JwtRefusal::MissingIssuer
+                }
+                ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => {
+                    JwtRefusal::MissingAudience
+                }
                 _ => JwtRefusal::Malformed,
-            })
+            })?
+            .claims;
+        // A stolen long-lived token stays useful for its whole life: bound it. jsonwebtoken
+        // has no such check, so it is made here on the `exp` it already validated.
+        if let Some(ahead) = self.max_exp_ahead_secs {
+            let latest = jsonwebtoken::get_current_timestamp().saturating_add(ahead);
+            if decoded.exp > latest as f64 {
+                return Err(JwtRefusal::LifetimeTooLong);
+            }
+        }
+        Ok(decoded.claims)
     }
 }
 
@@ -161,6 +218,7 @@ mod tests {
             issuer: None,
             audience: None,
             leeway_secs: 5,
+            max_lifetime_secs: None,
         })
         .unwrap()
     }
@@ -243,6 +301,7 @@ mod tests {
             issuer: Some("https://portal.mindshop"),
             audience: Some("mindshop-api"),
             leeway_secs: 0,
+            max_lifetime_secs: None,
         })
         .unwrap();
         let good = json!({"sub": "u", "exp": now() + 60, "iss": "https://portal.mindshop", "aud": "mindshop-api"});
@@ -257,6 +316,61 @@ mod tests {
         assert_eq!(
             v.verify(&token(other_aud, SECRET)),
             Err(JwtRefusal::WrongAudience)
+        );
+
+        // Configured means required: a token that leaves the claim out does not pass.
+        let no_iss = json!({"sub": "u", "exp": now() + 60, "aud": "mindshop-api"});
+        assert_eq!(
+            v.verify(&token(no_iss, SECRET)),
+            Err(JwtRefusal::MissingIssuer)
+        );
+        let no_aud = json!({"sub": "u", "exp": now() + 60, "iss": "https://portal.mindshop"});
+        assert_eq!(
+            v.verify(&token(no_aud, SECRET)),
+            Err(JwtRefusal::MissingAudience)
+        );
+        for refusal in [JwtRefusal::MissingIssuer, JwtRefusal::MissingAudience] {
+            let rejection = refusal.rejection();
+            assert_eq!(rejection.status, 401);
+            assert_eq!(rejection.failure.code, "INVALID_TOKEN");
+            assert!(rejection.failure.error.contains("claim"), "{rejection:?}");
+        }
+    }
+
+    #[test]
+    fn without_issuer_or_audience_configured_tokens_need_neither() {
+        let bare = json!({"sub": "u", "exp": now() + 60});
+        assert!(verifier().verify(&token(bare, SECRET)).is_ok());
+    }
+
+    #[test]
+    fn a_token_living_longer_than_the_configured_maximum_is_refused() {
+        let v = JwtVerifier::new(JwtSettings {
+            algorithm: JwtAlgorithm::Hs256,
+            key: SECRET,
+            issuer: None,
+            audience: None,
+            leeway_secs: 30,
+            max_lifetime_secs: Some(3600),
+        })
+        .unwrap();
+        let expiring_in = |secs: i64| token(json!({"sub": "u", "exp": now() + secs}), SECRET);
+        assert!(v.verify(&expiring_in(3000)).is_ok());
+        // Within the leeway of the maximum: a clock a little ahead of ours.
+        assert!(v.verify(&expiring_in(3600 + 20)).is_ok());
+        assert_eq!(
+            v.verify(&expiring_in(3600 + 120)),
+            Err(JwtRefusal::LifetimeTooLong)
+        );
+        assert_eq!(
+            v.verify(&expiring_in(10 * 365 * 24 * 3600)),
+            Err(JwtRefusal::LifetimeTooLong)
+        );
+        // No maximum configured: a long-lived token is the issuer's business.
+        assert!(
+            verifier()
+                .verify(&expiring_in(10 * 365 * 24 * 3600))
+                .is_ok()
         );
     }
 }

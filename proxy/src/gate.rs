@@ -97,6 +97,7 @@ impl Gate {
             issuer: config.auth.jwt_issuer.as_deref(),
             audience: config.auth.jwt_audience.as_deref(),
             leeway_secs: config.auth.jwt_leeway_secs,
+            max_lifetime_secs: config.auth.jwt_max_lifetime_secs,
         })?;
         let limiter = match (config.limits.store, &config.redis.url) {
             (LimitStore::Redis, Some(url)) => Limiter::Redis(

@@ -12,6 +12,11 @@
 //! once on 410 Gone). A backend killed mid-delivery leaves its claims to expire; another (or
 //! the same, restarted) takes them again: at least once, deduplicated by the receiver with the
 //! event id.
+//!
+//! Every request goes through one client that resolves names with the address check
+//! ([`guard::is_public`]) and follows no redirect; if that client cannot be built the
+//! dispatcher is not built either ([`ClientError`]), so the backend stops at start-up rather
+//! than deliver without the check.
 
 pub mod sign;
 
@@ -113,27 +118,46 @@ struct Sent {
     error: Option<String>,
 }
 
+/// The outbound HTTP client could not be built, so the backend does not start: a fallback
+/// client would skip the destination check and follow redirects.
+#[derive(Debug, thiserror::Error)]
+#[error("the webhook HTTP client could not be built: {0}")]
+pub struct ClientError(#[source] reqwest::Error);
+
+/// `builder` with the rules every delivery relies on: the [`GuardedResolver`], no redirects,
+/// the timeout. An error is returned as it is, never replaced by a client without them.
+fn guarded_client(
+    builder: reqwest::ClientBuilder,
+    settings: &WebhookSettings,
+) -> Result<reqwest::Client, ClientError> {
+    let timeout = Duration::from_secs(settings.timeout_secs);
+    builder
+        // A redirect could lead past the destination check: a 3xx is a failure.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_private: settings.allow_private_destinations,
+        }))
+        .user_agent("mindshop-webhooks/1")
+        .build()
+        .map_err(ClientError)
+}
+
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store>, settings: WebhookSettings, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: WebhookSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ClientError> {
         crate::install_crypto_provider();
-        let timeout = Duration::from_secs(settings.timeout_secs);
-        let client = reqwest::Client::builder()
-            // A redirect could lead past the destination check: a 3xx is a failure.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .dns_resolver(Arc::new(GuardedResolver {
-                allow_private: settings.allow_private_destinations,
-            }))
-            .user_agent("mindshop-webhooks/1")
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Self {
+        let client = guarded_client(reqwest::Client::builder(), &settings)?;
+        Ok(Self {
             store,
             settings,
             clock,
             client,
-        }
+        })
     }
 
     /// Runs passes until the task is aborted: at once again after a pass that found work,

@@ -102,7 +102,7 @@ async fn setup(url: &str, schedule: Vec<u64>) -> Setup {
         allow_private_destinations: true,
         ..WebhookSettings::default()
     };
-    let dispatcher = Dispatcher::new(Arc::clone(&store), settings, clock.clone());
+    let dispatcher = Dispatcher::new(Arc::clone(&store), settings, clock.clone()).unwrap();
     Setup {
         store,
         clock,
@@ -373,7 +373,7 @@ async fn destinations_inside_the_network_are_refused_unless_allowed() {
     })
     .await
     .unwrap();
-    let strict = Dispatcher::new(store, WebhookSettings::default(), Arc::new(SystemClock));
+    let strict = Dispatcher::new(store, WebhookSettings::default(), Arc::new(SystemClock)).unwrap();
     assert!(
         strict
             .check_destination("https://hooks.example.com/x")
@@ -385,6 +385,11 @@ async fn destinations_inside_the_network_are_refused_unless_allowed() {
         "https://169.254.169.254/latest/meta-data",
         "https://[::1]/x",
         "https://10.1.2.3/x",
+        // IPv6 forms of internal IPv4 addresses: compatible, 6to4, NAT64.
+        "https://[::127.0.0.1]/x",
+        "https://[2002:a9fe:a9fe::]/latest/meta-data",
+        "https://[64:ff9b::a00:1]/x",
+        "https://[64:ff9b:1::808:808]/x",
         "ftp://hooks.example.com/x",
     ] {
         assert!(strict.check_destination(refused).is_err(), "{refused}");
@@ -410,4 +415,23 @@ async fn destinations_inside_the_network_are_refused_unless_allowed() {
     assert_eq!(sent.status, None);
     let error = sent.error.unwrap();
     assert!(error.contains("loopback, private or link-local"), "{error}");
+}
+
+#[test]
+fn a_client_that_cannot_be_built_is_an_error_not_a_permissive_fallback() {
+    crate::install_crypto_provider();
+    // No TLS version left to speak: reqwest cannot build this client.
+    let impossible = reqwest::Client::builder()
+        .min_tls_version(reqwest::tls::Version::TLS_1_3)
+        .max_tls_version(reqwest::tls::Version::TLS_1_2);
+    let error = guarded_client(impossible, &WebhookSettings::default())
+        .expect_err("a client without the destination check must not be handed out");
+    assert!(
+        error
+            .to_string()
+            .starts_with("the webhook HTTP client could not be built"),
+        "{error}"
+    );
+    // The rules themselves build.
+    assert!(guarded_client(reqwest::Client::builder(), &WebhookSettings::default()).is_ok());
 }

@@ -328,7 +328,13 @@ mod tests {
             })
         };
         assert!(validate(base("scheduled", Some("*/15 * * * *"))).is_ok());
-        for bad in ["61 * * * *", "* * * *", "0 0 * * * *", "every day"] {
+        for bad in [
+            "61 * * * *",
+            "* * * *",
+            "0 0 * * * *",
+            "every day",
+            "0 0 30 2 *",
+        ] {
             let errors = validate(base("scheduled", Some(bad))).unwrap_err();
             assert_eq!(fields(&errors), ["schedule"], "{bad}: {errors:?}");
         }
