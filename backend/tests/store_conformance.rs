@@ -2915,6 +2915,178 @@ async fn deliveries_are_claimed_by_one_backend_and_recorded(
     );
 }
 
+/// The event types of the endpoint's deliveries, oldest first.
+async fn delivered_types(store: &dyn Store, merchant_id: &str, endpoint_id: &str) -> Vec<String> {
+    let mut deliveries = store
+        .list_deliveries(merchant_id, endpoint_id, None, 100)
+        .await
+        .expect("list deliveries");
+    deliveries.reverse();
+    deliveries.into_iter().map(|d| d.event).collect()
+}
+
+async fn endpoints_are_owed_only_events_written_while_enabled(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-hooks", "m-hooks"))
+        .await
+        .expect("create merchant");
+    // Before the endpoint exists.
+    store
+        .create_chat_session(&NewChatSession {
+            id: "sess-1".to_owned(),
+            merchant_id: "m-hooks".to_owned(),
+            user_id: "shopper".to_owned(),
+        })
+        .await
+        .expect("create session");
+    store
+        .create_webhook(&new_endpoint("whe_1", "m-hooks", &["*"]))
+        .await
+        .expect("create webhook");
+    // While it is enabled.
+    store
+        .create_document(&new_document("doc-1", "m-hooks", doc_fields("Policy")))
+        .await
+        .expect("create document");
+    let enabled = |enabled| WebhookEndpointUpdate {
+        enabled: Some(enabled),
+        ..Default::default()
+    };
+    store
+        .update_webhook("m-hooks", "whe_1", &enabled(false))
+        .await
+        .expect("disable");
+    // While it is disabled.
+    store
+        .update_document("m-hooks", "doc-1", &doc_fields("Policy v2"))
+        .await
+        .expect("update document");
+    store
+        .update_webhook("m-hooks", "whe_1", &enabled(true))
+        .await
+        .expect("enable");
+    // Enabling it again changes nothing.
+    store
+        .update_webhook("m-hooks", "whe_1", &enabled(true))
+        .await
+        .expect("enable again");
+    // After it is enabled again.
+    store
+        .delete_document("m-hooks", "doc-1")
+        .await
+        .expect("delete document");
+    // All four events wait in the outbox until this one fan-out, as they do between two
+    // passes of the dispatcher: the endpoint's state when they were written decides, not its
+    // state now.
+    assert_eq!(
+        store
+            .fan_out_events(100, Utc::now())
+            .await
+            .expect("fan out"),
+        4
+    );
+    assert_eq!(
+        delivered_types(store, "m-hooks", "whe_1").await,
+        ["document.created", "document.deleted"]
+    );
+}
+
+async fn a_disabled_endpoint_is_owed_what_happened_before_it_was_disabled(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-hooks", "m-hooks"))
+        .await
+        .expect("create merchant");
+    store
+        .create_webhook(&new_endpoint("whe_1", "m-hooks", &["document.created"]))
+        .await
+        .expect("create webhook");
+    store
+        .create_document(&new_document("doc-0", "m-hooks", doc_fields("Policy")))
+        .await
+        .expect("create document");
+    let now = Utc::now();
+    store.fan_out_events(100, now).await.expect("fan out");
+    let claimed = store
+        .claim_deliveries(10, now, now + TimeDelta::seconds(30))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    // Written while the delivery is out, so not yet fanned out when the endpoint is disabled.
+    store
+        .create_document(&new_document("doc-1", "m-hooks", doc_fields("Returns")))
+        .await
+        .expect("create document");
+    let still = store
+        .record_attempt(
+            &AttemptRecord {
+                delivery_id: claimed[0].id.clone(),
+                endpoint_id: "whe_1".to_owned(),
+                attempt: WebhookAttempt {
+                    delivery_id: claimed[0].id.clone(),
+                    attempted_at: now,
+                    status_code: Some(410),
+                    duration_ms: 3,
+                    error: Some("the endpoint answered HTTP 410".to_owned()),
+                    response_excerpt: None,
+                },
+                next: AttemptNext::GiveUp,
+            },
+            &FailurePolicy {
+                max_consecutive_failures: 5,
+                disable_now: Some("the endpoint answered 410 Gone".to_owned()),
+            },
+        )
+        .await
+        .expect("record");
+    assert!(!still, "410 disables the endpoint");
+    // Written after it was disabled.
+    store
+        .create_document(&new_document("doc-2", "m-hooks", doc_fields("Shipping")))
+        .await
+        .expect("create document");
+    assert_eq!(store.fan_out_events(100, now).await.expect("fan out"), 2);
+    let deliveries = store
+        .list_deliveries("m-hooks", "whe_1", None, 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        deliveries.len(),
+        2,
+        "doc-0's (given up) and doc-1's (waiting), not doc-2's"
+    );
+    let waiting: Vec<_> = deliveries
+        .iter()
+        .filter(|d| d.status == "pending")
+        .collect();
+    assert_eq!(waiting.len(), 1);
+    let later = now + TimeDelta::minutes(1);
+    assert!(
+        store
+            .claim_deliveries(10, later, later + TimeDelta::seconds(30))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "it waits while the endpoint is disabled"
+    );
+    store
+        .update_webhook(
+            "m-hooks",
+            "whe_1",
+            &WebhookEndpointUpdate {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("enable");
+    let resumed = store
+        .claim_deliveries(10, later, later + TimeDelta::seconds(30))
+        .await
+        .expect("claim");
+    assert_eq!(resumed.len(), 1, "sent once the endpoint is enabled again");
+    assert_eq!(resumed[0].id, waiting[0].id);
+}
+
 fn new_endpoint(id: &str, merchant_id: &str, events: &[&str]) -> NewWebhookEndpoint {
     NewWebhookEndpoint {
         id: id.to_owned(),
@@ -3178,6 +3350,8 @@ conformance! {
     search_finds_the_merchants_products_and_documents_by_word,
     webhook_endpoints_round_trip_per_merchant,
     events_fan_out_once_to_the_endpoints_that_want_them,
+    endpoints_are_owed_only_events_written_while_enabled,
+    a_disabled_endpoint_is_owed_what_happened_before_it_was_disabled,
     merchant_round_trips,
     unknown_merchant_is_none,
     merchants_are_listed_oldest_first,

@@ -946,7 +946,31 @@ macro_rules! portable_store_impl {
                 id: &str,
                 update: &super::WebhookEndpointUpdate,
             ) -> super::StoreResult<super::WebhookEndpoint> {
-                use super::webhooks::sql;
+                use super::webhooks::{PendingEvent, Subscriber, sql};
+                let now = ::chrono::Utc::now();
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                if update.enabled == Some(true) {
+                    // Re-enabling starts a new window of events; what the endpoint was owed
+                    // from before it was disabled and is still in the outbox becomes its
+                    // deliveries now, as fan-out would have made them.
+                    let disabled = ::sqlx::query_as::<_, Subscriber>(sql::DISABLED_SUBSCRIBER)
+                        .bind(merchant_id)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(subscriber) = disabled {
+                        let events = ::sqlx::query_as::<_, PendingEvent>(sql::PENDING_EVENTS_OWED)
+                            .bind(merchant_id)
+                            .bind(subscriber.events_after_seq)
+                            .bind(subscriber.events_until_seq)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        for event in events.iter().filter(|event| subscriber.owes(event)) {
+                            Self::insert_delivery(&mut tx, event, &subscriber.id, &event.payload(), now)
+                                .await?;
+                        }
+                    }
+                }
                 let changed = ::sqlx::query(sql::UPDATE_ENDPOINT)
                     .bind(merchant_id)
                     .bind(id)
@@ -954,10 +978,11 @@ macro_rules! portable_store_impl {
                     .bind(update.events.as_ref().map(::sqlx::types::Json))
                     .bind(&update.description)
                     .bind(update.enabled)
-                    .bind(::chrono::Utc::now())
-                    .execute(&self.pool)
+                    .bind(now)
+                    .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                tx.commit().await?;
                 self.webhook_after_change(changed, merchant_id, id).await
             }
 
@@ -998,41 +1023,31 @@ macro_rules! portable_store_impl {
                 limit: u32,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> super::StoreResult<u64> {
-                use super::webhooks::{EndpointRow, PendingEvent, sql};
+                use super::webhooks::{PendingEvent, Subscriber, sql};
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let events = ::sqlx::query_as::<_, PendingEvent>(Self::PENDING_EVENTS)
                     .bind(i64::from(limit))
                     .fetch_all(&mut *tx)
                     .await?;
-                let mut endpoints: ::std::collections::HashMap<String, Vec<super::WebhookEndpoint>> =
+                // Per merchant, read at its first (lowest) event of the batch.
+                let mut subscribers: ::std::collections::HashMap<String, Vec<Subscriber>> =
                     ::std::collections::HashMap::new();
                 for event in &events {
-                    if !endpoints.contains_key(&event.merchant_id) {
-                        let rows = ::sqlx::query_as::<_, EndpointRow>(sql::MERCHANT_ENABLED_ENDPOINTS)
+                    if !subscribers.contains_key(&event.merchant_id) {
+                        let rows = ::sqlx::query_as::<_, Subscriber>(sql::MERCHANT_SUBSCRIBERS)
                             .bind(&event.merchant_id)
+                            .bind(event.seq)
                             .fetch_all(&mut *tx)
                             .await?;
-                        endpoints.insert(
-                            event.merchant_id.clone(),
-                            rows.into_iter().map(Into::into).collect(),
-                        );
+                        subscribers.insert(event.merchant_id.clone(), rows);
                     }
-                    let wanting = endpoints[&event.merchant_id]
+                    let wanting = subscribers[&event.merchant_id]
                         .iter()
-                        .filter(|endpoint| endpoint.wants(&event.event_type));
+                        .filter(|endpoint| endpoint.owes(event));
                     let mut payload = None;
                     for endpoint in wanting {
                         let body = payload.get_or_insert_with(|| event.payload());
-                        ::sqlx::query(sql::INSERT_DELIVERY)
-                            .bind(::mindshop_wire::ids::new_id("whd"))
-                            .bind(&endpoint.id)
-                            .bind(&event.merchant_id)
-                            .bind(&event.id)
-                            .bind(&event.event_type)
-                            .bind(body.as_str())
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
+                        Self::insert_delivery(&mut tx, event, &endpoint.id, body, now).await?;
                     }
                     ::sqlx::query(sql::MARK_FANNED_OUT)
                         .bind(event.seq)
@@ -1263,6 +1278,28 @@ macro_rules! portable_store_impl {
                         .fetch_all(&self.pool)
                         .await?;
                 Ok(row.with_attempts(attempts))
+            }
+
+            /// A delivery of `event` to one endpoint (once: a second is ignored), inside the
+            /// caller's transaction.
+            async fn insert_delivery(
+                tx: &mut ::sqlx::Transaction<'_, <Self as super::portable::HasDb>::Db>,
+                event: &super::webhooks::PendingEvent,
+                endpoint_id: &str,
+                payload: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> super::StoreResult<()> {
+                ::sqlx::query(super::webhooks::sql::INSERT_DELIVERY)
+                    .bind(::mindshop_wire::ids::new_id("whd"))
+                    .bind(endpoint_id)
+                    .bind(&event.merchant_id)
+                    .bind(&event.id)
+                    .bind(&event.event_type)
+                    .bind(payload)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
             }
 
             /// Writes `event` to the outbox inside the caller's transaction.
