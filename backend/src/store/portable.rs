@@ -74,9 +74,14 @@ macro_rules! portable_store_impl {
                 id: &str,
                 settings: &super::MerchantSettings,
             ) -> super::StoreResult<super::Merchant> {
-                // The list and its index change together or not at all; the UPDATE locks the
-                // merchant's row first, so concurrent updates apply one after the other.
+                // The list and its index change together or not at all. Domain writes run one
+                // at a time (`LOCK_DOMAINS`; on SQLite the transaction's write lock), so the
+                // overlap check below sees every list committed before this one and none can
+                // commit between the check and the write.
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                if let Some(lock) = Self::LOCK_DOMAINS {
+                    ::sqlx::query(lock).execute(&mut *tx).await?;
+                }
                 let updated =
                     ::sqlx::query_as::<_, super::MerchantRow>(super::sql::UPDATE_MERCHANT_SETTINGS)
                         .bind(id)
@@ -86,11 +91,15 @@ macro_rules! portable_store_impl {
                         .fetch_optional(&mut *tx)
                         .await?
                         .ok_or_else(|| super::StoreError::NotFound(format!("merchant {id}")))?;
+                let entries = super::merchant_domains::index_entries(&settings.allowed_domains);
+                if !settings.may_share_domains {
+                    Self::refuse_taken_domains(&mut tx, id, &entries).await?;
+                }
                 ::sqlx::query(super::merchant_domains::sql::DELETE_FOR_MERCHANT)
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                for domain in super::merchant_domains::index_entries(&settings.allowed_domains) {
+                for domain in entries {
                     ::sqlx::query(super::merchant_domains::sql::INSERT)
                         .bind(domain)
                         .bind(id)
@@ -1278,6 +1287,45 @@ macro_rules! portable_store_impl {
                         .fetch_all(&self.pool)
                         .await?;
                 Ok(row.with_attempts(attempts))
+            }
+
+            /// [`super::StoreError::DomainTaken`] for the first of `entries` that merchant `id`
+            /// does not list yet and that overlaps another merchant's domain. Domains it lists
+            /// already are not judged again, so that an overlap an admin made does not block
+            /// the merchant's other changes.
+            async fn refuse_taken_domains(
+                tx: &mut ::sqlx::Transaction<'_, <Self as super::portable::HasDb>::Db>,
+                id: &str,
+                entries: &[String],
+            ) -> super::StoreResult<()> {
+                use super::merchant_domains as domains;
+                let current: Vec<String> = ::sqlx::query_scalar(domains::sql::OF_MERCHANT)
+                    .bind(id)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let added: Vec<String> = entries
+                    .iter()
+                    .filter(|entry| !current.contains(entry))
+                    .cloned()
+                    .collect();
+                let Some(query) = domains::overlaps_sql(&added) else {
+                    return Ok(());
+                };
+                let mut select =
+                    ::sqlx::query_scalar::<_, String>(::sqlx::AssertSqlSafe(query.sql)).bind(id);
+                for value in query.exact.iter().chain(&query.patterns) {
+                    select = select.bind(value);
+                }
+                let others = select.fetch_all(&mut **tx).await?;
+                for domain in &added {
+                    if let Some(overlap) = others.iter().find_map(|o| domains::overlap(domain, o)) {
+                        return Err(super::StoreError::DomainTaken {
+                            domain: domain.clone(),
+                            overlap,
+                        });
+                    }
+                }
+                Ok(())
             }
 
             /// A delivery of `event` to one endpoint (once: a second is ignored), inside the
