@@ -62,8 +62,10 @@ async fn merchant(store: &dyn Store, command: MerchantCommand) -> anyhow::Result
             }
             let mut allowed_domains = Vec::with_capacity(domains.len());
             for domain in &domains {
+                // The portal's rule (no public suffix). An operator may list a domain another
+                // merchant lists, as an admin may in the portal.
                 let domain =
-                    merchant::normalize_domain(domain).with_context(|| "--domain".to_owned())?;
+                    merchant::allowed_domain(domain).with_context(|| "--domain".to_owned())?;
                 if !allowed_domains.contains(&domain) {
                     allowed_domains.push(domain);
                 }

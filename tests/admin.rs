@@ -92,6 +92,43 @@ fn keys_are_created_with_their_kind_env_and_permissions() {
 }
 
 #[test]
+fn a_merchant_cannot_be_created_on_a_public_suffix() {
+    let workdir = Workdir::new();
+    for suffix in ["co.uk", "MyShopify.com"] {
+        workdir
+            .admin(&[
+                "merchant", "create", "--id", "acme", "--name", "Acme", "--domain", "acme.com",
+                "--domain", suffix,
+            ])
+            .fails_with(&format!(
+                "\"{}\" is a public suffix",
+                suffix.to_ascii_lowercase()
+            ));
+    }
+    assert_eq!(
+        workdir.admin(&["merchant", "list"]).json(),
+        serde_json::json!([]),
+        "no merchant was created"
+    );
+    let merchant = workdir
+        .admin(&[
+            "merchant",
+            "create",
+            "--id",
+            "acme",
+            "--name",
+            "Acme",
+            "--domain",
+            "acme.myshopify.com",
+        ])
+        .json();
+    assert_eq!(
+        merchant["allowedDomains"],
+        serde_json::json!(["acme.myshopify.com"])
+    );
+}
+
+#[test]
 fn invalid_key_requests_are_refused() {
     let workdir = with_acme();
     workdir

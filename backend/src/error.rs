@@ -188,6 +188,10 @@ impl From<StoreError> for ApiError {
                 code: "CONFLICT",
                 message: format!("{what} already exists"),
             },
+            StoreError::DomainTaken { domain, overlap } => Self::Conflict {
+                code: "DOMAIN_TAKEN",
+                message: format!("{domain:?} is taken: {overlap}"),
+            },
             other => Self::Internal(other.to_string()),
         }
     }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use mindshop_backend::store::catalog::ProductRecord;
 use mindshop_backend::store::{
-    self, ApiKey, BatchCounts, ChatSession, Document, DocumentFields, FieldMapping,
+    self, ApiKey, BatchCounts, ChatSession, Document, DocumentFields, DomainOverlap, FieldMapping,
     MerchantSettings, NewApiKey, NewChatSession, NewDocument, NewMerchant, NewPush, NewSyncRun,
     Product, ProductQuery, PushStart, RunError, RunOutcome, SessionEnding, Store, StoreError,
     SyncConfig, SyncConfigFields, SyncRun,
@@ -601,6 +601,7 @@ async fn merchant_settings_replace_domains_and_plan(store: &dyn Store) {
             &MerchantSettings {
                 allowed_domains: vec!["shop.set.test".to_owned(), "other.test".to_owned()],
                 plan: Some("pro".to_owned()),
+                may_share_domains: false,
             },
         )
         .await
@@ -623,6 +624,7 @@ async fn merchant_settings_replace_domains_and_plan(store: &dyn Store) {
             &MerchantSettings {
                 allowed_domains: Vec::new(),
                 plan: None,
+                may_share_domains: false,
             },
         )
         .await
@@ -639,6 +641,7 @@ async fn updating_settings_of_unknown_merchant_is_not_found(store: &dyn Store) {
             &MerchantSettings {
                 allowed_domains: vec!["ghost.test".to_owned()],
                 plan: Some("pro".to_owned()),
+                may_share_domains: false,
             },
         )
         .await
@@ -705,6 +708,7 @@ async fn the_host_index_follows_settings(store: &dyn Store) {
     let settings = |domains: &[&str]| MerchantSettings {
         allowed_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
         plan: None,
+        may_share_domains: false,
     };
     store
         .update_merchant_settings("m-one", &settings(&["new-one.test", "new-one.test"]))
@@ -736,6 +740,164 @@ async fn the_host_index_follows_settings(store: &dyn Store) {
         "no merchant allows it any more"
     );
     assert!(allows("new-one.test").await);
+}
+
+fn domains(domains: &[&str], may_share_domains: bool) -> MerchantSettings {
+    MerchantSettings {
+        allowed_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+        plan: None,
+        may_share_domains,
+    }
+}
+
+async fn a_domain_another_merchant_lists_is_taken(store: &dyn Store) {
+    for (id, listed) in [("m-acme", "acme.test"), ("m-globex", "shop.globex.test")] {
+        store
+            .create_merchant(&NewMerchant {
+                allowed_domains: vec![listed.to_owned()],
+                ..new_merchant(id, id)
+            })
+            .await
+            .expect("create merchant");
+    }
+    store
+        .create_merchant(&new_merchant("m-late", "Late"))
+        .await
+        .expect("create merchant");
+    for (wanted, overlap) in [
+        ("acme.test", DomainOverlap::Same),
+        ("a.shop.acme.test", DomainOverlap::Under),
+        ("globex.test", DomainOverlap::Over),
+    ] {
+        let refused = store
+            .update_merchant_settings("m-late", &domains(&["late.test", wanted], false))
+            .await
+            .expect_err(wanted);
+        assert!(
+            matches!(
+                &refused,
+                StoreError::DomainTaken { domain, overlap: found }
+                    if domain == wanted && *found == overlap
+            ),
+            "{wanted}: {refused:?}"
+        );
+    }
+    // Nothing of a refused list was written.
+    let late = store
+        .get_merchant("m-late")
+        .await
+        .expect("get")
+        .expect("m-late");
+    assert_eq!(late.allowed_domains, ["m-late.shop.test"]);
+    assert!(
+        !store
+            .any_merchant_allows_host("late.test")
+            .await
+            .expect("lookup")
+    );
+    // Near names are not overlaps.
+    store
+        .update_merchant_settings(
+            "m-late",
+            &domains(
+                &["evilacme.test", "acme.test.evil.io", "other.globex.test"],
+                false,
+            ),
+        )
+        .await
+        .expect("no overlap");
+    // An admin may share a domain; the merchants keep changing the rest of their lists.
+    store
+        .update_merchant_settings("m-late", &domains(&["acme.test"], true))
+        .await
+        .expect("an admin shares it");
+    store
+        .update_merchant_settings("m-late", &domains(&["acme.test", "late.test"], false))
+        .await
+        .expect("a domain already listed is not judged again");
+    store
+        .update_merchant_settings("m-acme", &domains(&["acme.test", "acme-two.test"], false))
+        .await
+        .expect("nor is the first owner's");
+}
+
+async fn a_public_suffix_stored_before_admits_nothing(store: &dyn Store) {
+    // As a list written before public suffixes were refused.
+    store
+        .create_merchant(&NewMerchant {
+            allowed_domains: vec!["co.uk".to_owned(), "myshopify.com".to_owned()],
+            ..new_merchant("m-old", "Old")
+        })
+        .await
+        .expect("create merchant");
+    for host in [
+        "co.uk",
+        "acme.co.uk",
+        "shop.acme.co.uk",
+        "acme.myshopify.com",
+    ] {
+        assert!(
+            !store.any_merchant_allows_host(host).await.expect("lookup"),
+            "{host}"
+        );
+    }
+    // Nor does it make the sites under it taken.
+    store
+        .create_merchant(&new_merchant("m-new", "New"))
+        .await
+        .expect("create merchant");
+    store
+        .update_merchant_settings(
+            "m-new",
+            &domains(&["acme.co.uk", "acme.myshopify.com"], false),
+        )
+        .await
+        .expect("own sites under a public suffix");
+    assert!(
+        store
+            .any_merchant_allows_host("shop.acme.co.uk")
+            .await
+            .expect("lookup")
+    );
+}
+
+async fn one_domain_claimed_at_once_goes_to_one_merchant(
+    store: &dyn Store,
+    database: &RawDatabase,
+) {
+    for id in ["m-one", "m-two"] {
+        store
+            .create_merchant(&new_merchant(id, id))
+            .await
+            .expect("create merchant");
+    }
+    // Two backends, each a merchant claiming the domain (one the parent of the other's).
+    let other = database.open_store().await;
+    for round in 0..5 {
+        let domain = format!("race{round}.test");
+        let sub = format!("shop.race{round}.test");
+        let (one_list, two_list) = (domains(&[&domain], false), domains(&[&sub], false));
+        let (one, two) = tokio::join!(
+            store.update_merchant_settings("m-one", &one_list),
+            other.update_merchant_settings("m-two", &two_list),
+        );
+        let won: Vec<bool> = [&one, &two].iter().map(|r| r.is_ok()).collect();
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {one:?} / {two:?}"
+        );
+        for lost in [one, two].into_iter().filter_map(Result::err) {
+            assert!(matches!(lost, StoreError::DomainTaken { .. }), "{lost:?}");
+        }
+        // Both let go before the next round.
+        for id in ["m-one", "m-two"] {
+            store
+                .update_merchant_settings(id, &domains(&[], false))
+                .await
+                .expect("clear");
+        }
+    }
 }
 
 async fn documents_round_trip(store: &dyn Store) {
@@ -2915,6 +3077,178 @@ async fn deliveries_are_claimed_by_one_backend_and_recorded(
     );
 }
 
+/// The event types of the endpoint's deliveries, oldest first.
+async fn delivered_types(store: &dyn Store, merchant_id: &str, endpoint_id: &str) -> Vec<String> {
+    let mut deliveries = store
+        .list_deliveries(merchant_id, endpoint_id, None, 100)
+        .await
+        .expect("list deliveries");
+    deliveries.reverse();
+    deliveries.into_iter().map(|d| d.event).collect()
+}
+
+async fn endpoints_are_owed_only_events_written_while_enabled(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-hooks", "m-hooks"))
+        .await
+        .expect("create merchant");
+    // Before the endpoint exists.
+    store
+        .create_chat_session(&NewChatSession {
+            id: "sess-1".to_owned(),
+            merchant_id: "m-hooks".to_owned(),
+            user_id: "shopper".to_owned(),
+        })
+        .await
+        .expect("create session");
+    store
+        .create_webhook(&new_endpoint("whe_1", "m-hooks", &["*"]))
+        .await
+        .expect("create webhook");
+    // While it is enabled.
+    store
+        .create_document(&new_document("doc-1", "m-hooks", doc_fields("Policy")))
+        .await
+        .expect("create document");
+    let enabled = |enabled| WebhookEndpointUpdate {
+        enabled: Some(enabled),
+        ..Default::default()
+    };
+    store
+        .update_webhook("m-hooks", "whe_1", &enabled(false))
+        .await
+        .expect("disable");
+    // While it is disabled.
+    store
+        .update_document("m-hooks", "doc-1", &doc_fields("Policy v2"))
+        .await
+        .expect("update document");
+    store
+        .update_webhook("m-hooks", "whe_1", &enabled(true))
+        .await
+        .expect("enable");
+    // Enabling it again changes nothing.
+    store
+        .update_webhook("m-hooks", "whe_1", &enabled(true))
+        .await
+        .expect("enable again");
+    // After it is enabled again.
+    store
+        .delete_document("m-hooks", "doc-1")
+        .await
+        .expect("delete document");
+    // All four events wait in the outbox until this one fan-out, as they do between two
+    // passes of the dispatcher: the endpoint's state when they were written decides, not its
+    // state now.
+    assert_eq!(
+        store
+            .fan_out_events(100, Utc::now())
+            .await
+            .expect("fan out"),
+        4
+    );
+    assert_eq!(
+        delivered_types(store, "m-hooks", "whe_1").await,
+        ["document.created", "document.deleted"]
+    );
+}
+
+async fn a_disabled_endpoint_is_owed_what_happened_before_it_was_disabled(store: &dyn Store) {
+    store
+        .create_merchant(&new_merchant("m-hooks", "m-hooks"))
+        .await
+        .expect("create merchant");
+    store
+        .create_webhook(&new_endpoint("whe_1", "m-hooks", &["document.created"]))
+        .await
+        .expect("create webhook");
+    store
+        .create_document(&new_document("doc-0", "m-hooks", doc_fields("Policy")))
+        .await
+        .expect("create document");
+    let now = Utc::now();
+    store.fan_out_events(100, now).await.expect("fan out");
+    let claimed = store
+        .claim_deliveries(10, now, now + TimeDelta::seconds(30))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    // Written while the delivery is out, so not yet fanned out when the endpoint is disabled.
+    store
+        .create_document(&new_document("doc-1", "m-hooks", doc_fields("Returns")))
+        .await
+        .expect("create document");
+    let still = store
+        .record_attempt(
+            &AttemptRecord {
+                delivery_id: claimed[0].id.clone(),
+                endpoint_id: "whe_1".to_owned(),
+                attempt: WebhookAttempt {
+                    delivery_id: claimed[0].id.clone(),
+                    attempted_at: now,
+                    status_code: Some(410),
+                    duration_ms: 3,
+                    error: Some("the endpoint answered HTTP 410".to_owned()),
+                    response_excerpt: None,
+                },
+                next: AttemptNext::GiveUp,
+            },
+            &FailurePolicy {
+                max_consecutive_failures: 5,
+                disable_now: Some("the endpoint answered 410 Gone".to_owned()),
+            },
+        )
+        .await
+        .expect("record");
+    assert!(!still, "410 disables the endpoint");
+    // Written after it was disabled.
+    store
+        .create_document(&new_document("doc-2", "m-hooks", doc_fields("Shipping")))
+        .await
+        .expect("create document");
+    assert_eq!(store.fan_out_events(100, now).await.expect("fan out"), 2);
+    let deliveries = store
+        .list_deliveries("m-hooks", "whe_1", None, 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        deliveries.len(),
+        2,
+        "doc-0's (given up) and doc-1's (waiting), not doc-2's"
+    );
+    let waiting: Vec<_> = deliveries
+        .iter()
+        .filter(|d| d.status == "pending")
+        .collect();
+    assert_eq!(waiting.len(), 1);
+    let later = now + TimeDelta::minutes(1);
+    assert!(
+        store
+            .claim_deliveries(10, later, later + TimeDelta::seconds(30))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "it waits while the endpoint is disabled"
+    );
+    store
+        .update_webhook(
+            "m-hooks",
+            "whe_1",
+            &WebhookEndpointUpdate {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("enable");
+    let resumed = store
+        .claim_deliveries(10, later, later + TimeDelta::seconds(30))
+        .await
+        .expect("claim");
+    assert_eq!(resumed.len(), 1, "sent once the endpoint is enabled again");
+    assert_eq!(resumed[0].id, waiting[0].id);
+}
+
 fn new_endpoint(id: &str, merchant_id: &str, events: &[&str]) -> NewWebhookEndpoint {
     NewWebhookEndpoint {
         id: id.to_owned(),
@@ -3277,6 +3611,8 @@ conformance! {
     search_finds_the_merchants_products_and_documents_by_word,
     webhook_endpoints_round_trip_per_merchant,
     events_fan_out_once_to_the_endpoints_that_want_them,
+    endpoints_are_owed_only_events_written_while_enabled,
+    a_disabled_endpoint_is_owed_what_happened_before_it_was_disabled,
     merchant_round_trips,
     unknown_merchant_is_none,
     merchants_are_listed_oldest_first,
@@ -3294,6 +3630,8 @@ conformance! {
     updating_settings_of_unknown_merchant_is_not_found,
     hosts_are_allowed_by_exact_and_parent_domains,
     the_host_index_follows_settings,
+    a_domain_another_merchant_lists_is_taken,
+    a_public_suffix_stored_before_admits_nothing,
     documents_round_trip,
     documents_of_unknown_merchants_and_taken_ids_are_refused,
     documents_are_scoped_to_their_merchant,
@@ -3319,6 +3657,7 @@ conformance! {
         stale_runs_are_failed_once,
         due_schedules_are_listed_and_claimed_once,
         deliveries_are_claimed_by_one_backend_and_recorded,
+        one_domain_claimed_at_once_goes_to_one_merchant,
     ],
 }
 

@@ -40,6 +40,38 @@ pub fn normalize_domain(domain: &str) -> Result<String, InvalidDomain> {
     Ok(host)
 }
 
+/// Why a domain may not be a merchant's allowed domain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainRefusal {
+    #[error(transparent)]
+    Invalid(#[from] InvalidDomain),
+    /// Listing it would admit every site under it, each someone else's.
+    #[error(
+        "{0:?} is a public suffix: the sites under it belong to different owners; list your \
+         own domain under it instead (e.g. acme.{0})"
+    )]
+    PublicSuffix(String),
+}
+
+/// [`normalize_domain`], and not a public suffix by the Public Suffix List, its private
+/// section included: `co.uk`, `myshopify.com` and `github.io` are refused, `acme.co.uk`,
+/// `acme.myshopify.com` and `acme.github.io` are fine. Every place that takes a merchant's
+/// allowed domains (the portal's settings, the admin CLI) checks with this.
+pub fn allowed_domain(domain: &str) -> Result<String, DomainRefusal> {
+    let host = normalize_domain(domain)?;
+    if is_public_suffix(&host) {
+        return Err(DomainRefusal::PublicSuffix(host));
+    }
+    Ok(host)
+}
+
+/// Whether `host` (normalised) is a public suffix, so that no one owns what is under it.
+/// A name under an unknown top-level domain (`acme.test`) is not; the top-level domain is.
+pub fn is_public_suffix(host: &str) -> bool {
+    // `domain` is the registrable part (one label above the suffix); a suffix has none.
+    psl::domain(host.as_bytes()).is_none()
+}
+
 /// A host and each of its parent domains, most specific first (`a.b.com`, `b.com`, `com`):
 /// the allowed domains that could admit it.
 pub fn host_and_parents(host: &str) -> impl Iterator<Item = &str> {
@@ -66,6 +98,44 @@ mod tests {
         ] {
             assert!(normalize_domain(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn public_suffixes_are_refused_from_both_sections_of_the_list() {
+        for suffix in [
+            "co.uk",
+            "com.au",
+            "myshopify.com",
+            "github.io",
+            "blogspot.com",
+            // A wildcard rule: every name under `ck` is a suffix, but for its exception.
+            "anything.ck",
+        ] {
+            assert_eq!(
+                allowed_domain(suffix),
+                Err(DomainRefusal::PublicSuffix(suffix.to_owned())),
+                "{suffix}"
+            );
+        }
+        assert_eq!(
+            allowed_domain("MyShopify.com.").unwrap_err().to_string(),
+            "\"myshopify.com\" is a public suffix: the sites under it belong to different \
+             owners; list your own domain under it instead (e.g. acme.myshopify.com)"
+        );
+        for own in [
+            "acme.co.uk",
+            "acme.myshopify.com",
+            "acme.github.io",
+            "shop.acme.com",
+            "www.ck",
+            "acme.test",
+        ] {
+            assert_eq!(allowed_domain(own).as_deref(), Ok(own), "{own}");
+        }
+        assert!(matches!(
+            allowed_domain("https://acme.com"),
+            Err(DomainRefusal::Invalid(_))
+        ));
     }
 
     #[test]

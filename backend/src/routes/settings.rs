@@ -1,16 +1,21 @@
 //! `GET|PUT /api/merchants/{merchant_id}/settings` (portal): the merchant's allowed domains,
 //! which decide the origins its widget keys work from, and its plan.
+//!
+//! An allowed domain is a host name that is not a public suffix (`co.uk`, `myshopify.com`:
+//! the sites under one belong to different owners), and one merchant's: a domain the merchant
+//! adds may not be, be under, or be above another merchant's (409 `DOMAIN_TAKEN`), unless an
+//! admin sends the change.
 
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
-use mindshop_wire::merchant::normalize_domain;
+use mindshop_wire::merchant::allowed_domain;
 use serde::{Deserialize, Serialize};
 
 use crate::access::PortalAccess;
 use crate::extract::ApiJson;
-use crate::store::{Merchant, MerchantSettings};
+use crate::store::{Merchant, MerchantSettings, StoreError};
 use crate::{ApiError, AppState, Envelope};
 
 /// Most allowed domains a merchant may list.
@@ -68,6 +73,7 @@ async fn replace(
     ApiJson(input): ApiJson<SettingsInput>,
 ) -> Result<Envelope<Settings>, ApiError> {
     let allowed_domains = normalize_domains(&input.allowed_domains)?;
+    let may_share_domains = access.is_admin();
     let plan = input.plan.as_deref().map(validate_plan).transpose()?;
     let current = find_merchant(&state, &access.merchant_id).await?;
     if plan.as_ref().is_some_and(|plan| *plan != current.plan) && !access.is_admin() {
@@ -83,9 +89,20 @@ async fn replace(
             &MerchantSettings {
                 allowed_domains,
                 plan,
+                may_share_domains,
             },
         )
-        .await?;
+        .await
+        .map_err(|error| match error {
+            StoreError::DomainTaken { domain, overlap } => ApiError::Conflict {
+                code: "DOMAIN_TAKEN",
+                message: format!(
+                    "allowedDomains[{}]: {domain:?} is taken: {overlap}",
+                    position(&input.allowed_domains, &domain)
+                ),
+            },
+            other => other.into(),
+        })?;
     Ok(Envelope::new(&access.context, updated.into()))
 }
 
@@ -97,7 +114,16 @@ async fn find_merchant(state: &AppState, id: &str) -> Result<Merchant, ApiError>
         .ok_or_else(|| ApiError::NotFound(format!("merchant {id} not found")))
 }
 
-/// Each entry a bare host name (lowercased, no trailing dot), each once, in the order given.
+/// Where `domain` (normalised) was in the body's list.
+fn position(domains: &[String], domain: &str) -> usize {
+    domains
+        .iter()
+        .position(|given| allowed_domain(given).is_ok_and(|given| given == domain))
+        .unwrap_or_default()
+}
+
+/// Each entry a bare host name (lowercased, no trailing dot) that is not a public suffix, each
+/// once, in the order given.
 fn normalize_domains(domains: &[String]) -> Result<Vec<String>, ApiError> {
     if domains.len() > MAX_DOMAINS {
         return Err(ApiError::invalid(
@@ -107,7 +133,7 @@ fn normalize_domains(domains: &[String]) -> Result<Vec<String>, ApiError> {
     }
     let mut normalized: Vec<String> = Vec::with_capacity(domains.len());
     for (index, domain) in domains.iter().enumerate() {
-        let domain = normalize_domain(domain).map_err(|error| {
+        let domain = allowed_domain(domain).map_err(|error| {
             ApiError::invalid(format!("allowedDomains[{index}]"), error.to_string())
         })?;
         if !normalized.contains(&domain) {

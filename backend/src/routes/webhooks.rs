@@ -8,6 +8,10 @@
 //! - `GET …/{webhook_id}/deliveries?limit=&cursor=`: newest first, each with its attempts.
 //! - `POST …/{webhook_id}/deliveries/{delivery_id}/retry`: 202, attempted again now.
 //!
+//! `events` is stored as each type once, or `["*"]` when it holds `*`; an entry outside
+//! [`EVENT_TYPES`] is a 400 naming it. An endpoint receives the events that happen while it
+//! is enabled: from its creation (or re-enabling) on, never one from before.
+//!
 //! Another merchant's endpoint or delivery is a 404.
 
 use axum::Router;
@@ -41,6 +45,8 @@ pub const EVENT_TYPES: [&str; 11] = [
     "sync.failed",
     "webhook.test",
 ];
+/// Entries of `events` that are not events named one by one in a refusal.
+const MAX_REPORTED_EVENTS: usize = 10;
 /// Longest URL and description.
 const MAX_URL_CHARS: usize = 2048;
 const MAX_DESCRIPTION_CHARS: usize = 500;
@@ -121,7 +127,7 @@ async fn create(
 ) -> Result<Envelope<WithSecret>, ApiError> {
     let mut errors = Vec::new();
     check_url(&state, &input.url, &mut errors);
-    check_events(&input.events, &mut errors);
+    let events = normalize_events(&input.events, &mut errors);
     check_description(input.description.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
@@ -133,7 +139,7 @@ async fn create(
             id: mindshop_wire::ids::new_id("whe"),
             merchant_id: access.merchant_id.clone(),
             url: input.url,
-            events: input.events,
+            events,
             description: input.description,
             secret: secret.clone(),
         })
@@ -168,9 +174,10 @@ async fn update(
     if let Some(url) = &input.url {
         check_url(&state, url, &mut errors);
     }
-    if let Some(events) = &input.events {
-        check_events(events, &mut errors);
-    }
+    let events = input
+        .events
+        .as_deref()
+        .map(|events| normalize_events(events, &mut errors));
     check_description(input.description.as_deref(), &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
@@ -182,7 +189,7 @@ async fn update(
             &id,
             &WebhookEndpointUpdate {
                 url: input.url,
-                events: input.events,
+                events,
                 description: input.description,
                 enabled: input.enabled,
             },
@@ -331,21 +338,45 @@ fn check_url(state: &AppState, url: &str, errors: &mut Vec<(String, String)>) {
     }
 }
 
-fn check_events(events: &[String], errors: &mut Vec<(String, String)>) {
+/// The subscription as stored: each event type once, in the order given, or `["*"]` when `*`
+/// is among them (it covers every type). So the list is at most the catalogue long, however
+/// long the body's was. An entry that is not in the catalogue is refused by index; only the
+/// first [`MAX_REPORTED_EVENTS`] are named, so a long list of them cannot make a long answer.
+fn normalize_events(events: &[String], errors: &mut Vec<(String, String)>) -> Vec<String> {
     if events.is_empty() {
         errors.push((
             "events".to_owned(),
             "must name at least one event, or [\"*\"] for all".to_owned(),
         ));
     }
+    let mut normalized: Vec<String> = Vec::new();
+    let mut unknown = 0_usize;
     for (index, event) in events.iter().enumerate() {
         if event != "*" && !EVENT_TYPES.contains(&event.as_str()) {
-            errors.push((
-                format!("events[{index}]"),
-                format!("{event:?} is not an event; see docs/WEBHOOK_INTEGRATION.md"),
-            ));
+            unknown += 1;
+            if unknown <= MAX_REPORTED_EVENTS {
+                errors.push((
+                    format!("events[{index}]"),
+                    format!("{event:?} is not an event; see docs/WEBHOOK_INTEGRATION.md"),
+                ));
+            }
+        } else if !normalized.contains(event) {
+            normalized.push(event.clone());
         }
     }
+    if unknown > MAX_REPORTED_EVENTS {
+        errors.push((
+            "events".to_owned(),
+            format!(
+                "{} more entries are not events",
+                unknown - MAX_REPORTED_EVENTS
+            ),
+        ));
+    }
+    if normalized.iter().any(|event| event == "*") {
+        normalized = vec!["*".to_owned()];
+    }
+    normalized
 }
 
 fn check_description(description: Option<&str>, errors: &mut Vec<(String, String)>) {
@@ -356,3 +387,6 @@ fn check_description(description: Option<&str>, errors: &mut Vec<(String, String
         ));
     }
 }
+
+#[cfg(test)]
+mod tests;

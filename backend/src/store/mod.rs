@@ -33,6 +33,7 @@ pub use catalog::{
 };
 pub use chat::{ChatMessage, NewExchange, ProductQuery, Scored};
 pub use documents::{Document, DocumentFields, NewDocument, PageKey};
+pub use merchant_domains::DomainOverlap;
 pub use postgres::PostgresStore;
 pub use sessions::{ChatSession, NewChatSession, SessionEnding};
 pub use sqlite::SqliteStore;
@@ -69,6 +70,9 @@ pub struct MerchantSettings {
     pub allowed_domains: Vec<String>,
     /// `None` keeps the current plan.
     pub plan: Option<String>,
+    /// Whether a domain may be added although another merchant lists it, or a domain above or
+    /// under it (an admin's change); else such a domain is [`StoreError::DomainTaken`].
+    pub may_share_domains: bool,
 }
 
 /// An API key as stored: never the key itself, only its hash and display prefix.
@@ -109,6 +113,13 @@ pub enum StoreError {
     /// A row with the same identity exists (e.g. a merchant id).
     #[error("{0} already exists")]
     Conflict(String),
+    /// An allowed domain being added overlaps one of another merchant: the same, one above it
+    /// or one under it (each admits the other's sites).
+    #[error("{domain} overlaps another merchant's allowed domain ({overlap})")]
+    DomainTaken {
+        domain: String,
+        overlap: DomainOverlap,
+    },
     /// A row that the operation needs does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -141,7 +152,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// All merchants, oldest first.
     async fn list_merchants(&self) -> StoreResult<Vec<Merchant>>;
     /// Replaces the merchant's allowed domains (and the plan, when given), bumps `updated_at`;
-    /// [`StoreError::NotFound`] if there is no such merchant.
+    /// [`StoreError::NotFound`] if there is no such merchant. A domain it did not list before
+    /// that overlaps another merchant's is [`StoreError::DomainTaken`] unless
+    /// `may_share_domains`; the check and the write are one transaction, and such writes run
+    /// one at a time, so two merchants claiming one domain at once cannot both succeed.
     async fn update_merchant_settings(
         &self,
         id: &str,

@@ -74,9 +74,14 @@ macro_rules! portable_store_impl {
                 id: &str,
                 settings: &super::MerchantSettings,
             ) -> super::StoreResult<super::Merchant> {
-                // The list and its index change together or not at all; the UPDATE locks the
-                // merchant's row first, so concurrent updates apply one after the other.
+                // The list and its index change together or not at all. Domain writes run one
+                // at a time (`LOCK_DOMAINS`; on SQLite the transaction's write lock), so the
+                // overlap check below sees every list committed before this one and none can
+                // commit between the check and the write.
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                if let Some(lock) = Self::LOCK_DOMAINS {
+                    ::sqlx::query(lock).execute(&mut *tx).await?;
+                }
                 let updated =
                     ::sqlx::query_as::<_, super::MerchantRow>(super::sql::UPDATE_MERCHANT_SETTINGS)
                         .bind(id)
@@ -86,11 +91,15 @@ macro_rules! portable_store_impl {
                         .fetch_optional(&mut *tx)
                         .await?
                         .ok_or_else(|| super::StoreError::NotFound(format!("merchant {id}")))?;
+                let entries = super::merchant_domains::index_entries(&settings.allowed_domains);
+                if !settings.may_share_domains {
+                    Self::refuse_taken_domains(&mut tx, id, &entries).await?;
+                }
                 ::sqlx::query(super::merchant_domains::sql::DELETE_FOR_MERCHANT)
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                for domain in super::merchant_domains::index_entries(&settings.allowed_domains) {
+                for domain in entries {
                     ::sqlx::query(super::merchant_domains::sql::INSERT)
                         .bind(domain)
                         .bind(id)
@@ -993,7 +1002,31 @@ macro_rules! portable_store_impl {
                 id: &str,
                 update: &super::WebhookEndpointUpdate,
             ) -> super::StoreResult<super::WebhookEndpoint> {
-                use super::webhooks::sql;
+                use super::webhooks::{PendingEvent, Subscriber, sql};
+                let now = ::chrono::Utc::now();
+                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                if update.enabled == Some(true) {
+                    // Re-enabling starts a new window of events; what the endpoint was owed
+                    // from before it was disabled and is still in the outbox becomes its
+                    // deliveries now, as fan-out would have made them.
+                    let disabled = ::sqlx::query_as::<_, Subscriber>(sql::DISABLED_SUBSCRIBER)
+                        .bind(merchant_id)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(subscriber) = disabled {
+                        let events = ::sqlx::query_as::<_, PendingEvent>(sql::PENDING_EVENTS_OWED)
+                            .bind(merchant_id)
+                            .bind(subscriber.events_after_seq)
+                            .bind(subscriber.events_until_seq)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        for event in events.iter().filter(|event| subscriber.owes(event)) {
+                            Self::insert_delivery(&mut tx, event, &subscriber.id, &event.payload(), now)
+                                .await?;
+                        }
+                    }
+                }
                 let changed = ::sqlx::query(sql::UPDATE_ENDPOINT)
                     .bind(merchant_id)
                     .bind(id)
@@ -1001,10 +1034,11 @@ macro_rules! portable_store_impl {
                     .bind(update.events.as_ref().map(::sqlx::types::Json))
                     .bind(&update.description)
                     .bind(update.enabled)
-                    .bind(::chrono::Utc::now())
-                    .execute(&self.pool)
+                    .bind(now)
+                    .execute(&mut *tx)
                     .await?
                     .rows_affected();
+                tx.commit().await?;
                 self.webhook_after_change(changed, merchant_id, id).await
             }
 
@@ -1045,41 +1079,31 @@ macro_rules! portable_store_impl {
                 limit: u32,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> super::StoreResult<u64> {
-                use super::webhooks::{EndpointRow, PendingEvent, sql};
+                use super::webhooks::{PendingEvent, Subscriber, sql};
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let events = ::sqlx::query_as::<_, PendingEvent>(Self::PENDING_EVENTS)
                     .bind(i64::from(limit))
                     .fetch_all(&mut *tx)
                     .await?;
-                let mut endpoints: ::std::collections::HashMap<String, Vec<super::WebhookEndpoint>> =
+                // Per merchant, read at its first (lowest) event of the batch.
+                let mut subscribers: ::std::collections::HashMap<String, Vec<Subscriber>> =
                     ::std::collections::HashMap::new();
                 for event in &events {
-                    if !endpoints.contains_key(&event.merchant_id) {
-                        let rows = ::sqlx::query_as::<_, EndpointRow>(sql::MERCHANT_ENABLED_ENDPOINTS)
+                    if !subscribers.contains_key(&event.merchant_id) {
+                        let rows = ::sqlx::query_as::<_, Subscriber>(sql::MERCHANT_SUBSCRIBERS)
                             .bind(&event.merchant_id)
+                            .bind(event.seq)
                             .fetch_all(&mut *tx)
                             .await?;
-                        endpoints.insert(
-                            event.merchant_id.clone(),
-                            rows.into_iter().map(Into::into).collect(),
-                        );
+                        subscribers.insert(event.merchant_id.clone(), rows);
                     }
-                    let wanting = endpoints[&event.merchant_id]
+                    let wanting = subscribers[&event.merchant_id]
                         .iter()
-                        .filter(|endpoint| endpoint.wants(&event.event_type));
+                        .filter(|endpoint| endpoint.owes(event));
                     let mut payload = None;
                     for endpoint in wanting {
                         let body = payload.get_or_insert_with(|| event.payload());
-                        ::sqlx::query(sql::INSERT_DELIVERY)
-                            .bind(::mindshop_wire::ids::new_id("whd"))
-                            .bind(&endpoint.id)
-                            .bind(&event.merchant_id)
-                            .bind(&event.id)
-                            .bind(&event.event_type)
-                            .bind(body.as_str())
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
+                        Self::insert_delivery(&mut tx, event, &endpoint.id, body, now).await?;
                     }
                     ::sqlx::query(sql::MARK_FANNED_OUT)
                         .bind(event.seq)
@@ -1310,6 +1334,67 @@ macro_rules! portable_store_impl {
                         .fetch_all(&self.pool)
                         .await?;
                 Ok(row.with_attempts(attempts))
+            }
+
+            /// [`super::StoreError::DomainTaken`] for the first of `entries` that merchant `id`
+            /// does not list yet and that overlaps another merchant's domain. Domains it lists
+            /// already are not judged again, so that an overlap an admin made does not block
+            /// the merchant's other changes.
+            async fn refuse_taken_domains(
+                tx: &mut ::sqlx::Transaction<'_, <Self as super::portable::HasDb>::Db>,
+                id: &str,
+                entries: &[String],
+            ) -> super::StoreResult<()> {
+                use super::merchant_domains as domains;
+                let current: Vec<String> = ::sqlx::query_scalar(domains::sql::OF_MERCHANT)
+                    .bind(id)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                let added: Vec<String> = entries
+                    .iter()
+                    .filter(|entry| !current.contains(entry))
+                    .cloned()
+                    .collect();
+                let Some(query) = domains::overlaps_sql(&added) else {
+                    return Ok(());
+                };
+                let mut select =
+                    ::sqlx::query_scalar::<_, String>(::sqlx::AssertSqlSafe(query.sql)).bind(id);
+                for value in query.exact.iter().chain(&query.patterns) {
+                    select = select.bind(value);
+                }
+                let others = select.fetch_all(&mut **tx).await?;
+                for domain in &added {
+                    if let Some(overlap) = others.iter().find_map(|o| domains::overlap(domain, o)) {
+                        return Err(super::StoreError::DomainTaken {
+                            domain: domain.clone(),
+                            overlap,
+                        });
+                    }
+                }
+                Ok(())
+            }
+
+            /// A delivery of `event` to one endpoint (once: a second is ignored), inside the
+            /// caller's transaction.
+            async fn insert_delivery(
+                tx: &mut ::sqlx::Transaction<'_, <Self as super::portable::HasDb>::Db>,
+                event: &super::webhooks::PendingEvent,
+                endpoint_id: &str,
+                payload: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> super::StoreResult<()> {
+                ::sqlx::query(super::webhooks::sql::INSERT_DELIVERY)
+                    .bind(::mindshop_wire::ids::new_id("whd"))
+                    .bind(endpoint_id)
+                    .bind(&event.merchant_id)
+                    .bind(&event.id)
+                    .bind(&event.event_type)
+                    .bind(payload)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
             }
 
             /// Writes `event` to the outbox inside the caller's transaction.

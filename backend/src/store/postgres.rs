@@ -18,6 +18,12 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     const BEGIN: &str = "BEGIN";
+    /// Settings writes one at a time, so that two merchants cannot each add one domain at once
+    /// while neither sees the other's uncommitted rows. The mode conflicts with itself and with
+    /// row writes (a merchant created meanwhile waits), not with reads: the edge's host
+    /// lookups go on.
+    const LOCK_DOMAINS: Option<&str> =
+        Some("LOCK TABLE merchant_domains IN SHARE ROW EXCLUSIVE MODE");
     const SEARCH_PRODUCTS: &str = super::chat::sql::PG_SEARCH_PRODUCTS;
     const SEARCH_PRODUCTS_BROADER: &str = super::chat::sql::PG_SEARCH_PRODUCTS_BROADER;
     const SEARCH_DOCUMENTS: &str = super::chat::sql::PG_SEARCH_DOCUMENTS;

@@ -20,6 +20,8 @@ impl SqliteStore {
     /// by reading and then wrote would fail at once (`SQLITE_BUSY`, no waiting) whenever
     /// another connection (an import, the search indexer) committed in between.
     const BEGIN: &str = "BEGIN IMMEDIATE";
+    /// `BEGIN IMMEDIATE` already runs writes one at a time.
+    const LOCK_DOMAINS: Option<&str> = None;
     const SEARCH_PRODUCTS: &str = super::chat::sql::SQLITE_SEARCH_PRODUCTS;
     const SEARCH_PRODUCTS_BROADER: &str = super::chat::sql::SQLITE_SEARCH_PRODUCTS_BROADER;
     const SEARCH_DOCUMENTS: &str = super::chat::sql::SQLITE_SEARCH_DOCUMENTS;

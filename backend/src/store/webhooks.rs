@@ -6,6 +6,14 @@
 //! Both steps are safe with several backends: fan-out takes unmarked events with
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL, and a claim lasts until `claimed_until`, after which
 //! a delivery whose backend died is taken again (at least once).
+//!
+//! An endpoint is owed the events written while it is enabled, told apart by the outbox's
+//! `seq` (never by time: stamps come from each backend's clock, kept to a different precision
+//! by each database): those above `events_after_seq` (the last event when it was created or
+//! re-enabled) and, once disabled, none above `events_until_seq` (the last event then). What
+//! it was owed before being disabled waits as deliveries and is sent when it is re-enabled;
+//! re-enabling turns what it was owed and is still in the outbox into deliveries at once,
+//! since the new window starts above it.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -30,13 +38,6 @@ pub struct WebhookEndpoint {
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-impl WebhookEndpoint {
-    /// Whether the endpoint wants events of `event_type`.
-    pub fn wants(&self, event_type: &str) -> bool {
-        self.events.iter().any(|e| e == "*" || e == event_type)
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -267,28 +268,86 @@ impl PendingEvent {
     }
 }
 
+/// An endpoint as fan-out sees it: what it subscribed to and the window of events it is owed.
+#[derive(sqlx::FromRow)]
+pub(super) struct Subscriber {
+    pub id: String,
+    events: sqlx::types::Json<Vec<String>>,
+    /// Owed only events above this `seq`: those written after it was created or re-enabled.
+    pub events_after_seq: i64,
+    /// Set while disabled: owed no event above this `seq`.
+    pub events_until_seq: Option<i64>,
+}
+
+impl Subscriber {
+    /// Whether the endpoint is owed `event`: one of its types, written while it was enabled.
+    pub(super) fn owes(&self, event: &PendingEvent) -> bool {
+        event.seq > self.events_after_seq
+            && self.events_until_seq.is_none_or(|until| event.seq <= until)
+            && self
+                .events
+                .0
+                .iter()
+                .any(|e| e == "*" || *e == event.event_type)
+    }
+}
+
 /// Endpoint rows are read with `SELECT *`: [`EndpointRow`] leaves the secrets out.
 pub(super) mod sql {
-    pub const INSERT_ENDPOINT: &str = "INSERT INTO webhook_endpoints (id, merchant_id, url, events, \
-         description, secret, enabled, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $7)";
+    /// The highest event written so far: an endpoint is owed only events above it from the
+    /// moment it is created or re-enabled, and none above it once disabled. (A macro, so
+    /// that `concat!` can put it into the statements below.)
+    macro_rules! last_event {
+        () => {
+            "(SELECT COALESCE(MAX(seq), 0) FROM events)"
+        };
+    }
+    pub const INSERT_ENDPOINT: &str = concat!(
+        "INSERT INTO webhook_endpoints (id, merchant_id, url, events, description, secret, \
+         enabled, events_after_seq, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, TRUE, ",
+        last_event!(),
+        ", $7, $7)"
+    );
     pub const GET_ENDPOINT: &str =
         "SELECT * FROM webhook_endpoints WHERE merchant_id = $1 AND id = $2";
     pub const LIST_ENDPOINTS: &str =
         "SELECT * FROM webhook_endpoints WHERE merchant_id = $1 ORDER BY created_at, id LIMIT 100";
-    pub const UPDATE_ENDPOINT: &str = "UPDATE webhook_endpoints SET \
+    /// Enabling a disabled endpoint starts its events afresh (none from while it was
+    /// disabled); disabling an enabled one ends them at the last event so far.
+    pub const UPDATE_ENDPOINT: &str = concat!(
+        "UPDATE webhook_endpoints SET \
          url = COALESCE($3, url), events = COALESCE($4, events), \
          description = COALESCE($5, description), enabled = COALESCE($6, enabled), \
          disabled_reason = CASE WHEN $6 = TRUE THEN NULL ELSE disabled_reason END, \
          consecutive_failures = CASE WHEN $6 = TRUE THEN 0 ELSE consecutive_failures END, \
-         updated_at = $7 WHERE merchant_id = $1 AND id = $2";
+         events_after_seq = CASE WHEN $6 = TRUE AND enabled = FALSE THEN ",
+        last_event!(),
+        " ELSE events_after_seq END, \
+         events_until_seq = CASE WHEN $6 = TRUE THEN NULL \
+             WHEN $6 = FALSE AND enabled = TRUE THEN ",
+        last_event!(),
+        " ELSE events_until_seq END, \
+         updated_at = $7 WHERE merchant_id = $1 AND id = $2"
+    );
     pub const DELETE_ENDPOINT: &str =
         "DELETE FROM webhook_endpoints WHERE merchant_id = $1 AND id = $2";
     pub const ROTATE_SECRET: &str = "UPDATE webhook_endpoints SET previous_secret = secret, \
          previous_expires_at = $4, secret = $3, updated_at = $5 WHERE merchant_id = $1 AND id = $2";
-    /// Enabled endpoints of one merchant, with the events they want (filtered in Rust).
-    pub const MERCHANT_ENABLED_ENDPOINTS: &str =
-        "SELECT * FROM webhook_endpoints WHERE merchant_id = $1 AND enabled = TRUE";
+    /// The endpoints of one merchant that may be owed events from `seq` `$2` on: the enabled
+    /// ones, and the disabled ones owed events from before they were disabled. Which events
+    /// each is owed is decided in Rust ([`super::Subscriber::owes`]).
+    pub const MERCHANT_SUBSCRIBERS: &str = "SELECT id, events, events_after_seq, \
+         events_until_seq FROM webhook_endpoints WHERE merchant_id = $1 \
+         AND (enabled = TRUE OR events_until_seq >= $2)";
+    /// The endpoint, when it is disabled and still owed events from before.
+    pub const DISABLED_SUBSCRIBER: &str = "SELECT id, events, events_after_seq, \
+         events_until_seq FROM webhook_endpoints WHERE merchant_id = $1 AND id = $2 \
+         AND enabled = FALSE AND events_until_seq IS NOT NULL";
+    /// The merchant's events not yet fanned out with `seq` in `($2, $3]`.
+    pub const PENDING_EVENTS_OWED: &str = "SELECT seq, id, merchant_id, event_type, data, \
+         created_at FROM events WHERE fanned_out_at IS NULL AND merchant_id = $1 \
+         AND seq > $2 AND seq <= $3 ORDER BY seq";
     pub const INSERT_DELIVERY: &str = "INSERT INTO webhook_deliveries (id, endpoint_id, merchant_id, \
          event_id, event_type, payload, status, attempts, next_attempt_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7) \
@@ -322,14 +381,20 @@ pub(super) mod sql {
     pub const ENDPOINT_SUCCEEDED: &str =
         "UPDATE webhook_endpoints SET consecutive_failures = 0 WHERE id = $1";
     /// Counts a failure; disables the endpoint when `$2` (a reason) is set or the count reaches
-    /// `$3`.
-    pub const ENDPOINT_FAILED: &str = "UPDATE webhook_endpoints SET \
+    /// `$3`. Disabling ends the events it is owed at the last event so far.
+    pub const ENDPOINT_FAILED: &str = concat!(
+        "UPDATE webhook_endpoints SET \
          consecutive_failures = consecutive_failures + 1, \
          enabled = CASE WHEN $2 IS NOT NULL OR consecutive_failures + 1 >= $3 THEN FALSE ELSE enabled END, \
          disabled_reason = CASE WHEN $2 IS NOT NULL THEN $2 \
              WHEN consecutive_failures + 1 >= $3 AND enabled = TRUE THEN $4 \
-             ELSE disabled_reason END \
-         WHERE id = $1 RETURNING enabled";
+             ELSE disabled_reason END, \
+         events_until_seq = CASE WHEN enabled = TRUE AND ($2 IS NOT NULL OR consecutive_failures + 1 >= $3) \
+             THEN ",
+        last_event!(),
+        " ELSE events_until_seq END \
+         WHERE id = $1 RETURNING enabled"
+    );
     pub const BACKLOG: &str = "SELECT (SELECT COUNT(*) FROM events WHERE fanned_out_at IS NULL) \
          + (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending')";
 }

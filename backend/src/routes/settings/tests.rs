@@ -239,3 +239,98 @@ async fn malformed_bodies_are_envelopes_naming_the_problem() {
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(body["code"], "UNSUPPORTED_MEDIA_TYPE");
 }
+
+#[tokio::test]
+async fn a_public_suffix_is_refused_by_name_and_a_store_under_it_is_not() {
+    let (state, _dir) = state().await;
+    with_merchants(&state).await;
+    for (bad, index) in [
+        (json!(["co.uk"]), 0),
+        (json!(["acme.com", "MyShopify.com"]), 1),
+        (json!(["acme.com", "shop.acme.com", "github.io"]), 2),
+    ] {
+        let put = json!({"allowedDomains": bad});
+        let (status, body) = call(&state, signed_json("PUT", ACME, &user("acme"), &put)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{put}");
+        assert_eq!(body["code"], "VALIDATION_ERROR");
+        let field = format!("allowedDomains[{index}]");
+        assert_eq!(body["field"], field.as_str());
+        let error = body["error"].as_str().unwrap();
+        let named = bad[index].as_str().unwrap().to_ascii_lowercase();
+        assert!(
+            error.starts_with(&format!("{field}: \"{named}\" is a public suffix")),
+            "{error}"
+        );
+    }
+    // Not even an admin lists one.
+    let put = json!({"allowedDomains": ["co.uk"]});
+    let (status, _) = call(&state, signed_json("PUT", ACME, &admin(), &put)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let acme = state.store.get_merchant("acme").await.unwrap().unwrap();
+    assert_eq!(acme.allowed_domains, ["acme.com"]);
+    assert!(
+        !state
+            .store
+            .any_merchant_allows_host("shop.co.uk")
+            .await
+            .unwrap()
+    );
+
+    let put = json!({"allowedDomains": ["acme.myshopify.com", "acme.co.uk", "acme.github.io"]});
+    let (status, body) = call(&state, signed_json("PUT", ACME, &user("acme"), &put)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        !state
+            .store
+            .any_merchant_allows_host("other.myshopify.com")
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_domain_another_merchant_lists_is_taken_unless_an_admin_shares_it() {
+    let (state, _dir) = state().await;
+    with_merchants(&state).await;
+    const GLOBEX: &str = "/api/merchants/globex/settings";
+    for (wanted, why) in [
+        ("ACME.com", "another merchant lists it"),
+        ("shop.acme.com", "another merchant lists a domain above it"),
+    ] {
+        let put = json!({"allowedDomains": ["globex.com", "globex.io", wanted]});
+        let (status, body) = call(&state, signed_json("PUT", GLOBEX, &user("globex"), &put)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["code"], "DOMAIN_TAKEN");
+        let wanted = wanted.to_ascii_lowercase();
+        assert_eq!(
+            body["error"],
+            format!("allowedDomains[2]: \"{wanted}\" is taken: {why}")
+        );
+        assert!(
+            !body.to_string().contains("\"acme\""),
+            "the other merchant is not named: {body}"
+        );
+    }
+    // acme cannot take what is under globex's list either: globex.com admits shop.globex.com.
+    let put = json!({"allowedDomains": ["acme.com", "shop.globex.com"]});
+    let (status, body) = call(&state, signed_json("PUT", ACME, &user("acme"), &put)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["code"], "DOMAIN_TAKEN");
+    let globex = state.store.get_merchant("globex").await.unwrap().unwrap();
+    assert_eq!(globex.allowed_domains, ["globex.com"], "nothing changed");
+
+    let put = json!({"allowedDomains": ["globex.com", "shop.acme.com"]});
+    let (status, body) = call(&state, signed_json("PUT", GLOBEX, &admin(), &put)).await;
+    assert_eq!(status, StatusCode::OK, "an admin may share: {body}");
+    assert_eq!(
+        body["data"]["allowedDomains"],
+        json!(["globex.com", "shop.acme.com"])
+    );
+    // Both merchants then keep managing their lists.
+    let put = json!({"allowedDomains": ["shop.acme.com", "globex.com", "globex.io"]});
+    let (status, body) = call(&state, signed_json("PUT", GLOBEX, &user("globex"), &put)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let put = json!({"allowedDomains": ["acme.com", "acme.io"]});
+    let (status, body) = call(&state, signed_json("PUT", ACME, &user("acme"), &put)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
