@@ -301,11 +301,8 @@ fn edge_backends_fall_back_to_the_local_backend() {
 #[test]
 fn the_whole_answer_timeout_is_set_by_env_and_must_cover_the_first_chunk() {
     assert_eq!(Config::default().chat.llm_total_timeout_secs, 120);
-    let config = Config::load(
-        None,
-        env(&[("MINDSHOP_CHAT_LLM_TOTAL_TIMEOUT_SECS", "45")]),
-    )
-    .expect("valid");
+    let config =
+        Config::load(None, env(&[("MINDSHOP_CHAT_LLM_TOTAL_TIMEOUT_SECS", "45")])).expect("valid");
     assert_eq!(config.chat.llm_total_timeout_secs, 45);
 
     let message = load_error(None, &[("MINDSHOP_CHAT_LLM_TOTAL_TIMEOUT_SECS", "0")]);
