@@ -26,9 +26,9 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use mindshop_backend::store::catalog::ProductRecord;
 use mindshop_backend::store::{
-    self, ApiKey, BatchCounts, ChatSession, Document, DocumentFields, FieldMapping,
-    MerchantSettings, NewApiKey, NewChatSession, NewDocument, NewMerchant, NewSyncRun, Product,
-    ProductQuery, RunError, RunOutcome, SessionEnding, Store, StoreError, SyncConfig,
+    self, ApiKey, BatchCounts, ChatSession, CutShort, Document, DocumentFields, FieldMapping,
+    MerchantSettings, NewApiKey, NewChatSession, NewDocument, NewExchange, NewMerchant, NewSyncRun,
+    Product, ProductQuery, RunError, RunOutcome, SessionEnding, Store, StoreError, SyncConfig,
     SyncConfigFields, SyncRun,
 };
 use mindshop_backend::store::{
@@ -1143,6 +1143,85 @@ async fn ending_a_session_stamps_it_once(store: &dyn Store) {
         .await
         .expect_err("no such session");
     assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+}
+
+async fn exchanges_keep_whether_the_answer_was_cut_short(
+    store: &dyn Store,
+    database: &RawDatabase,
+) {
+    store
+        .create_merchant(&new_merchant("m-cut", "m-cut"))
+        .await
+        .expect("create merchant");
+    store
+        .create_chat_session(&NewChatSession {
+            id: "sess-cut".to_owned(),
+            merchant_id: "m-cut".to_owned(),
+            user_id: "shopper".to_owned(),
+        })
+        .await
+        .expect("create session");
+    let exchange = |question: &str, answer: &str, cut_short| NewExchange {
+        merchant_id: "m-cut".to_owned(),
+        session_id: "sess-cut".to_owned(),
+        question: question.to_owned(),
+        answer: answer.to_owned(),
+        cut_short,
+        recommendations: serde_json::json!([{"sku": "L1"}]),
+        sources: serde_json::json!([]),
+        event: serde_json::json!({"query": question, "cutShort": cut_short.map(CutShort::label)}),
+    };
+    for (question, answer, cut_short) in [
+        ("lamps?", "Our pick: the Oak", Some(CutShort::ClientClosed)),
+        ("chairs?", "", Some(CutShort::TimedOut)),
+        ("rugs?", "None found.", None),
+    ] {
+        store
+            .record_exchange(&exchange(question, answer, cut_short))
+            .await
+            .expect("record exchange");
+    }
+
+    let messages = store
+        .list_messages("m-cut", "sess-cut")
+        .await
+        .expect("list messages");
+    let seen: Vec<(&str, &str, Option<CutShort>)> = messages
+        .iter()
+        .map(|m| (m.role.as_str(), m.content.as_str(), m.cut_short))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("user", "lamps?", None),
+            (
+                "assistant",
+                "Our pick: the Oak",
+                Some(CutShort::ClientClosed)
+            ),
+            ("user", "chairs?", None),
+            ("assistant", "", Some(CutShort::TimedOut)),
+            ("user", "rugs?", None),
+            ("assistant", "None found.", None),
+        ]
+    );
+    let shown = serde_json::to_value(&messages[1]).expect("serialize");
+    assert_eq!(shown["cutShort"], "client_closed");
+    assert_eq!(
+        serde_json::to_value(&messages[5]).expect("serialize")["cutShort"],
+        Value::Null
+    );
+
+    let events = database.events("m-cut").await;
+    let completed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.event_type == "chat.completed")
+        .map(|e| &e.data)
+        .collect();
+    assert_eq!(completed.len(), 3, "{events:?}");
+    assert_eq!(completed[0]["cutShort"], "client_closed");
+    assert_eq!(completed[1]["cutShort"], "timed_out");
+    assert_eq!(completed[2]["cutShort"], Value::Null);
 }
 
 async fn calls_fail_after_close(store: &dyn Store) {
@@ -3214,6 +3293,7 @@ conformance! {
     products_are_listed_by_sku_in_pages_and_counted,
     ],
     store_and_database: [
+        exchanges_keep_whether_the_answer_was_cut_short,
         documents_and_sessions_write_their_events_to_the_outbox,
         runs_write_their_events_to_the_outbox,
         stale_runs_are_failed_once,

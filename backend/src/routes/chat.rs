@@ -342,6 +342,7 @@ async fn record(
             session_id: session.id.clone(),
             question: retrieved.query.clone(),
             answer: text.clone(),
+            cut_short: None,
             recommendations: recommendations_json.clone(),
             sources: sources_json.clone(),
             event: json!({
