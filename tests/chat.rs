@@ -523,17 +523,20 @@ async fn fake_model(fail: bool) -> FakeModel {
 }
 
 async fn shop_with_model(model: &FakeModel) -> Shop {
-    shop_launched(
-        Launch::serve()
-            .env(
-                "MINDSHOP_CHAT_LLM_BASE_URL",
-                &format!("http://{}/v1", model.addr),
-            )
-            .env("MINDSHOP_CHAT_LLM_MODEL", "test-model")
-            .env("MINDSHOP_CHAT_LLM_API_KEY", "sk-test-model-key")
-            .env("MINDSHOP_CHAT_LLM_TIMEOUT_SECS", "5"),
-    )
-    .await
+    shop_with_model_at(model.addr, &[]).await
+}
+
+/// A shop whose answers come from the model at `addr`, with `settings` as further variables.
+async fn shop_with_model_at(addr: std::net::SocketAddr, settings: &[(&str, &str)]) -> Shop {
+    let mut launch = Launch::serve()
+        .env("MINDSHOP_CHAT_LLM_BASE_URL", &format!("http://{addr}/v1"))
+        .env("MINDSHOP_CHAT_LLM_MODEL", "test-model")
+        .env("MINDSHOP_CHAT_LLM_API_KEY", "sk-test-model-key")
+        .env("MINDSHOP_CHAT_LLM_TIMEOUT_SECS", "5");
+    for (name, value) in settings {
+        launch = launch.env(name, value);
+    }
+    shop_launched(launch).await
 }
 
 #[tokio::test]
@@ -596,6 +599,240 @@ async fn a_failing_language_model_is_replaced_by_the_grounded_answer() {
             &metrics,
             "mindshop_chat_requests_total",
             &[("outcome", "completed"), ("answer", "fallback")]
+        ),
+        1
+    );
+}
+
+/// An OpenAI-compatible model on loopback that never finishes: "Our pick: ", then " lamp"
+/// every 50 ms, for as long as its reader keeps the connection. It counts the answers it is
+/// still writing, which drops to 0 once every caller has closed its connection.
+struct EndlessModel {
+    addr: std::net::SocketAddr,
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    writing: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Marks one answer as no longer written when the server drops its body (the caller left).
+struct Writing(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn endless_model() -> EndlessModel {
+    use axum::response::sse::{Event, Sse};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let asked = Arc::new(AtomicUsize::new(0));
+    let writing = Arc::new(AtomicUsize::new(0));
+    let (counted, open) = (Arc::clone(&asked), Arc::clone(&writing));
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            open.fetch_add(1, Ordering::SeqCst);
+            let writing = Writing(Arc::clone(&open));
+            async move {
+                let chunks =
+                    futures_util::stream::unfold((0_u64, writing), |(n, writing)| async move {
+                        if n > 0 {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        let text = if n == 0 { "Our pick: " } else { " lamp" };
+                        let data = json!({"choices": [{"index": 0, "delta": {"content": text}}]});
+                        let event = Event::default().data(data.to_string());
+                        Some((Ok::<_, std::convert::Infallible>(event), (n + 1, writing)))
+                    });
+                Sse::new(chunks)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    EndlessModel {
+        addr,
+        asked,
+        writing,
+    }
+}
+
+impl EndlessModel {
+    /// Whether every answer asked for has stopped being written, within a deadline generous
+    /// enough for a loaded machine (the model alone would write for ever).
+    async fn stopped(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.asked.load(Ordering::SeqCst) == 0 || self.writing.load(Ordering::SeqCst) > 0 {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
+    }
+}
+
+/// The session's messages once it holds `count`, within a deadline.
+async fn messages_reaching(shop: &Shop, session_id: &str, count: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let messages = Reply::of(
+            client()
+                .get(
+                    shop.server
+                        .url(&format!("/api/sessions/{session_id}/messages")),
+                )
+                .bearer_auth(&shop.key),
+        )
+        .await
+        .success(200);
+        let items = messages["items"].as_array().unwrap().clone();
+        if items.len() >= count || std::time::Instant::now() > deadline {
+            assert_eq!(items.len(), count, "{messages}");
+            return items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether `text` is what the endless model writes, stopped somewhere.
+fn endless_answer_so_far(text: &str) -> bool {
+    text.strip_prefix("Our pick: ")
+        .is_some_and(|rest| rest.is_empty() || rest.split(" lamp").all(str::is_empty))
+}
+
+#[tokio::test]
+async fn a_shopper_who_leaves_a_stream_stops_the_model_and_the_answer_is_kept_cut_short() {
+    let model = endless_model().await;
+    let shop = shop_with_model_at(model.addr, &[]).await;
+    let session_id = session(&shop, &shop.key).await;
+    let mut response = ask_streaming(&shop, &session_id, "a lamp under $100").await;
+    let mut buffer = String::new();
+    let first = read_events(&mut response, &mut buffer, "answer").await;
+    assert_eq!(first.last().unwrap().1["delta"], "Our pick: ");
+
+    // The shopper closes the page.
+    drop(response);
+
+    assert!(
+        model.stopped().await,
+        "the model kept writing after the shopper left"
+    );
+    let items = messages_reaching(&shop, &session_id, 2).await;
+    assert_eq!(items[0]["content"], "a lamp under $100");
+    assert_eq!(items[0]["cutShort"], Value::Null);
+    assert_eq!(items[1]["role"], "assistant");
+    assert_eq!(items[1]["cutShort"], "client_closed", "{items:?}");
+    let kept = items[1]["content"].as_str().unwrap();
+    assert!(endless_answer_so_far(kept), "{kept:?}");
+    assert!(skus(&items[1]).contains(&"L1"), "{items:?}");
+
+    let events = events(&shop.server).await;
+    let completed: Vec<&Value> = events
+        .iter()
+        .filter(|(kind, _)| kind == "chat.completed")
+        .map(|(_, data)| data)
+        .collect();
+    assert_eq!(completed.len(), 1, "{events:?}");
+    assert_eq!(completed[0]["cutShort"], "client_closed");
+    assert_eq!(completed[0]["answeredBy"], "llm");
+    assert_eq!(completed[0]["answer"], kept);
+    let left = counter_reaching(
+        &shop.server,
+        "mindshop_chat_requests_total",
+        &[("outcome", "client_closed"), ("answer", "llm")],
+        1,
+    )
+    .await;
+    assert_eq!(left, 1);
+}
+
+#[tokio::test]
+async fn an_answer_past_the_total_timeout_is_stopped() {
+    let model = endless_model().await;
+    let shop = shop_with_model_at(
+        model.addr,
+        &[
+            ("MINDSHOP_CHAT_LLM_TIMEOUT_SECS", "1"),
+            ("MINDSHOP_CHAT_LLM_TOTAL_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    let session_id = session(&shop, &shop.key).await;
+
+    // Streamed: what was written stays, and the stream ends with an error.
+    let mut response = ask_streaming(&shop, &session_id, "a lamp under $100").await;
+    let mut buffer = String::new();
+    let events_seen = read_events(&mut response, &mut buffer, "error").await;
+    let names: Vec<&str> = events_seen.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(!names.contains(&"done"), "{events_seen:?}");
+    let streamed: String = events_seen
+        .iter()
+        .filter(|(name, _)| name == "answer")
+        .map(|(_, data)| data["delta"].as_str().unwrap())
+        .collect();
+    assert!(streamed.starts_with("Our pick: "), "{streamed:?}");
+    let error = &events_seen.last().unwrap().1;
+    assert_eq!(error["success"], false);
+    assert_eq!(error["code"], "ANSWER_TIMEOUT", "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("1 seconds"),
+        "{error}"
+    );
+    while let Some(chunk) = response.chunk().await.expect("read the stream") {
+        let rest = String::from_utf8_lossy(&chunk);
+        assert!(!rest.contains("event:"), "an event after the error: {rest}");
+    }
+    assert!(
+        model.stopped().await,
+        "the model kept writing past the timeout"
+    );
+
+    let items = messages_reaching(&shop, &session_id, 2).await;
+    assert_eq!(items[1]["cutShort"], "timed_out", "{items:?}");
+    let kept = items[1]["content"].as_str().unwrap();
+    assert!(endless_answer_so_far(kept), "{kept:?}");
+    assert!(kept.starts_with(&streamed), "{kept:?} / {streamed:?}");
+    let outbox = events(&shop.server).await;
+    assert_eq!(outbox.last().unwrap().0, "chat.completed", "{outbox:?}");
+    assert_eq!(outbox.last().unwrap().1["cutShort"], "timed_out");
+
+    // As JSON: nothing was shown yet, so the answer composed from the catalog is given whole.
+    let answer = ask(&shop, &shop.key, &session_id, "a lamp under $100")
+        .await
+        .success(200);
+    let text = answer["answer"].as_str().unwrap();
+    assert!(
+        text.contains("Oak floor lamp") && text.contains("$89.00"),
+        "{text}"
+    );
+    assert!(
+        model.stopped().await,
+        "the model kept writing past the timeout"
+    );
+    let items = messages_reaching(&shop, &session_id, 4).await;
+    assert_eq!(items[3]["cutShort"], Value::Null);
+    let metrics = scrape(&shop.server).await;
+    assert_eq!(
+        counter(
+            &metrics,
+            "mindshop_chat_llm_fallbacks_total",
+            &[("reason", "LLM_TOTAL_TIMEOUT")]
+        ),
+        1
+    );
+    assert_eq!(
+        counter(
+            &metrics,
+            "mindshop_chat_requests_total",
+            &[("outcome", "timed_out"), ("answer", "llm")]
         ),
         1
     );

@@ -57,6 +57,9 @@ pub enum ApiError {
     NotReady(serde_json::Value),
     #[error("the request took longer than {0}s")]
     Timeout(u64),
+    /// A streamed answer ran past `chat.llm_total_timeout_secs` and was stopped.
+    #[error("the answer took longer than {0}s")]
+    AnswerTimeout(u64),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -148,6 +151,16 @@ impl ApiError {
                 Failure::new(
                     "REQUEST_TIMEOUT",
                     format!("The request took longer than {secs} seconds"),
+                ),
+            ),
+            Self::AnswerTimeout(secs) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                Failure::new(
+                    "ANSWER_TIMEOUT",
+                    format!(
+                        "The answer took longer than {secs} seconds and was stopped; \
+                         ask again to continue"
+                    ),
                 ),
             ),
             Self::Internal(_) => (

@@ -26,10 +26,10 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use mindshop_backend::store::catalog::ProductRecord;
 use mindshop_backend::store::{
-    self, ApiKey, BatchCounts, ChatSession, Document, DocumentFields, DomainOverlap, FieldMapping,
-    MerchantSettings, NewApiKey, NewChatSession, NewDocument, NewMerchant, NewPush, NewSyncRun,
-    Product, ProductQuery, PushStart, RunError, RunOutcome, SessionEnding, Store, StoreError,
-    SyncConfig, SyncConfigFields, SyncRun,
+    self, ApiKey, BatchCounts, ChatSession, CutShort, Document, DocumentFields, DomainOverlap,
+    FieldMapping, MerchantSettings, NewApiKey, NewChatSession, NewDocument, NewExchange,
+    NewMerchant, NewPush, NewSyncRun, Product, ProductQuery, PushStart, RunError, RunOutcome,
+    SessionEnding, Store, StoreError, SyncConfig, SyncConfigFields, SyncRun,
 };
 use mindshop_backend::store::{
     AttemptNext, AttemptRecord, FailurePolicy, NewWebhookEndpoint, WebhookAttempt,
@@ -1305,6 +1305,85 @@ async fn ending_a_session_stamps_it_once(store: &dyn Store) {
         .await
         .expect_err("no such session");
     assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
+}
+
+async fn exchanges_keep_whether_the_answer_was_cut_short(
+    store: &dyn Store,
+    database: &RawDatabase,
+) {
+    store
+        .create_merchant(&new_merchant("m-cut", "m-cut"))
+        .await
+        .expect("create merchant");
+    store
+        .create_chat_session(&NewChatSession {
+            id: "sess-cut".to_owned(),
+            merchant_id: "m-cut".to_owned(),
+            user_id: "shopper".to_owned(),
+        })
+        .await
+        .expect("create session");
+    let exchange = |question: &str, answer: &str, cut_short| NewExchange {
+        merchant_id: "m-cut".to_owned(),
+        session_id: "sess-cut".to_owned(),
+        question: question.to_owned(),
+        answer: answer.to_owned(),
+        cut_short,
+        recommendations: serde_json::json!([{"sku": "L1"}]),
+        sources: serde_json::json!([]),
+        event: serde_json::json!({"query": question, "cutShort": cut_short.map(CutShort::label)}),
+    };
+    for (question, answer, cut_short) in [
+        ("lamps?", "Our pick: the Oak", Some(CutShort::ClientClosed)),
+        ("chairs?", "", Some(CutShort::TimedOut)),
+        ("rugs?", "None found.", None),
+    ] {
+        store
+            .record_exchange(&exchange(question, answer, cut_short))
+            .await
+            .expect("record exchange");
+    }
+
+    let messages = store
+        .list_messages("m-cut", "sess-cut")
+        .await
+        .expect("list messages");
+    let seen: Vec<(&str, &str, Option<CutShort>)> = messages
+        .iter()
+        .map(|m| (m.role.as_str(), m.content.as_str(), m.cut_short))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("user", "lamps?", None),
+            (
+                "assistant",
+                "Our pick: the Oak",
+                Some(CutShort::ClientClosed)
+            ),
+            ("user", "chairs?", None),
+            ("assistant", "", Some(CutShort::TimedOut)),
+            ("user", "rugs?", None),
+            ("assistant", "None found.", None),
+        ]
+    );
+    let shown = serde_json::to_value(&messages[1]).expect("serialize");
+    assert_eq!(shown["cutShort"], "client_closed");
+    assert_eq!(
+        serde_json::to_value(&messages[5]).expect("serialize")["cutShort"],
+        Value::Null
+    );
+
+    let events = database.events("m-cut").await;
+    let completed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.event_type == "chat.completed")
+        .map(|e| &e.data)
+        .collect();
+    assert_eq!(completed.len(), 3, "{events:?}");
+    assert_eq!(completed[0]["cutShort"], "client_closed");
+    assert_eq!(completed[1]["cutShort"], "timed_out");
+    assert_eq!(completed[2]["cutShort"], Value::Null);
 }
 
 async fn calls_fail_after_close(store: &dyn Store) {
@@ -3652,6 +3731,7 @@ conformance! {
     a_push_id_is_applied_once_unless_its_run_failed,
     ],
     store_and_database: [
+        exchanges_keep_whether_the_answer_was_cut_short,
         documents_and_sessions_write_their_events_to_the_outbox,
         runs_write_their_events_to_the_outbox,
         stale_runs_are_failed_once,

@@ -19,6 +19,11 @@ pub struct ChatSettings {
     /// Longest the model may take to start answering and, after that, between two chunks, in
     /// seconds; past it the grounded answer is given instead.
     pub llm_timeout_secs: u64,
+    /// Longest a whole model answer may take, from asking the model to its last chunk, in
+    /// seconds (at least `llm_timeout_secs`). Past it the model call is stopped: a streamed
+    /// answer is stored as far as it got, marked cut short, and its stream ends with an
+    /// `error` event; a JSON answer is the grounded one instead.
+    pub llm_total_timeout_secs: u64,
     /// Longest answer asked of the model, in tokens.
     pub llm_max_tokens: u32,
     /// How often each backend indexes products written since the last pass, in milliseconds
@@ -33,6 +38,7 @@ impl Default for ChatSettings {
             llm_model: "gpt-4o-mini".to_owned(),
             llm_api_key: None,
             llm_timeout_secs: 10,
+            llm_total_timeout_secs: 120,
             llm_max_tokens: 400,
             index_interval_ms: 500,
         }

@@ -319,3 +319,28 @@ fn edge_backends_fall_back_to_the_local_backend() {
     config.edge.backends = vec![addr("10.0.0.5:8081")];
     assert_eq!(config.edge_backends(), vec![addr("10.0.0.5:8081")]);
 }
+
+#[test]
+fn the_whole_answer_timeout_is_set_by_env_and_must_cover_the_first_chunk() {
+    assert_eq!(Config::default().chat.llm_total_timeout_secs, 120);
+    let config =
+        Config::load(None, env(&[("MINDSHOP_CHAT_LLM_TOTAL_TIMEOUT_SECS", "45")])).expect("valid");
+    assert_eq!(config.chat.llm_total_timeout_secs, 45);
+
+    let message = load_error(None, &[("MINDSHOP_CHAT_LLM_TOTAL_TIMEOUT_SECS", "0")]);
+    assert!(
+        message.contains("chat.llm_total_timeout_secs: must be greater than 0"),
+        "{message}"
+    );
+    let message = load_error(
+        None,
+        &[
+            ("MINDSHOP_CHAT_LLM_TIMEOUT_SECS", "30"),
+            ("MINDSHOP_CHAT_LLM_TOTAL_TIMEOUT_SECS", "20"),
+        ],
+    );
+    assert!(
+        message.contains("chat.llm_total_timeout_secs: must be at least chat.llm_timeout_secs"),
+        "{message}"
+    );
+}

@@ -144,6 +144,14 @@ impl Config {
 
         let chat = &self.chat;
         positive("chat.llm_timeout_secs", chat.llm_timeout_secs)?;
+        positive("chat.llm_total_timeout_secs", chat.llm_total_timeout_secs)?;
+        // A whole answer shorter than the wait for its first chunk would make that wait a lie.
+        if chat.llm_total_timeout_secs < chat.llm_timeout_secs {
+            return Err(ConfigError::invalid(
+                "chat.llm_total_timeout_secs",
+                "must be at least chat.llm_timeout_secs",
+            ));
+        }
         positive("chat.llm_max_tokens", u64::from(chat.llm_max_tokens))?;
         positive("chat.index_interval_ms", chat.index_interval_ms)?;
         if let Some(url) = &chat.llm_base_url

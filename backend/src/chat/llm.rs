@@ -4,7 +4,9 @@
 //! block, the products and documents retrieval found; the last turns of the session; then the
 //! shopper's question. [`Llm::stream`] sends them and yields the answer's text as it arrives.
 //! Every failure (a status, a timeout, a broken connection, an unreadable event) is an
-//! [`LlmError`], on which the chat route gives its grounded answer instead.
+//! [`LlmError`], on which the chat route gives its grounded answer instead. The whole answer's
+//! time ([`Llm::total_timeout`]) is bounded by the chat route, which also stops the model when
+//! a streaming shopper leaves: dropping an [`AnswerStream`] closes the model's connection.
 
 use std::fmt::Write as _;
 use std::pin::Pin;
@@ -54,6 +56,8 @@ pub struct Llm {
     timeout: Duration,
     /// `timeout` as configured, for [`LlmError::Timeout`].
     timeout_secs: u64,
+    /// Longest a whole answer may take (`chat.llm_total_timeout_secs`).
+    total_timeout: Duration,
     max_tokens: u32,
 }
 
@@ -85,8 +89,19 @@ impl Llm {
             api_key: settings.llm_api_key.clone(),
             timeout,
             timeout_secs: settings.llm_timeout_secs,
+            total_timeout: Duration::from_secs(settings.llm_total_timeout_secs),
             max_tokens: settings.llm_max_tokens,
         })
+    }
+
+    /// Longest a whole answer may take, from asking to the last delta.
+    pub fn total_timeout(&self) -> Duration {
+        self.total_timeout
+    }
+
+    /// The failure of an answer that ran past [`Llm::total_timeout`].
+    pub fn total_timeout_error(&self) -> LlmError {
+        LlmError::TotalTimeout(self.total_timeout.as_secs())
     }
 
     /// Starts a streamed completion (`"stream": true`). Resolves once the endpoint answered 2xx
@@ -189,6 +204,8 @@ pub fn prompt(
 pub enum LlmError {
     #[error("the language model did not answer within {0} seconds")]
     Timeout(u64),
+    #[error("the language model's whole answer took longer than {0} seconds")]
+    TotalTimeout(u64),
     #[error("the language model answered HTTP {0}")]
     Status(u16),
     #[error("the language model could not be reached: {0}")]
@@ -202,6 +219,7 @@ impl LlmError {
     pub fn code(&self) -> &'static str {
         match self {
             LlmError::Timeout(_) => "LLM_TIMEOUT",
+            LlmError::TotalTimeout(_) => "LLM_TOTAL_TIMEOUT",
             LlmError::Status(_) => "LLM_STATUS",
             LlmError::Transport(_) => "LLM_UNREACHABLE",
             LlmError::Malformed(_) => "LLM_MALFORMED",
@@ -649,6 +667,20 @@ mod tests {
             read_chunk(r#"{"id":"x"}"#),
             Err(LlmError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn the_whole_answer_is_bounded_as_configured() {
+        let llm = Llm::from_settings(&ChatSettings {
+            llm_base_url: Some("https://llm.example/v1".to_owned()),
+            llm_total_timeout_secs: 7,
+            ..ChatSettings::default()
+        })
+        .unwrap();
+        assert_eq!(llm.total_timeout(), Duration::from_secs(7));
+        let error = llm.total_timeout_error();
+        assert_eq!(error.code(), "LLM_TOTAL_TIMEOUT");
+        assert!(error.to_string().contains("7 seconds"), "{error}");
     }
 
     #[test]

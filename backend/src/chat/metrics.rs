@@ -24,8 +24,9 @@ const BUCKETS: &[f64] = &[
 static METRICS: LazyLock<ChatMetrics> = LazyLock::new(|| ChatMetrics {
     requests: register_int_counter_vec!(
         "mindshop_chat_requests_total",
-        "Chat questions by outcome (completed, failed) and how the answer was written (grounded, \
-         llm, fallback: the model failed and the grounded answer was given; none when failed).",
+        "Chat questions by outcome (completed, failed; client_closed, timed_out: the model was \
+         stopped and its answer stored cut short) and how the answer was written (grounded, llm, \
+         fallback: the model failed and the grounded answer was given; none when failed).",
         &["outcome", "answer"]
     )
     .expect("metric names are valid and registered once"),
@@ -45,7 +46,7 @@ static METRICS: LazyLock<ChatMetrics> = LazyLock::new(|| ChatMetrics {
     llm_fallbacks: register_int_counter_vec!(
         "mindshop_chat_llm_fallbacks_total",
         "Answers where the language model failed and the grounded answer was given, by reason \
-         (LLM_TIMEOUT, LLM_STATUS, LLM_UNREACHABLE, LLM_MALFORMED).",
+         (LLM_TIMEOUT, LLM_TOTAL_TIMEOUT, LLM_STATUS, LLM_UNREACHABLE, LLM_MALFORMED).",
         &["reason"]
     )
     .expect("metric names are valid and registered once"),
@@ -59,7 +60,8 @@ pub(crate) fn llm_fallback(reason: &str) {
     METRICS.llm_fallbacks.with_label_values(&[reason]).inc();
 }
 
-/// A question answered (`answer` = grounded, llm, fallback) or failed (`answer` = none).
+/// A question answered (`answer` = grounded, llm, fallback), answered cut short (`outcome` =
+/// a `CutShort` label), or failed (`answer` = none).
 pub(crate) fn finished(outcome: &str, answer: &str, mode: &str, elapsed: Duration) {
     METRICS.requests.with_label_values(&[outcome, answer]).inc();
     METRICS

@@ -5,13 +5,21 @@
 //!   streams as server-sent events: `context` (the products and documents, as soon as they are
 //!   found), `answer` (`{"delta": …}` text chunks), then `done` (the whole answer, as the JSON
 //!   answer's `data`) or `error` (an error envelope).
-//! - `GET /api/sessions/{id}/messages` (`sessions:read`): the conversation so far.
+//! - `GET /api/sessions/{id}/messages` (`sessions:read`): the conversation so far; an answer
+//!   the model was stopped in carries `cutShort` (`client_closed`, `timed_out`).
 //!
 //! Another merchant's or an unknown session is a 404; an ended one is 410 `SESSION_ENDED`. A
 //! question refused or failed on a session of the merchant writes `chat.failed`.
 //!
 //! The answer is the grounded one (composed from what retrieval found) unless `[chat]` names a
 //! language model; a model that fails or times out is replaced by the grounded answer.
+//!
+//! A model's answer is stopped, and stored as far as it got with `cutShort` (in the message and
+//! its `chat.completed` event), when the shopper closes the stream (`client_closed`: a shopper
+//! who left should not keep a model busy) or when it runs past `chat.llm_total_timeout_secs`
+//! in a stream (`timed_out`; the stream then ends with an `error` event `ANSWER_TIMEOUT`). A
+//! JSON answer past that time is the grounded one, as on any model failure: the caller has seen
+//! nothing yet, and a whole answer serves it better than a 504.
 
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
@@ -33,8 +41,8 @@ use crate::chat::understand::understand;
 use crate::chat::{llm, metrics};
 use crate::extract::{ApiJson, ApiPath};
 use crate::store::{
-    ChatMessage, ChatSession, Document, NewEvent, NewExchange, Product, ProductQuery, Scored,
-    sessions,
+    ChatMessage, ChatSession, CutShort, Document, NewEvent, NewExchange, Product, ProductQuery,
+    Scored, sessions,
 };
 use crate::{ApiError, AppState, Envelope, RequestContext};
 
@@ -121,8 +129,25 @@ impl AnsweredBy {
     }
 }
 
+/// The answer's text as written, by whom, and whether the model was stopped in it.
+struct Written {
+    text: String,
+    by: AnsweredBy,
+    /// Set when `text` is what the model wrote before it was stopped.
+    cut_short: Option<CutShort>,
+}
+
+/// How asking the model ended.
+enum Asked {
+    Whole,
+    /// Stopped; the text so far stands.
+    CutShort(CutShort),
+    Failed(llm::LlmError),
+}
+
 /// Where answer chunks go while the answer is written: a server-sent event stream, or nowhere
-/// (a JSON answer waits for the whole text).
+/// (a JSON answer waits for the whole text). The stream's receiver is the response body, so
+/// the sender sees it closed once the shopper has gone and hyper dropped the body.
 type Chunks = Option<mpsc::Sender<Result<Event, Infallible>>>;
 
 async fn chat(
@@ -147,8 +172,9 @@ async fn chat(
     if streaming {
         return Ok(stream(state, access.context, retrieved, started).into_response());
     }
-    let (text, by) = write_answer(&state, &retrieved, &None).await;
-    match record(&state, &retrieved, text, by, started).await {
+    let written = write_answer(&state, &retrieved, &None).await;
+    let by = written.by;
+    match record(&state, &retrieved, written, started).await {
         Ok(answer) => {
             metrics::finished("completed", by.label(), mode, started.elapsed());
             Ok(Envelope::new(&access.context, answer).into_response())
@@ -236,21 +262,40 @@ async fn retrieve(
 }
 
 /// The answer's text, sending its chunks to `chunks` as they are written: the language
-/// model's when one is configured and it answers in time, else the grounded answer.
-async fn write_answer(
-    state: &AppState,
-    retrieved: &Retrieved,
-    chunks: &Chunks,
-) -> (String, AnsweredBy) {
+/// model's when one is configured and it answers in time (or as far as it got when it was
+/// stopped), else the grounded answer.
+async fn write_answer(state: &AppState, retrieved: &Retrieved, chunks: &Chunks) -> Written {
     // With nothing found there is nothing to ground a model's answer in: say so plainly.
     let found = !(retrieved.products.is_empty() && retrieved.documents.is_empty());
+    let grounded = || Written {
+        text: retrieved.grounded.clone(),
+        by: AnsweredBy::Grounded,
+        cut_short: None,
+    };
     let Some(model) = state.llm.as_ref().filter(|_| found) else {
         send_chunk(chunks, &retrieved.grounded).await;
-        return (retrieved.grounded.clone(), AnsweredBy::Grounded);
+        return grounded();
     };
-    match ask_model(state, model, retrieved, chunks).await {
-        Ok(text) => (text, AnsweredBy::Llm),
-        Err(error) => {
+    let mut text = String::new();
+    match ask_model(state, model, retrieved, chunks, &mut text).await {
+        Asked::Whole => Written {
+            text,
+            by: AnsweredBy::Llm,
+            cut_short: None,
+        },
+        Asked::CutShort(cut) => {
+            tracing::info!(
+                session_id = %retrieved.session.id,
+                cut_short = cut.label(),
+                "the language model was stopped; storing its answer as far as it got"
+            );
+            Written {
+                text,
+                by: AnsweredBy::Llm,
+                cut_short: Some(cut),
+            }
+        }
+        Asked::Failed(error) => {
             tracing::warn!(
                 session_id = %retrieved.session.id,
                 %error,
@@ -258,17 +303,54 @@ async fn write_answer(
             );
             metrics::llm_fallback(error.code());
             // The `done` event's answer replaces whatever chunks were sent.
-            (retrieved.grounded.clone(), AnsweredBy::Fallback)
+            Written {
+                by: AnsweredBy::Fallback,
+                ..grounded()
+            }
         }
     }
 }
 
+/// Asks the model, writing its answer into `text` and `chunks`, until it ends, the shopper
+/// closes the stream, or `chat.llm_total_timeout_secs` has passed. Stopping drops the model's
+/// stream, which closes its connection, so the model stops writing too.
 async fn ask_model(
     state: &AppState,
     model: &llm::Llm,
     retrieved: &Retrieved,
     chunks: &Chunks,
-) -> Result<String, llm::LlmError> {
+    text: &mut String,
+) -> Asked {
+    let deadline = tokio::time::Instant::now() + model.total_timeout();
+    let gone = async {
+        match chunks {
+            Some(sender) => sender.closed().await,
+            None => std::future::pending().await,
+        }
+    };
+    // The sends to the shopper race too: one who stops reading cannot hold the model open.
+    let asking = write_model_answer(state, model, retrieved, chunks, text);
+    tokio::select! {
+        biased;
+        () = gone => Asked::CutShort(CutShort::ClientClosed),
+        () = tokio::time::sleep_until(deadline) => match chunks {
+            Some(_) => Asked::CutShort(CutShort::TimedOut),
+            None => Asked::Failed(model.total_timeout_error()),
+        },
+        written = asking => match written {
+            Ok(()) => Asked::Whole,
+            Err(error) => Asked::Failed(error),
+        },
+    }
+}
+
+async fn write_model_answer(
+    state: &AppState,
+    model: &llm::Llm,
+    retrieved: &Retrieved,
+    chunks: &Chunks,
+    text: &mut String,
+) -> Result<(), llm::LlmError> {
     let history = match state
         .store
         .list_messages(&retrieved.session.merchant_id, &retrieved.session.id)
@@ -293,21 +375,21 @@ async fn ask_model(
         &retrieved.documents,
     );
     let mut stream = model.stream(&prompt).await?;
-    let mut text = String::new();
     while let Some(delta) = stream.next().await {
         let delta = delta?;
-        send_chunk(chunks, &delta).await;
+        // Kept before it is sent: a shopper who leaves during the send has it stored.
         text.push_str(&delta);
+        send_chunk(chunks, &delta).await;
     }
     if text.trim().is_empty() {
         return Err(llm::LlmError::Malformed("the answer was empty".to_owned()));
     }
-    Ok(text)
+    Ok(())
 }
 
 async fn send_chunk(chunks: &Chunks, text: &str) {
     if let Some(sender) = chunks {
-        // A shopper who left stops receiving; the answer is still stored.
+        // A shopper who left has closed the channel; `ask_model` notices and stops.
         let _ = sender
             .send(Ok(event("answer", &json!({ "delta": text }))))
             .await;
@@ -325,10 +407,14 @@ fn event(name: &str, data: &impl Serialize) -> Event {
 async fn record(
     state: &AppState,
     retrieved: &Retrieved,
-    text: String,
-    by: AnsweredBy,
+    written: Written,
     started: Instant,
 ) -> Result<ChatAnswer, ApiError> {
+    let Written {
+        text,
+        by,
+        cut_short,
+    } = written;
     let recommendations = recommendations(&retrieved.products);
     let sources = sources(&retrieved.documents);
     let execution_time = millis(started.elapsed());
@@ -342,6 +428,7 @@ async fn record(
             session_id: session.id.clone(),
             question: retrieved.query.clone(),
             answer: text.clone(),
+            cut_short,
             recommendations: recommendations_json.clone(),
             sources: sources_json.clone(),
             event: json!({
@@ -351,6 +438,7 @@ async fn record(
                 "query": retrieved.query,
                 "answer": text,
                 "answeredBy": by.label(),
+                "cutShort": cut_short,
                 "recommendations": recommendations_json,
                 "sources": sources_json,
                 "executionTime": execution_time,
@@ -366,8 +454,9 @@ async fn record(
     })
 }
 
-/// The answer as server-sent events, written by a task of its own so that a shopper who
-/// closes the page does not cut the exchange short (it is stored all the same).
+/// The answer as server-sent events, written by a task of its own: the response body only
+/// relays what it sends, so when the shopper closes the stream and hyper drops the body, the
+/// task stops the model and can still await the store write of what was written.
 fn stream(
     state: AppState,
     context: RequestContext,
@@ -382,20 +471,41 @@ fn stream(
         });
         let _ = sender.send(Ok(event("context", &found))).await;
         let chunks = Some(sender);
-        let (text, by) = write_answer(&state, &retrieved, &chunks).await;
+        let written = write_answer(&state, &retrieved, &chunks).await;
         let Some(sender) = chunks else { return };
-        match record(&state, &retrieved, text, by, started).await {
+        let (by, cut_short) = (written.by, written.cut_short);
+        let error_event = |error: &ApiError| {
+            let (_, failure) = error.to_failure();
+            let envelope: Value = serde_json::from_slice(&failure.to_json(&context.request_id))
+                .unwrap_or(Value::Null);
+            Ok(event("error", &envelope))
+        };
+        match record(&state, &retrieved, written, started).await {
             Ok(answer) => {
-                metrics::finished("completed", by.label(), "stream", started.elapsed());
-                let _ = sender.send(Ok(event("done", &answer))).await;
+                let outcome = cut_short.map_or("completed", CutShort::label);
+                metrics::finished(outcome, by.label(), "stream", started.elapsed());
+                match cut_short {
+                    None => {
+                        let _ = sender.send(Ok(event("done", &answer))).await;
+                    }
+                    Some(CutShort::TimedOut) => {
+                        // Only a model's answer times out, so there is one.
+                        let secs = state
+                            .llm
+                            .as_ref()
+                            .map_or(0, |m| m.total_timeout().as_secs());
+                        let _ = sender
+                            .send(error_event(&ApiError::AnswerTimeout(secs)))
+                            .await;
+                    }
+                    // Nobody is listening.
+                    Some(CutShort::ClientClosed) => {}
+                }
             }
             Err(error) => {
                 report_failure(&state, &retrieved.session, &retrieved.query, &error).await;
                 metrics::finished("failed", "none", "stream", started.elapsed());
-                let (_, failure) = error.to_failure();
-                let envelope: Value = serde_json::from_slice(&failure.to_json(&context.request_id))
-                    .unwrap_or(Value::Null);
-                let _ = sender.send(Ok(event("error", &envelope))).await;
+                let _ = sender.send(error_event(&error)).await;
             }
         }
     });

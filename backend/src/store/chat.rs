@@ -6,7 +6,7 @@
 //! sees a sync's products as soon as it commits: there is no per-process index to go stale.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use super::catalog::ProductRow;
@@ -41,7 +41,40 @@ pub struct ChatMessage {
     pub content: String,
     pub recommendations: Value,
     pub sources: Value,
+    /// Why an assistant message stops before the model's end (`null` when it is whole).
+    pub cut_short: Option<CutShort>,
     pub created_at: DateTime<Utc>,
+}
+
+/// Why an answer was stored as far as it got rather than whole; its label is the one word
+/// that messages, `chat.completed` events, metrics and the migration's CHECK share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutShort {
+    /// The shopper closed the stream before the answer ended; the model was stopped.
+    ClientClosed,
+    /// The answer ran past `chat.llm_total_timeout_secs`; the model was stopped.
+    TimedOut,
+}
+
+impl CutShort {
+    pub const ALL: [CutShort; 2] = [CutShort::ClientClosed, CutShort::TimedOut];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CutShort::ClientClosed => "client_closed",
+            CutShort::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<CutShort> {
+        CutShort::ALL.into_iter().find(|cut| cut.label() == label)
+    }
+}
+
+impl Serialize for CutShort {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.label())
+    }
 }
 
 /// A question and its answer, stored together with their `chat.completed` event.
@@ -51,6 +84,8 @@ pub struct NewExchange {
     pub session_id: String,
     pub question: String,
     pub answer: String,
+    /// Set when `answer` is only what the model wrote before it was stopped.
+    pub cut_short: Option<CutShort>,
     pub recommendations: Value,
     pub sources: Value,
     /// The event's data.
@@ -151,6 +186,7 @@ pub(super) struct ChatMessageRow {
     content: String,
     recommendations: sqlx::types::Json<Value>,
     sources: sqlx::types::Json<Value>,
+    cut_short: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -163,6 +199,8 @@ impl From<ChatMessageRow> for ChatMessage {
             content: row.content,
             recommendations: row.recommendations.0,
             sources: row.sources.0,
+            // The column's CHECK admits only the labels.
+            cut_short: row.cut_short.as_deref().and_then(CutShort::from_label),
             created_at: row.created_at,
         }
     }
@@ -170,7 +208,7 @@ impl From<ChatMessageRow> for ChatMessage {
 
 pub(super) mod sql {
     pub const INSERT_MESSAGE: &str = "INSERT INTO chat_messages (id, session_id, merchant_id, role, content, \
-         recommendations, sources, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+         recommendations, sources, cut_short, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
     pub const LIST_MESSAGES: &str = "SELECT * FROM chat_messages WHERE merchant_id = $1 AND session_id = $2 \
          ORDER BY created_at, id LIMIT 1000";
     /// Products within the constraints, cheapest first, for questions with no search words.
@@ -242,4 +280,18 @@ pub(super) mod sql {
     pub const PG_SEARCH_DOCUMENTS: &str = "SELECT d.*, ts_rank(d.search, q)::float8 AS score \
          FROM documents d, to_tsquery('english', $1) q \
          WHERE d.merchant_id = $2 AND d.search @@ q ORDER BY score DESC, d.id LIMIT $3";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CutShort;
+
+    #[test]
+    fn a_cut_short_reads_back_from_its_label_and_is_shown_as_it() {
+        for cut in CutShort::ALL {
+            assert_eq!(CutShort::from_label(cut.label()), Some(cut));
+            assert_eq!(serde_json::to_value(cut).unwrap(), cut.label());
+        }
+        assert_eq!(CutShort::from_label("cut"), None);
+    }
 }

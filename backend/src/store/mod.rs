@@ -31,7 +31,7 @@ pub use catalog::{
     BatchCounts, FieldMapping, NewEvent, NewPush, NewSyncRun, Product, PushStart, RunError,
     RunOutcome, SyncConfig, SyncConfigFields, SyncRun,
 };
-pub use chat::{ChatMessage, NewExchange, ProductQuery, Scored};
+pub use chat::{ChatMessage, CutShort, NewExchange, ProductQuery, Scored};
 pub use documents::{Document, DocumentFields, NewDocument, PageKey};
 pub use merchant_domains::DomainOverlap;
 pub use postgres::PostgresStore;

@@ -891,15 +891,17 @@ macro_rules! portable_store_impl {
                         &exchange.question,
                         ::serde_json::json!([]),
                         ::serde_json::json!([]),
+                        None,
                     ),
                     (
                         "assistant",
                         &exchange.answer,
                         exchange.recommendations.clone(),
                         exchange.sources.clone(),
+                        exchange.cut_short.map(super::CutShort::label),
                     ),
                 ];
-                for (offset, (role, content, recommendations, sources)) in
+                for (offset, (role, content, recommendations, sources, cut_short)) in
                     messages.into_iter().enumerate()
                 {
                     ::sqlx::query(super::chat::sql::INSERT_MESSAGE)
@@ -910,6 +912,7 @@ macro_rules! portable_store_impl {
                         .bind(content)
                         .bind(::sqlx::types::Json(recommendations))
                         .bind(::sqlx::types::Json(sources))
+                        .bind(cut_short)
                         // The answer sorts after its question.
                         .bind(now + ::chrono::Duration::microseconds(offset as i64))
                         .execute(&mut *tx)
