@@ -188,6 +188,7 @@ impl From<StoreError> for ApiError {
                 code: "CONFLICT",
                 message: format!("{what} already exists"),
             },
+            StoreError::InvalidText { field } => Self::invalid(field, crate::text::NUL_REFUSED),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -30,6 +30,7 @@ macro_rules! portable_store_impl {
                 &self,
                 merchant: &super::NewMerchant,
             ) -> super::StoreResult<super::Merchant> {
+                super::text::refuse_nul(&[("", merchant)])?;
                 let conflict =
                     |e| super::classify(e, &format!("merchant {}", merchant.id), "merchant");
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
@@ -55,6 +56,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn get_merchant(&self, id: &str) -> super::StoreResult<Option<super::Merchant>> {
+                super::text::refuse_nul(&[("id", &id)])?;
                 let row = ::sqlx::query_as::<_, super::MerchantRow>(super::sql::GET_MERCHANT)
                     .bind(id)
                     .fetch_optional(&self.pool)
@@ -74,6 +76,7 @@ macro_rules! portable_store_impl {
                 id: &str,
                 settings: &super::MerchantSettings,
             ) -> super::StoreResult<super::Merchant> {
+                super::text::refuse_nul(&[("id", &id), ("", settings)])?;
                 // The list and its index change together or not at all; the UPDATE locks the
                 // merchant's row first, so concurrent updates apply one after the other.
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
@@ -102,6 +105,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn any_merchant_allows_host(&self, host: &str) -> super::StoreResult<bool> {
+                super::text::refuse_nul(&[("host", &host)])?;
                 let Some(candidates) = super::merchant_domains::host_and_parents(host) else {
                     return Ok(false);
                 };
@@ -117,6 +121,7 @@ macro_rules! portable_store_impl {
                 &self,
                 key: &super::NewApiKey,
             ) -> super::StoreResult<super::ApiKey> {
+                super::text::refuse_nul(&[("", key)])?;
                 ::sqlx::query_as::<_, super::ApiKeyRow>(super::sql::INSERT_API_KEY)
                     .bind(&key.id)
                     .bind(&key.merchant_id)
@@ -139,6 +144,7 @@ macro_rules! portable_store_impl {
                 &self,
                 merchant_id: &str,
             ) -> super::StoreResult<Vec<super::ApiKey>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id)])?;
                 let rows = ::sqlx::query_as::<_, super::ApiKeyRow>(super::sql::LIST_API_KEYS)
                     .bind(merchant_id)
                     .fetch_all(&self.pool)
@@ -150,6 +156,7 @@ macro_rules! portable_store_impl {
                 &self,
                 key_hash: &str,
             ) -> super::StoreResult<Option<super::ApiKey>> {
+                super::text::refuse_nul(&[("keyHash", &key_hash)])?;
                 let row = ::sqlx::query_as::<_, super::ApiKeyRow>(super::sql::FIND_API_KEY_BY_HASH)
                     .bind(key_hash)
                     .fetch_optional(&self.pool)
@@ -158,6 +165,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn revoke_api_key(&self, id: &str) -> super::StoreResult<super::ApiKey> {
+                super::text::refuse_nul(&[("id", &id)])?;
                 ::sqlx::query_as::<_, super::ApiKeyRow>(super::sql::REVOKE_API_KEY)
                     .bind(id)
                     .bind(::chrono::Utc::now())
@@ -172,6 +180,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<super::ApiKey> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 ::sqlx::query_as::<_, super::ApiKeyRow>(super::sql::REVOKE_MERCHANT_API_KEY)
                     .bind(merchant_id)
                     .bind(id)
@@ -186,6 +195,7 @@ macro_rules! portable_store_impl {
                 &self,
                 document: &super::NewDocument,
             ) -> super::StoreResult<super::Document> {
+                super::text::refuse_nul(&[("", document)])?;
                 let fields = &document.fields;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let created = ::sqlx::query_as::<_, super::documents::DocumentRow>(
@@ -218,6 +228,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<Option<super::Document>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 let row = ::sqlx::query_as::<_, super::documents::DocumentRow>(
                     super::documents::sql::GET,
                 )
@@ -234,6 +245,7 @@ macro_rules! portable_store_impl {
                 after: Option<&super::PageKey>,
                 limit: u32,
             ) -> super::StoreResult<Vec<super::Document>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("cursor", &after)])?;
                 let limit = i64::from(limit);
                 let rows = match after {
                     None => {
@@ -266,6 +278,7 @@ macro_rules! portable_store_impl {
                 id: &str,
                 fields: &super::DocumentFields,
             ) -> super::StoreResult<super::Document> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id), ("", fields)])?;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let updated = ::sqlx::query_as::<_, super::documents::DocumentRow>(
                     super::documents::sql::UPDATE,
@@ -287,6 +300,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn delete_document(&self, merchant_id: &str, id: &str) -> super::StoreResult<()> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let deleted = ::sqlx::query(super::documents::sql::DELETE)
                     .bind(merchant_id)
@@ -306,6 +320,7 @@ macro_rules! portable_store_impl {
                 &self,
                 session: &super::NewChatSession,
             ) -> super::StoreResult<super::ChatSession> {
+                super::text::refuse_nul(&[("", session)])?;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let created = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
                     super::sessions::sql::INSERT,
@@ -334,6 +349,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<Option<super::ChatSession>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 let row = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
                     super::sessions::sql::GET,
                 )
@@ -349,6 +365,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<super::SessionEnding> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let ended = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
                     super::sessions::sql::END,
@@ -379,6 +396,7 @@ macro_rules! portable_store_impl {
                 fields: &super::SyncConfigFields,
                 new_secret: &str,
             ) -> super::StoreResult<(super::SyncConfig, bool)> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("", fields), ("webhookSecret", &new_secret)])?;
                 use super::catalog::{SyncConfigRow, sql};
                 let now = ::chrono::Utc::now();
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
@@ -410,6 +428,7 @@ macro_rules! portable_store_impl {
                 &self,
                 merchant_id: &str,
             ) -> super::StoreResult<Option<super::SyncConfig>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id)])?;
                 use super::catalog::{SyncConfigRow, sql};
                 let row = ::sqlx::query_as::<_, SyncConfigRow>(sql::GET_CONFIG)
                     .bind(merchant_id)
@@ -436,6 +455,7 @@ macro_rules! portable_store_impl {
                 due: ::chrono::DateTime<::chrono::Utc>,
                 next: Option<::chrono::DateTime<::chrono::Utc>>,
             ) -> super::StoreResult<bool> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id)])?;
                 let done = ::sqlx::query(super::catalog::sql::CLAIM_SCHEDULE)
                     .bind(merchant_id)
                     .bind(due)
@@ -450,6 +470,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 secret: &str,
             ) -> super::StoreResult<super::SyncConfig> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("webhookSecret", &secret)])?;
                 use super::catalog::{SyncConfigRow, sql};
                 ::sqlx::query_as::<_, SyncConfigRow>(sql::ROTATE_SECRET)
                     .bind(merchant_id)
@@ -465,6 +486,7 @@ macro_rules! portable_store_impl {
                 &self,
                 run: &super::NewSyncRun,
             ) -> super::StoreResult<super::SyncRun> {
+                super::text::refuse_nul(&[("", run)])?;
                 use super::catalog::{SyncRunRow, sql};
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let started: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::INSERT_RUN)
@@ -487,6 +509,7 @@ macro_rules! portable_store_impl {
                 &self,
                 merchant_id: &str,
             ) -> super::StoreResult<Option<super::SyncRun>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id)])?;
                 use super::catalog::{SyncRunRow, sql};
                 let row = ::sqlx::query_as::<_, SyncRunRow>(sql::ACTIVE_RUN)
                     .bind(merchant_id)
@@ -501,6 +524,7 @@ macro_rules! portable_store_impl {
                 run_id: &str,
                 records: &[super::catalog::ProductRecord],
             ) -> super::StoreResult<super::BatchCounts> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("runId", &run_id), ("products", &records)])?;
                 use super::catalog::sql;
                 let mut counts = super::BatchCounts::default();
                 if records.is_empty() {
@@ -550,6 +574,7 @@ macro_rules! portable_store_impl {
                 run_id: &str,
                 outcome: &super::RunOutcome,
             ) -> super::StoreResult<super::SyncRun> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("runId", &run_id), ("", outcome)])?;
                 use super::catalog::{SyncRunRow, sql};
                 let now = ::chrono::Utc::now();
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
@@ -653,6 +678,7 @@ macro_rules! portable_store_impl {
                 after: Option<&super::PageKey>,
                 limit: u32,
             ) -> super::StoreResult<Vec<super::SyncRun>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("cursor", &after)])?;
                 use super::catalog::{SyncRunRow, sql};
                 let limit = i64::from(limit);
                 let rows = match after {
@@ -682,6 +708,7 @@ macro_rules! portable_store_impl {
                 after_sku: Option<&str>,
                 limit: u32,
             ) -> super::StoreResult<Vec<super::Product>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("cursor", &after_sku)])?;
                 use super::catalog::{ProductRow, sql};
                 let limit = i64::from(limit);
                 let rows = match after_sku {
@@ -709,6 +736,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 query: &super::ProductQuery<'_>,
             ) -> super::StoreResult<Vec<super::Scored<super::Product>>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("", query)])?;
                 use super::chat::{
                     Operator, ScoredProductRow, merge_tiers, safe_terms, sql,
                 };
@@ -780,6 +808,7 @@ macro_rules! portable_store_impl {
                 terms: &[String],
                 limit: u32,
             ) -> super::StoreResult<Vec<super::Scored<super::Document>>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("terms", &terms)])?;
                 use super::chat::{Operator, ScoredDocumentRow, safe_terms};
                 let terms = safe_terms(terms);
                 if terms.is_empty() {
@@ -817,6 +846,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn record_event(&self, event: &super::NewEvent<'_>) -> super::StoreResult<()> {
+                super::text::refuse_nul(&[("", event)])?;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 Self::insert_event(&mut tx, event).await?;
                 tx.commit().await?;
@@ -827,6 +857,7 @@ macro_rules! portable_store_impl {
                 &self,
                 exchange: &super::NewExchange,
             ) -> super::StoreResult<()> {
+                super::text::refuse_nul(&[("", exchange)])?;
                 let now = ::chrono::Utc::now();
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let messages = [
@@ -878,6 +909,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 session_id: &str,
             ) -> super::StoreResult<Vec<super::ChatMessage>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("sessionId", &session_id)])?;
                 let rows = ::sqlx::query_as::<_, super::chat::ChatMessageRow>(
                     super::chat::sql::LIST_MESSAGES,
                 )
@@ -892,6 +924,7 @@ macro_rules! portable_store_impl {
                 &self,
                 endpoint: &super::NewWebhookEndpoint,
             ) -> super::StoreResult<super::WebhookEndpoint> {
+                super::text::refuse_nul(&[("", endpoint)])?;
                 use super::webhooks::sql;
                 ::sqlx::query(sql::INSERT_ENDPOINT)
                     .bind(&endpoint.id)
@@ -919,6 +952,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<Option<super::WebhookEndpoint>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 use super::webhooks::{EndpointRow, sql};
                 let row = ::sqlx::query_as::<_, EndpointRow>(sql::GET_ENDPOINT)
                     .bind(merchant_id)
@@ -932,6 +966,7 @@ macro_rules! portable_store_impl {
                 &self,
                 merchant_id: &str,
             ) -> super::StoreResult<Vec<super::WebhookEndpoint>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id)])?;
                 use super::webhooks::{EndpointRow, sql};
                 let rows = ::sqlx::query_as::<_, EndpointRow>(sql::LIST_ENDPOINTS)
                     .bind(merchant_id)
@@ -946,6 +981,7 @@ macro_rules! portable_store_impl {
                 id: &str,
                 update: &super::WebhookEndpointUpdate,
             ) -> super::StoreResult<super::WebhookEndpoint> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id), ("", update)])?;
                 use super::webhooks::sql;
                 let changed = ::sqlx::query(sql::UPDATE_ENDPOINT)
                     .bind(merchant_id)
@@ -962,6 +998,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn delete_webhook(&self, merchant_id: &str, id: &str) -> super::StoreResult<()> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 let deleted = ::sqlx::query(super::webhooks::sql::DELETE_ENDPOINT)
                     .bind(merchant_id)
                     .bind(id)
@@ -981,6 +1018,7 @@ macro_rules! portable_store_impl {
                 secret: &str,
                 previous_expires_at: ::chrono::DateTime<::chrono::Utc>,
             ) -> super::StoreResult<super::WebhookEndpoint> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id), ("secret", &secret)])?;
                 let changed = ::sqlx::query(super::webhooks::sql::ROTATE_SECRET)
                     .bind(merchant_id)
                     .bind(id)
@@ -1052,6 +1090,7 @@ macro_rules! portable_store_impl {
                 data: &::serde_json::Value,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> super::StoreResult<super::WebhookDelivery> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("endpointId", &endpoint_id), ("eventType", &event_type), ("data", data)])?;
                 use super::webhooks::{DeliveryRow, PendingEvent, sql};
                 let event = PendingEvent {
                     seq: 0,
@@ -1095,6 +1134,7 @@ macro_rules! portable_store_impl {
                 &self,
                 attempts: &[(super::AttemptRecord, super::FailurePolicy)],
             ) -> super::StoreResult<Vec<bool>> {
+                super::text::refuse_nul(&[("attempts", &attempts)])?;
                 use super::webhooks::sql;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let mut still_enabled = Vec::with_capacity(attempts.len());
@@ -1166,6 +1206,7 @@ macro_rules! portable_store_impl {
                 after: Option<&super::PageKey>,
                 limit: u32,
             ) -> super::StoreResult<Vec<super::WebhookDelivery>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("endpointId", &endpoint_id), ("cursor", &after)])?;
                 use super::webhooks::{DeliveryRow, sql};
                 let limit = i64::from(limit);
                 let rows = match after {
@@ -1198,6 +1239,7 @@ macro_rules! portable_store_impl {
                 id: &str,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> super::StoreResult<super::WebhookDelivery> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("endpointId", &endpoint_id), ("id", &id)])?;
                 use super::webhooks::{DeliveryRow, sql};
                 let changed = ::sqlx::query(sql::RETRY_NOW)
                     .bind(merchant_id)
@@ -1226,6 +1268,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn count_products(&self, merchant_id: &str) -> super::StoreResult<i64> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id)])?;
                 Ok(
                     ::sqlx::query_scalar::<_, i64>(super::catalog::sql::COUNT_PRODUCTS)
                         .bind(merchant_id)
