@@ -3,65 +3,9 @@
 
 mod support;
 
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
+use support::postgres::FreshDatabase;
 use support::{Launch, Reply, client};
-
-/// A database of this test's own, dropped when the test ends.
-struct FreshDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl FreshDatabase {
-    async fn create() -> Self {
-        let admin_url = std::env::var("MINDSHOP_TEST_POSTGRES_URL").expect(
-            "MINDSHOP_TEST_POSTGRES_URL is not set, e.g. postgres://postgres@127.0.0.1:5432/test",
-        );
-        let name = format!("mindshop_e2e_{}", uuid_like());
-        let mut connection = PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to MINDSHOP_TEST_POSTGRES_URL");
-        // The name is ours: letters, digits and `_` only.
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut connection)
-            .await
-            .expect("create the test database");
-        // Same server and credentials, other database: replace the path of the URL.
-        let (base, query) = admin_url
-            .split_once('?')
-            .map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
-        let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
-        let url = match query {
-            Some(query) => format!("{server}/{name}?{query}"),
-            None => format!("{server}/{name}"),
-        };
-        Self {
-            admin_url,
-            name,
-            url,
-        }
-    }
-
-    async fn drop_now(self) {
-        if let Ok(mut connection) = PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut connection)
-            .await;
-        }
-    }
-}
-
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{nanos:x}_{}", std::process::id())
-}
 
 #[tokio::test]
 #[ignore = "needs MINDSHOP_TEST_POSTGRES_URL"]

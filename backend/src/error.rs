@@ -205,6 +205,7 @@ impl From<StoreError> for ApiError {
                 code: "DOMAIN_TAKEN",
                 message: format!("{domain:?} is taken: {overlap}"),
             },
+            StoreError::InvalidText { field } => Self::invalid(field, crate::text::NUL_REFUSED),
             other => Self::Internal(other.to_string()),
         }
     }

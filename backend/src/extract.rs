@@ -5,15 +5,21 @@
 //! (`title`, `tags[3]`, `allowedDomains`), so a developer can fix the request from the answer.
 //! Request structs use `#[serde(deny_unknown_fields)]`: a misspelt field is an error, never
 //! silently ignored.
+//!
+//! Text holds no NUL (see [`crate::text`]): a JSON string or key with `\u0000` is a 400 naming
+//! its path, a query parameter with `%00` a 400 naming the parameter, and a path parameter with
+//! `%00` (or any other control character) a 404, as no id contains one. Every route gets this
+//! from the extractors, so none needs to check for itself.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
 use crate::ApiError;
+use crate::text::{NUL_REFUSED, Text, join};
 
 /// A JSON body (`Content-Type: application/json` or `…+json`), deserialized into `T`.
 #[derive(Debug)]
@@ -43,7 +49,9 @@ where
     }
 }
 
-/// Path parameters; a parameter that cannot be decoded is a 400 envelope naming `path`.
+/// Path parameters; a parameter that cannot be decoded is a 400 envelope naming `path`, one
+/// with a control character (`%00`, `%0A`, …) is a 404: the ids in paths are ours or merchant
+/// ids, and neither ever holds one.
 #[derive(Debug)]
 pub struct ApiPath<T>(pub T);
 
@@ -55,6 +63,16 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Parameters that cannot be decoded at all are left to `Path`'s own rejection below.
+        if let Ok(raw) = RawPathParams::from_request_parts(parts, state).await
+            && raw
+                .iter()
+                .any(|(_, value)| value.chars().any(char::is_control))
+        {
+            return Err(ApiError::NotFound(
+                "Not found: ids never contain control characters such as %00".to_owned(),
+            ));
+        }
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => Ok(Self(value)),
             Err(rejection) => Err(ApiError::invalid("path", rejection.body_text())),
@@ -74,6 +92,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(name) = query_parameter_with_nul(parts.uri.query()) {
+            return Err(ApiError::invalid(name, NUL_REFUSED));
+        }
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(Self(value)),
             Err(rejection) => Err(ApiError::invalid(
@@ -82,6 +103,18 @@ where
             )),
         }
     }
+}
+
+/// The first query parameter whose name or value decodes to text with NUL. A NUL can only be
+/// sent as `%00` (a URI holds no raw control bytes), so a query without it is not decoded here.
+fn query_parameter_with_nul(query: Option<&str>) -> Option<String> {
+    let query = query.filter(|query| query.contains("%00"))?;
+    let uri: axum::http::Uri = format!("/?{query}").parse().ok()?;
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&uri).ok()?;
+    pairs
+        .into_iter()
+        .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        .map(|(name, _)| name.replace('\0', "%00"))
 }
 
 fn rejection_detail(text: &str) -> String {
@@ -112,12 +145,18 @@ fn declares_json(content_type: Option<&header::HeaderValue>) -> bool {
 ///
 /// Bodies are JSON objects. serde would also read a struct from an array, by position
 /// (`["title", "body"]`); that is refused here, so every value arrives under its field name.
+///
+/// A string or key holding NUL is refused first, naming its path (`query`,
+/// `fieldMapping.title`, `products[3].title`).
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err(ApiError::invalid(
             "$",
             "must be a JSON object, not an array",
         ));
+    }
+    if let Some(path) = nul_path(bytes) {
+        return Err(ApiError::invalid(path, NUL_REFUSED));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
@@ -134,6 +173,23 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         .end()
         .map_err(|error| ApiError::InvalidJson(without_position(&error)))?;
     Ok(value)
+}
+
+/// Where a JSON document holds a string or key with NUL, as a path (`$` for the document).
+///
+/// JSON can carry NUL only as the escape `\u0000` (a raw control byte in a string is a syntax
+/// error), so a body without those six bytes is not parsed twice. With them (they may also be
+/// an escaped backslash followed by `u0000`, which is no NUL), the document is read as a value
+/// to find the path; one that does not parse is left to the typed parse, which says why.
+fn nul_path(bytes: &[u8]) -> Option<String> {
+    bytes.windows(6).position(|window| window == b"\\u0000")?;
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let path = join("", &value.nul_at()?);
+    Some(if path.is_empty() {
+        "$".to_owned()
+    } else {
+        path
+    })
 }
 
 /// serde_json's message without its ` at line 1 column 7` suffix: the field says where.
@@ -273,6 +329,55 @@ mod tests {
             "inner[0].age"
         );
         assert_eq!(field(r#"{"inner": [{"name": 3}]}"#), "inner[0].name");
+    }
+
+    #[test]
+    fn nul_in_any_string_or_key_is_refused_by_its_path() {
+        let (field, message) = refused(r#"{"title": "a\u0000b"}"#);
+        assert_eq!(field, "title");
+        assert_eq!(message, NUL_REFUSED);
+        assert_eq!(
+            refused(r#"{"title": "t", "tags": ["a", "\u0000"]}"#).0,
+            "tags[1]"
+        );
+        assert_eq!(
+            refused(r#"{"title": "t", "userId": "\u0000"}"#).0,
+            "userId",
+            "checked before the fields are known"
+        );
+        let field = |body: &str| match parse_json::<Outer>(body.as_bytes()) {
+            Err(ApiError::Validation { field, .. }) => field,
+            other => panic!("{body}: {other:?}"),
+        };
+        assert_eq!(
+            field(r#"{"inner": [{"name": "a"}, {"name": "b\u0000"}]}"#),
+            "inner[1].name"
+        );
+        assert_eq!(
+            field(r#"{"inner": [{"na\u0000me": "a"}]}"#),
+            "inner[0].na\\u0000me"
+        );
+        // An escaped backslash before `u0000` is text, not NUL.
+        let input = parse_json::<Input>(br#"{"title": "C:\\u0000"}"#).expect("no NUL");
+        assert_eq!(input.title, "C:\\u0000");
+        // A body with the escape that is no JSON is still a syntax error.
+        assert_eq!(refused(r#"{"title": "\u0000"#).0, "<syntax>");
+    }
+
+    #[test]
+    fn nul_in_a_query_names_the_parameter() {
+        assert_eq!(query_parameter_with_nul(None), None);
+        assert_eq!(query_parameter_with_nul(Some("limit=5&cursor=ab")), None);
+        assert_eq!(
+            query_parameter_with_nul(Some("limit=5&cursor=ab%00")),
+            Some("cursor".into())
+        );
+        assert_eq!(
+            query_parameter_with_nul(Some("a%00b=1")),
+            Some("a%00b".into())
+        );
+        // `%2500` is a percent sign followed by `00`.
+        assert_eq!(query_parameter_with_nul(Some("cursor=%2500")), None);
     }
 
     #[test]

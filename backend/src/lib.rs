@@ -21,6 +21,8 @@
 //! - `search`: the background indexer that keeps product search current after imports.
 //! - `sync`: product sync (parsing, imports, pulls, schedules).
 //! - [`webhooks`]: delivering outbox events to merchants' endpoints.
+//! - `text`: the one rule for text from outside (no NUL), which the extractors, the catalog
+//!   parser and the store apply.
 
 mod access;
 pub mod chat;
@@ -33,6 +35,7 @@ mod routes;
 mod search;
 pub mod store;
 mod sync;
+mod text;
 pub mod webhooks;
 
 use std::future::Future;

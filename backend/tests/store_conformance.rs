@@ -5,6 +5,7 @@
 //! - The checks: one `async fn name(store: &dyn Store)` each, written once, knowing nothing of
 //!   the database underneath. The few that must see what the interface does not show (the
 //!   events outbox, a second backend on the same rows) take a [`RawDatabase`] as well.
+//! - `nul_text`: NUL through every method, refused alike.
 //! - `conformance!`: turns the lists of checks into `sqlite::<check>` and `postgres::<check>`
 //!   tests.
 //! - `on_sqlite` / `on_postgres`: give every test a store on a database of its own (a file in a
@@ -40,6 +41,11 @@ use mindshop_wire::api_key::{self, KeyEnv, KeyKind};
 use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::{Connection, PgConnection, SqliteConnection};
+
+// Beside this file rather than in `tests/`, where Cargo would build it as a test of its own.
+#[path = "store_conformance/nul_text.rs"]
+mod nul_text;
+use nul_text::nul_is_refused_alike_by_every_method_and_nothing_is_written;
 
 // ---------------------------------------------------------------------------------------------
 // The checks
@@ -3738,6 +3744,7 @@ conformance! {
         due_schedules_are_listed_and_claimed_once,
         deliveries_are_claimed_by_one_backend_and_recorded,
         one_domain_claimed_at_once_goes_to_one_merchant,
+        nul_is_refused_alike_by_every_method_and_nothing_is_written,
     ],
 }
 

@@ -14,6 +14,7 @@
 //! - [`upstream`]: a small HTTP upstream that records what the edge forwards to it.
 //! - [`pipeline`]: merchants, keys and tokens through `mindshop admin`, a second edge beside a
 //!   `serve`, `/metrics` counters, rate-limit windows.
+//! - [`postgres`]: a PostgreSQL database of a test's own.
 //! - [`relay`]: a TCP relay in front of Redis that a test can stop and start.
 //! - [`webhook_guide`]: the verification examples of docs/WEBHOOK_INTEGRATION.md, runnable.
 
@@ -21,6 +22,7 @@
 #![allow(dead_code)]
 
 pub mod pipeline;
+pub mod postgres;
 pub mod relay;
 pub mod upstream;
 pub mod webhook_guide;

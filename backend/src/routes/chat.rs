@@ -421,13 +421,16 @@ async fn record(
     let session = &retrieved.session;
     let recommendations_json = json!(recommendations);
     let sources_json = json!(sources);
+    // Model output is not client input: a NUL in it (which PostgreSQL cannot store) is shown
+    // as U+FFFD, not refused.
+    let stored_text = text.replace('\0', "\u{FFFD}");
     state
         .store
         .record_exchange(&NewExchange {
             merchant_id: session.merchant_id.clone(),
             session_id: session.id.clone(),
             question: retrieved.query.clone(),
-            answer: text.clone(),
+            answer: stored_text.clone(),
             cut_short,
             recommendations: recommendations_json.clone(),
             sources: sources_json.clone(),
@@ -436,7 +439,7 @@ async fn record(
                 "merchantId": session.merchant_id,
                 "userId": session.user_id,
                 "query": retrieved.query,
-                "answer": text,
+                "answer": stored_text,
                 "answeredBy": by.label(),
                 "cutShort": cut_short,
                 "recommendations": recommendations_json,

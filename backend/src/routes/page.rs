@@ -1,7 +1,9 @@
 //! Paginated lists: `?limit=` and the opaque `?cursor=` that continues a newest-first list.
 //!
 //! A cursor is the hex of `v1`, the last item's creation time and its id. Clients treat it as
-//! opaque; the version lets its content change without misreading old cursors.
+//! opaque; the version lets its content change without misreading old cursors. A cursor is
+//! decoded from hex, so it could carry any byte: one whose text holds NUL is refused like any
+//! other foreign cursor (no id or SKU holds NUL; see [`crate::text`]).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -56,7 +58,10 @@ pub(crate) fn encode_cursor(key: &PageKey) -> String {
 pub(crate) fn decode_cursor(cursor: &str) -> Result<PageKey, ApiError> {
     let invalid = || ApiError::invalid("cursor", "is not a cursor from a previous page");
     let bytes = hex::decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes)
+        .ok()
+        .filter(|text| !text.contains('\0'))
+        .ok_or_else(invalid)?;
     let mut parts = text.splitn(3, '\n');
     let (Some(VERSION), Some(created_at), Some(id)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -80,7 +85,10 @@ pub(crate) fn encode_sku_cursor(sku: &str) -> String {
 pub(crate) fn decode_sku_cursor(cursor: &str) -> Result<String, ApiError> {
     let invalid = || ApiError::invalid("cursor", "is not a cursor from a previous page");
     let bytes = hex::decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes)
+        .ok()
+        .filter(|text| !text.contains('\0'))
+        .ok_or_else(invalid)?;
     match text.split_once('\n') {
         Some(("s1", sku)) if !sku.is_empty() => Ok(sku.to_owned()),
         _ => Err(invalid()),
@@ -124,9 +132,30 @@ mod tests {
             &hex::encode("v1\nyesterday\ndoc_1"),
             &hex::encode("v1\n2026-03-01T10:11:12Z\n"),
             &hex::encode("v1\n2026-03-01T10:11:12Z"),
+            &hex::encode("v1\n2026-03-01T10:11:12Z\ndoc_1\0"),
+            &hex::encode("v1\n2026-03-01T10:11:12Z\n\0"),
         ] {
             assert!(
                 matches!(decode_cursor(bad), Err(ApiError::Validation { field, .. }) if field == "cursor"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sku_cursors_round_trip_and_refuse_nul() {
+        assert_eq!(
+            decode_sku_cursor(&encode_sku_cursor("MUG-1")).unwrap(),
+            "MUG-1"
+        );
+        for bad in [
+            hex::encode("s1\nMUG\0"),
+            hex::encode("s1\n\0"),
+            hex::encode("s1\n"),
+            "zz".to_owned(),
+        ] {
+            assert!(
+                matches!(decode_sku_cursor(&bad), Err(ApiError::Validation { field, .. }) if field == "cursor"),
                 "{bad:?}"
             );
         }

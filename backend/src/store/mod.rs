@@ -8,6 +8,7 @@
 //! - [`documents`] and [`sessions`]: the knowledge base and chat sessions.
 //! - `merchant_domains`: the index behind [`Store::any_merchant_allows_host`].
 //! - `portable`: the trait's implementation, written once in SQL both databases accept.
+//! - `text`: what every method checks first, that no text it is given holds NUL.
 //! - `sqlite` / `postgres`: connecting, embedded migrations.
 
 pub mod catalog;
@@ -18,6 +19,7 @@ mod portable;
 mod postgres;
 pub mod sessions;
 mod sqlite;
+mod text;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -123,6 +125,10 @@ pub enum StoreError {
     /// A row that the operation needs does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// Text with NUL (U+0000), refused before any statement runs: PostgreSQL cannot hold it
+    /// and SQLite would, so both refuse it alike. `field` names where (`title`, `tags[1]`).
+    #[error("{field} must not contain the NUL character")]
+    InvalidText { field: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]

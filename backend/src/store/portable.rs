@@ -30,6 +30,7 @@ macro_rules! portable_store_impl {
                 &self,
                 merchant: &super::NewMerchant,
             ) -> super::StoreResult<super::Merchant> {
+                super::text::refuse_nul(&[("", merchant)])?;
                 let conflict =
                     |e| super::classify(e, &format!("merchant {}", merchant.id), "merchant");
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
@@ -55,6 +56,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn get_merchant(&self, id: &str) -> super::StoreResult<Option<super::Merchant>> {
+                super::text::refuse_nul(&[("id", &id)])?;
                 let row = ::sqlx::query_as::<_, super::MerchantRow>(super::sql::GET_MERCHANT)
                     .bind(id)
                     .fetch_optional(&self.pool)
@@ -74,6 +76,7 @@ macro_rules! portable_store_impl {
                 id: &str,
                 settings: &super::MerchantSettings,
             ) -> super::StoreResult<super::Merchant> {
+                super::text::refuse_nul(&[("id", &id), ("", settings)])?;
                 // The list and its index change together or not at all. Domain writes run one
                 // at a time (`LOCK_DOMAINS`; on SQLite the transaction's write lock), so the
                 // overlap check below sees every list committed before this one and none can
@@ -111,6 +114,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn any_merchant_allows_host(&self, host: &str) -> super::StoreResult<bool> {
+                super::text::refuse_nul(&[("host", &host)])?;
                 let Some(candidates) = super::merchant_domains::host_and_parents(host) else {
                     return Ok(false);
                 };
@@ -126,6 +130,7 @@ macro_rules! portable_store_impl {
                 &self,
                 key: &super::NewApiKey,
             ) -> super::StoreResult<super::ApiKey> {
+                super::text::refuse_nul(&[("", key)])?;
                 ::sqlx::query_as::<_, super::ApiKeyRow>(super::sql::INSERT_API_KEY)
                     .bind(&key.id)
                     .bind(&key.merchant_id)
@@ -148,6 +153,7 @@ macro_rules! portable_store_impl {
                 &self,
                 merchant_id: &str,
             ) -> super::StoreResult<Vec<super::ApiKey>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id)])?;
                 let rows = ::sqlx::query_as::<_, super::ApiKeyRow>(super::sql::LIST_API_KEYS)
                     .bind(merchant_id)
                     .fetch_all(&self.pool)
@@ -159,6 +165,7 @@ macro_rules! portable_store_impl {
                 &self,
                 key_hash: &str,
             ) -> super::StoreResult<Option<super::ApiKey>> {
+                super::text::refuse_nul(&[("keyHash", &key_hash)])?;
                 let row = ::sqlx::query_as::<_, super::ApiKeyRow>(super::sql::FIND_API_KEY_BY_HASH)
                     .bind(key_hash)
                     .fetch_optional(&self.pool)
@@ -167,6 +174,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn revoke_api_key(&self, id: &str) -> super::StoreResult<super::ApiKey> {
+                super::text::refuse_nul(&[("id", &id)])?;
                 ::sqlx::query_as::<_, super::ApiKeyRow>(super::sql::REVOKE_API_KEY)
                     .bind(id)
                     .bind(::chrono::Utc::now())
@@ -181,6 +189,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<super::ApiKey> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 ::sqlx::query_as::<_, super::ApiKeyRow>(super::sql::REVOKE_MERCHANT_API_KEY)
                     .bind(merchant_id)
                     .bind(id)
@@ -195,6 +204,7 @@ macro_rules! portable_store_impl {
                 &self,
                 document: &super::NewDocument,
             ) -> super::StoreResult<super::Document> {
+                super::text::refuse_nul(&[("", document)])?;
                 let fields = &document.fields;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let created = ::sqlx::query_as::<_, super::documents::DocumentRow>(
@@ -227,6 +237,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<Option<super::Document>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 let row = ::sqlx::query_as::<_, super::documents::DocumentRow>(
                     super::documents::sql::GET,
                 )
@@ -243,6 +254,7 @@ macro_rules! portable_store_impl {
                 after: Option<&super::PageKey>,
                 limit: u32,
             ) -> super::StoreResult<Vec<super::Document>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("cursor", &after)])?;
                 let limit = i64::from(limit);
                 let rows = match after {
                     None => {
@@ -275,6 +287,7 @@ macro_rules! portable_store_impl {
                 id: &str,
                 fields: &super::DocumentFields,
             ) -> super::StoreResult<super::Document> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id), ("", fields)])?;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let updated = ::sqlx::query_as::<_, super::documents::DocumentRow>(
                     super::documents::sql::UPDATE,
@@ -296,6 +309,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn delete_document(&self, merchant_id: &str, id: &str) -> super::StoreResult<()> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let deleted = ::sqlx::query(super::documents::sql::DELETE)
                     .bind(merchant_id)
@@ -315,6 +329,7 @@ macro_rules! portable_store_impl {
                 &self,
                 session: &super::NewChatSession,
             ) -> super::StoreResult<super::ChatSession> {
+                super::text::refuse_nul(&[("", session)])?;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let created = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
                     super::sessions::sql::INSERT,
@@ -343,6 +358,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<Option<super::ChatSession>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 let row = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
                     super::sessions::sql::GET,
                 )
@@ -358,6 +374,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<super::SessionEnding> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let ended = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
                     super::sessions::sql::END,
@@ -388,6 +405,7 @@ macro_rules! portable_store_impl {
                 fields: &super::SyncConfigFields,
                 new_secret: &str,
             ) -> super::StoreResult<(super::SyncConfig, bool)> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("", fields), ("webhookSecret", &new_secret)])?;
                 use super::catalog::{SyncConfigRow, sql};
                 let now = ::chrono::Utc::now();
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
@@ -419,6 +437,7 @@ macro_rules! portable_store_impl {
                 &self,
                 merchant_id: &str,
             ) -> super::StoreResult<Option<super::SyncConfig>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id)])?;
                 use super::catalog::{SyncConfigRow, sql};
                 let row = ::sqlx::query_as::<_, SyncConfigRow>(sql::GET_CONFIG)
                     .bind(merchant_id)
@@ -445,6 +464,7 @@ macro_rules! portable_store_impl {
                 due: ::chrono::DateTime<::chrono::Utc>,
                 next: Option<::chrono::DateTime<::chrono::Utc>>,
             ) -> super::StoreResult<bool> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id)])?;
                 let done = ::sqlx::query(super::catalog::sql::CLAIM_SCHEDULE)
                     .bind(merchant_id)
                     .bind(due)
@@ -459,6 +479,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 secret: &str,
             ) -> super::StoreResult<super::SyncConfig> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("webhookSecret", &secret)])?;
                 use super::catalog::{SyncConfigRow, sql};
                 ::sqlx::query_as::<_, SyncConfigRow>(sql::ROTATE_SECRET)
                     .bind(merchant_id)
@@ -474,6 +495,7 @@ macro_rules! portable_store_impl {
                 &self,
                 run: &super::NewSyncRun,
             ) -> super::StoreResult<super::SyncRun> {
+                super::text::refuse_nul(&[("", run)])?;
                 use super::catalog::{SyncRunRow, sql};
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let started: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::INSERT_RUN)
@@ -543,6 +565,7 @@ macro_rules! portable_store_impl {
                 &self,
                 merchant_id: &str,
             ) -> super::StoreResult<Option<super::SyncRun>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id)])?;
                 use super::catalog::{SyncRunRow, sql};
                 let row = ::sqlx::query_as::<_, SyncRunRow>(sql::ACTIVE_RUN)
                     .bind(merchant_id)
@@ -557,6 +580,7 @@ macro_rules! portable_store_impl {
                 run_id: &str,
                 records: &[super::catalog::ProductRecord],
             ) -> super::StoreResult<super::BatchCounts> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("runId", &run_id), ("products", &records)])?;
                 use super::catalog::sql;
                 let mut counts = super::BatchCounts::default();
                 if records.is_empty() {
@@ -606,6 +630,7 @@ macro_rules! portable_store_impl {
                 run_id: &str,
                 outcome: &super::RunOutcome,
             ) -> super::StoreResult<super::SyncRun> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("runId", &run_id), ("", outcome)])?;
                 use super::catalog::{SyncRunRow, sql};
                 let now = ::chrono::Utc::now();
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
@@ -709,6 +734,7 @@ macro_rules! portable_store_impl {
                 after: Option<&super::PageKey>,
                 limit: u32,
             ) -> super::StoreResult<Vec<super::SyncRun>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("cursor", &after)])?;
                 use super::catalog::{SyncRunRow, sql};
                 let limit = i64::from(limit);
                 let rows = match after {
@@ -738,6 +764,7 @@ macro_rules! portable_store_impl {
                 after_sku: Option<&str>,
                 limit: u32,
             ) -> super::StoreResult<Vec<super::Product>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("cursor", &after_sku)])?;
                 use super::catalog::{ProductRow, sql};
                 let limit = i64::from(limit);
                 let rows = match after_sku {
@@ -765,6 +792,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 query: &super::ProductQuery<'_>,
             ) -> super::StoreResult<Vec<super::Scored<super::Product>>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("", query)])?;
                 use super::chat::{
                     Operator, ScoredProductRow, merge_tiers, safe_terms, sql,
                 };
@@ -836,6 +864,7 @@ macro_rules! portable_store_impl {
                 terms: &[String],
                 limit: u32,
             ) -> super::StoreResult<Vec<super::Scored<super::Document>>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("terms", &terms)])?;
                 use super::chat::{Operator, ScoredDocumentRow, safe_terms};
                 let terms = safe_terms(terms);
                 if terms.is_empty() {
@@ -873,6 +902,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn record_event(&self, event: &super::NewEvent<'_>) -> super::StoreResult<()> {
+                super::text::refuse_nul(&[("", event)])?;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 Self::insert_event(&mut tx, event).await?;
                 tx.commit().await?;
@@ -883,6 +913,7 @@ macro_rules! portable_store_impl {
                 &self,
                 exchange: &super::NewExchange,
             ) -> super::StoreResult<()> {
+                super::text::refuse_nul(&[("", exchange)])?;
                 let now = ::chrono::Utc::now();
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let messages = [
@@ -937,6 +968,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 session_id: &str,
             ) -> super::StoreResult<Vec<super::ChatMessage>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("sessionId", &session_id)])?;
                 let rows = ::sqlx::query_as::<_, super::chat::ChatMessageRow>(
                     super::chat::sql::LIST_MESSAGES,
                 )
@@ -951,6 +983,7 @@ macro_rules! portable_store_impl {
                 &self,
                 endpoint: &super::NewWebhookEndpoint,
             ) -> super::StoreResult<super::WebhookEndpoint> {
+                super::text::refuse_nul(&[("", endpoint)])?;
                 use super::webhooks::sql;
                 ::sqlx::query(sql::INSERT_ENDPOINT)
                     .bind(&endpoint.id)
@@ -978,6 +1011,7 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<Option<super::WebhookEndpoint>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 use super::webhooks::{EndpointRow, sql};
                 let row = ::sqlx::query_as::<_, EndpointRow>(sql::GET_ENDPOINT)
                     .bind(merchant_id)
@@ -991,6 +1025,7 @@ macro_rules! portable_store_impl {
                 &self,
                 merchant_id: &str,
             ) -> super::StoreResult<Vec<super::WebhookEndpoint>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id)])?;
                 use super::webhooks::{EndpointRow, sql};
                 let rows = ::sqlx::query_as::<_, EndpointRow>(sql::LIST_ENDPOINTS)
                     .bind(merchant_id)
@@ -1005,6 +1040,7 @@ macro_rules! portable_store_impl {
                 id: &str,
                 update: &super::WebhookEndpointUpdate,
             ) -> super::StoreResult<super::WebhookEndpoint> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id), ("", update)])?;
                 use super::webhooks::{PendingEvent, Subscriber, sql};
                 let now = ::chrono::Utc::now();
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
@@ -1046,6 +1082,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn delete_webhook(&self, merchant_id: &str, id: &str) -> super::StoreResult<()> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
                 let deleted = ::sqlx::query(super::webhooks::sql::DELETE_ENDPOINT)
                     .bind(merchant_id)
                     .bind(id)
@@ -1065,6 +1102,7 @@ macro_rules! portable_store_impl {
                 secret: &str,
                 previous_expires_at: ::chrono::DateTime<::chrono::Utc>,
             ) -> super::StoreResult<super::WebhookEndpoint> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id), ("secret", &secret)])?;
                 let changed = ::sqlx::query(super::webhooks::sql::ROTATE_SECRET)
                     .bind(merchant_id)
                     .bind(id)
@@ -1126,6 +1164,7 @@ macro_rules! portable_store_impl {
                 data: &::serde_json::Value,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> super::StoreResult<super::WebhookDelivery> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("endpointId", &endpoint_id), ("eventType", &event_type), ("data", data)])?;
                 use super::webhooks::{DeliveryRow, PendingEvent, sql};
                 let event = PendingEvent {
                     seq: 0,
@@ -1169,6 +1208,7 @@ macro_rules! portable_store_impl {
                 &self,
                 attempts: &[(super::AttemptRecord, super::FailurePolicy)],
             ) -> super::StoreResult<Vec<bool>> {
+                super::text::refuse_nul(&[("attempts", &attempts)])?;
                 use super::webhooks::sql;
                 let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                 let mut still_enabled = Vec::with_capacity(attempts.len());
@@ -1240,6 +1280,7 @@ macro_rules! portable_store_impl {
                 after: Option<&super::PageKey>,
                 limit: u32,
             ) -> super::StoreResult<Vec<super::WebhookDelivery>> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("endpointId", &endpoint_id), ("cursor", &after)])?;
                 use super::webhooks::{DeliveryRow, sql};
                 let limit = i64::from(limit);
                 let rows = match after {
@@ -1272,6 +1313,7 @@ macro_rules! portable_store_impl {
                 id: &str,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> super::StoreResult<super::WebhookDelivery> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id), ("endpointId", &endpoint_id), ("id", &id)])?;
                 use super::webhooks::{DeliveryRow, sql};
                 let changed = ::sqlx::query(sql::RETRY_NOW)
                     .bind(merchant_id)
@@ -1300,6 +1342,7 @@ macro_rules! portable_store_impl {
             }
 
             async fn count_products(&self, merchant_id: &str) -> super::StoreResult<i64> {
+                super::text::refuse_nul(&[("merchantId", &merchant_id)])?;
                 Ok(
                     ::sqlx::query_scalar::<_, i64>(super::catalog::sql::COUNT_PRODUCTS)
                         .bind(merchant_id)

@@ -4,7 +4,8 @@
 //! A whole file is refused ([`FileError`]) only when no row could be read: empty input, a CSV
 //! header without a mapped column, JSON that does not parse or has the wrong shape. Otherwise
 //! every row comes out in order, either as a [`ProductRecord`] or as one [`RowError`] naming
-//! the row's first failing field, so one bad row never stops an import.
+//! the row's first failing field, so one bad row never stops an import. A field with NUL
+//! (U+0000) is such a row error, like any other bad value.
 //!
 //! CSV streams: rows are read one at a time into one reused `ByteRecord`, and only the fields a
 //! mapping uses are checked as UTF-8 (an unused column in another encoding does no harm). JSON
@@ -433,7 +434,14 @@ fn product<'v>(
         field: target.name().to_owned(),
         message,
     };
-    let read = |target: Target| field(target).map_err(|message| fail(target, message));
+    // NUL first, whatever the field: no database column could hold it (see `crate::text`).
+    let read = |target: Target| match field(target) {
+        Ok(Some(Raw::Text(text))) if text.contains('\0') => Err(fail(
+            target,
+            format!("{} {}", target.name(), crate::text::NUL_REFUSED),
+        )),
+        other => other.map_err(|message| fail(target, message)),
+    };
 
     let sku = required_text(Target::Sku, read(Target::Sku)?, MAX_SKU_CHARS)
         .map_err(|m| fail(Target::Sku, m))?;
@@ -1200,6 +1208,41 @@ mod tests {
         assert_eq!(
             error.message,
             format!("price must be a number, got \"{}…\"", "€".repeat(40))
+        );
+    }
+
+    #[test]
+    fn nul_in_a_field_fails_only_its_row() {
+        let nul = |field: &str| format!("{field} must not contain the NUL character (U+0000)");
+        let rows =
+            csv("sku,title,description,price\nA,Mug,,1\nB,Pl\0ate,,2\nC,Cup,x\0,3\nD,Bowl,,4\0\n");
+        assert_eq!(
+            rows[0],
+            Ok(ProductRecord {
+                price: Some(1.0),
+                ..product("A", "Mug")
+            })
+        );
+        assert_eq!(rows[1], row_error(2, "title", &nul("title")));
+        assert_eq!(rows[2], row_error(3, "description", &nul("description")));
+        assert_eq!(rows[3], row_error(4, "price", &nul("price")));
+        assert_eq!(rows.len(), 4);
+
+        let rows = json(
+            r#"[{"sku": "A\u0000", "title": "Mug"}, {"sku": "B", "title": "Plate", "category": "\u0000"}, {"sku": "C", "title": "Cup"}]"#,
+        );
+        assert_eq!(
+            rows,
+            [
+                row_error(1, "sku", &nul("sku")),
+                row_error(2, "category", &nul("category")),
+                Ok(product("C", "Cup")),
+            ]
+        );
+        // An unused column may hold anything.
+        assert_eq!(
+            csv("sku,title,other\nA,Mug,\0\n"),
+            [Ok(product("A", "Mug"))]
         );
     }
 

@@ -364,7 +364,7 @@ impl Dispatcher {
         Sent {
             status: Some(status),
             retry_after,
-            excerpt: (!excerpt.is_empty()).then(|| String::from_utf8_lossy(&excerpt).into_owned()),
+            excerpt: (!excerpt.is_empty()).then(|| shown_excerpt(&excerpt)),
             error: None,
         }
     }
@@ -402,6 +402,13 @@ impl Dispatcher {
 }
 
 /// `Retry-After` as a wait: seconds, or an HTTP date after `now`.
+/// The first bytes of an endpoint's answer as the attempt log shows them: invalid UTF-8 and
+/// NUL (which the store refuses, as PostgreSQL cannot hold it) become U+FFFD, so whatever an
+/// endpoint answers, its attempt is recorded.
+fn shown_excerpt(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
+}
+
 fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     if let Ok(seconds) = value.trim().parse::<u64>() {
         return Some(Duration::from_secs(seconds));

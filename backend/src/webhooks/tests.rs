@@ -435,3 +435,26 @@ fn a_client_that_cannot_be_built_is_an_error_not_a_permissive_fallback() {
     // The rules themselves build.
     assert!(guarded_client(reqwest::Client::builder(), &WebhookSettings::default()).is_ok());
 }
+
+#[tokio::test]
+async fn an_answer_with_nul_is_recorded_with_it_replaced() {
+    // An endpoint may answer with any bytes; the store refuses NUL (PostgreSQL cannot hold
+    // it), so the excerpt shows U+FFFD in its place and the attempt is still recorded.
+    let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok\0done\u{1}" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let setup = setup(&url, vec![60]).await;
+    create_document(setup.store.as_ref(), "doc_1").await;
+    setup
+        .dispatcher
+        .pass()
+        .await
+        .expect("the pass records the attempt");
+    let delivered = deliveries(&setup).await;
+    assert_eq!(delivered[0].status, "delivered");
+    assert_eq!(
+        delivered[0].attempt_log[0].response_excerpt.as_deref(),
+        Some("ok\u{FFFD}done\u{1}")
+    );
+}
