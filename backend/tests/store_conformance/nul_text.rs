@@ -134,6 +134,7 @@ pub(super) async fn nul_is_refused_alike_by_every_method_and_nothing_is_written(
     let settings = MerchantSettings {
         allowed_domains: vec![nul("evil.test")],
         plan: Some("pro".to_owned()),
+        may_share_domains: false,
     };
     assert_eq!(
         refused(store.update_merchant_settings(M, &settings).await),
@@ -199,6 +200,7 @@ pub(super) async fn nul_is_refused_alike_by_every_method_and_nothing_is_written(
         session_id: "ses_1".to_owned(),
         question: "mugs?".to_owned(),
         answer: nul("Here are mugs"),
+        cut_short: None,
         recommendations: serde_json::json!([]),
         sources: serde_json::json!([]),
         event: serde_json::json!({}),
