@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::pipeline::{
     counter, counter_reaching, create_key, create_merchant, edge_beside, header_lists,
-    portal_token, room_in_window, scrape, unix_now,
+    portal_token, room_in_window, scrape, signed_push_headers, unix_now,
 };
 use support::relay::TcpRelay;
 use support::{Launch, Reply, SECRET, Server, Workdir, client};
@@ -410,23 +410,6 @@ async fn when_redis_stops_requests_pass_and_limiting_resumes_when_it_is_back() {
     }
 }
 
-/// A push signed by the merchant's platform (Standard Webhooks).
-fn signed_push(secret: &str, id: &str, body: &str) -> [(String, String); 3] {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use hmac::{Hmac, Mac};
-    let key = STANDARD.decode(&secret["whsec_".len()..]).expect("base64");
-    let timestamp = unix_now();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-    let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    [
-        ("webhook-id".to_owned(), id.to_owned()),
-        ("webhook-timestamp".to_owned(), timestamp.to_string()),
-        ("webhook-signature".to_owned(), signature),
-    ]
-}
-
 /// The attack that found the hole: 120 unsigned requests used up the merchant's push budget,
 /// and its platform's signed push got 429. Refused pushes now count against their sender's
 /// address, and the merchant's budget counts verified pushes only.
@@ -499,7 +482,7 @@ async fn pushes_are_counted_by_their_signature(env: &[(&str, &str)]) {
     let mut reset = 0;
     for (n, remaining) in [2, 1, 0].into_iter().enumerate() {
         let mut request = client().post(&push_url).body(body);
-        for (name, value) in signed_push(&secret, &format!("msg_{n}"), body) {
+        for (name, value) in signed_push_headers(&secret, &format!("msg_{n}"), body, unix_now()) {
             request = request.header(name, value);
         }
         let reply = Reply::of(request).await;
@@ -507,7 +490,7 @@ async fn pushes_are_counted_by_their_signature(env: &[(&str, &str)]) {
         reset = assert_budget(&reply, "sync_webhook", 3, remaining);
     }
     let mut request = client().post(&push_url).body(body);
-    for (name, value) in signed_push(&secret, "msg_over", body) {
+    for (name, value) in signed_push_headers(&secret, "msg_over", body, unix_now()) {
         request = request.header(name, value);
     }
     let over = Reply::of(request).await;

@@ -6,7 +6,7 @@ mod support;
 
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use support::pipeline::{create_key, create_merchant, portal_token};
+use support::pipeline::{create_key, create_merchant, portal_token, signed_push_headers};
 use support::{Launch, Reply, Server, Workdir, client};
 
 const BASE: &str = "/api/merchants/acme";
@@ -630,25 +630,6 @@ async fn sources_on_the_internal_network_are_refused_by_default() {
     .failure(400, "NOTHING_TO_PULL");
 }
 
-/// A push as a merchant's platform signs it with Standard Webhooks: `v1,` and the base64
-/// HMAC-SHA256 of `{id}.{timestamp}.{body}`, keyed by the base64 part of the secret.
-fn standard_headers(secret: &str, id: &str, body: &str, timestamp: u64) -> [(String, String); 3] {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use hmac::{Hmac, Mac};
-    let key = STANDARD
-        .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
-        .expect("a base64 secret");
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-    let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    [
-        ("webhook-id".to_owned(), id.to_owned()),
-        ("webhook-timestamp".to_owned(), timestamp.to_string()),
-        ("webhook-signature".to_owned(), signature),
-    ]
-}
-
 async fn send_push(server: &Server, headers: &[(String, String)], body: &str) -> Reply {
     let mut request = client()
         .post(server.url(&format!("{BASE}/sync/webhook")))
@@ -661,7 +642,12 @@ async fn send_push(server: &Server, headers: &[(String, String)], body: &str) ->
 }
 
 async fn push(server: &Server, secret: &str, id: &str, body: &str, timestamp: u64) -> Reply {
-    send_push(server, &standard_headers(secret, id, body, timestamp), body).await
+    send_push(
+        server,
+        &signed_push_headers(secret, id, body, timestamp),
+        body,
+    )
+    .await
 }
 
 /// The original design's body-only signature: hex HMAC-SHA256 of the raw body.
@@ -713,7 +699,7 @@ async fn the_platform_pushes_upserts_and_deletions_signed_with_the_secret() {
     push(&server, &secret, "msg_e", evil, now - 301)
         .await
         .failure(401, "INVALID_SIGNATURE");
-    let signed_other = standard_headers(&secret, "msg_e", first, now);
+    let signed_other = signed_push_headers(&secret, "msg_e", first, now);
     send_push(&server, &signed_other, evil)
         .await
         .failure(401, "INVALID_SIGNATURE");
@@ -743,6 +729,12 @@ async fn the_platform_pushes_upserts_and_deletions_signed_with_the_secret() {
     );
     let runs = history(&server, &acme).await;
     assert_eq!(runs[0]["trigger"], "webhook");
+    // A NUL in a deleted SKU is refused before any run starts.
+    let nul = r#"{"deleted": ["W\u0000"]}"#;
+    push(&server, &secret, "msg_nul", nul, now)
+        .await
+        .failure(400, "VALIDATION_ERROR");
+    assert_eq!(history(&server, &acme).await.len(), runs.len());
 
     // Rotating the secret retires the old one.
     let rotated = Reply::of(
@@ -764,7 +756,7 @@ async fn the_platform_pushes_upserts_and_deletions_signed_with_the_secret() {
     let mut other = client()
         .post(server.url("/api/merchants/globex/sync/webhook"))
         .body("{}");
-    for (name, value) in standard_headers(new_secret, "msg_g", "{}", now) {
+    for (name, value) in signed_push_headers(new_secret, "msg_g", "{}", now) {
         other = other.header(name, value);
     }
     let other = Reply::of(other).await;
@@ -784,7 +776,7 @@ async fn a_captured_push_sent_again_changes_nothing() {
     push(&server, &secret, "msg_create", create, now)
         .await
         .success(200);
-    let captured = standard_headers(&secret, "msg_delete", delete, now);
+    let captured = signed_push_headers(&secret, "msg_delete", delete, now);
     let deleted = send_push(&server, &captured, delete).await.success(200);
     assert_eq!(deleted["productsDeleted"], 1, "{deleted}");
     // The product comes back with a later push.

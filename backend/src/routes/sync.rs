@@ -346,12 +346,8 @@ async fn push(
     if config.status != "active" {
         return Err(disabled());
     }
-    let push: Push = serde_json::from_slice(&body).map_err(|error| ApiError::BadRequest {
-        code: "INVALID_JSON",
-        message: format!(
-            "The push must be {{\"products\": [...], \"deleted\": [\"sku\", ...]}}: {error}"
-        ),
-    })?;
+    // The extractors' parser: text with NUL is refused here, naming it, before a run starts.
+    let push: Push = crate::extract::parse_json(&body)?;
     if push.deleted.len() > MAX_PUSH_DELETIONS {
         return Err(ApiError::invalid(
             "deleted",
