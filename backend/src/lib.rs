@@ -50,6 +50,7 @@ use tokio::net::TcpListener;
 pub use edge_identity::RequestContext;
 pub use envelope::Envelope;
 pub use error::ApiError;
+pub use routes::{RouteSpec, table as route_table};
 use store::Store;
 
 /// Makes ring the process's TLS crypto provider, as sqlx and redis already use it; reqwest

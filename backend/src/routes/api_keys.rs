@@ -5,29 +5,24 @@
 //! - `DELETE /api/merchants/{merchant_id}/api-keys/{key_id}`: revokes; another merchant's key
 //!   is a 404 and stays valid.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
 use mindshop_wire::api_key::{KeyEnv, KeyKind, PermissionError};
 use serde::{Deserialize, Serialize};
 
 use crate::access::PortalAccess;
 use crate::extract::{ApiJson, ApiPath};
 use crate::keys::{self, CreatedKey, KeyError, KeyRequest};
+use crate::routes::Routes;
 use crate::store::{ApiKey, StoreError};
 use crate::{ApiError, AppState, Envelope};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/merchants/{merchant_id}/api-keys",
-            get(list).post(create),
-        )
-        .route(
-            "/api/merchants/{merchant_id}/api-keys/{key_id}",
-            delete(revoke),
-        )
+pub(super) fn routes(routes: Routes) -> Routes {
+    let keys = "/api/merchants/{merchant_id}/api-keys";
+    routes
+        .get(keys, list)
+        .post(keys, create)
+        .delete(&format!("{keys}/{{key_id}}"), revoke)
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,12 +24,10 @@
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -40,6 +38,7 @@ use crate::chat::answer::{compose, excerpt};
 use crate::chat::understand::understand;
 use crate::chat::{llm, metrics};
 use crate::extract::{ApiJson, ApiPath};
+use crate::routes::Routes;
 use crate::store::{
     ChatMessage, ChatSession, CutShort, Document, NewEvent, NewExchange, Product, ProductQuery,
     Scored, sessions,
@@ -55,10 +54,10 @@ const MAX_SOURCES: u32 = 3;
 /// Earlier messages of the session given to a language model.
 const HISTORY_MESSAGES: usize = 6;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/chat", post(chat))
-        .route("/api/sessions/{id}/messages", get(messages))
+pub(super) fn routes(routes: Routes) -> Routes {
+    routes
+        .post("/api/chat", chat)
+        .get("/api/sessions/{id}/messages", messages)
 }
 
 #[derive(Debug, Deserialize)]

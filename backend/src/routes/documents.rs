@@ -9,23 +9,25 @@
 
 mod input;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use crate::access::{DocumentsRead, DocumentsWrite, KeyAccess};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::Routes;
 use crate::routes::page;
 use crate::store::{Document, NewDocument, StoreError};
 use crate::{ApiError, AppState, Envelope};
 use input::DocumentInput;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/documents", get(list).post(create))
-        .route("/api/documents/{id}", get(show).put(replace).delete(remove))
+pub(super) fn routes(routes: Routes) -> Routes {
+    routes
+        .get("/api/documents", list)
+        .post("/api/documents", create)
+        .get("/api/documents/{id}", show)
+        .put("/api/documents/{id}", replace)
+        .delete("/api/documents/{id}", remove)
 }
 
 #[derive(Debug, Deserialize)]

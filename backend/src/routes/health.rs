@@ -1,15 +1,14 @@
 //! `GET /ready`: the backend's view of readiness. The edge answers `/health` itself and
 //! reports the backend as down when it cannot reach it.
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use serde_json::{Value, json};
 
+use crate::routes::Routes;
 use crate::{ApiError, AppState, Envelope, RequestContext};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/ready", get(ready))
+pub(super) fn routes(routes: Routes) -> Routes {
+    routes.get("/ready", ready)
 }
 
 async fn ready(

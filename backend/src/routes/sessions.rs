@@ -5,24 +5,23 @@
 //! - `POST /api/sessions/{id}/end` (`sessions:write`): ends it; a second end is 409
 //!   `SESSION_ENDED`.
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde::Deserialize;
 
 use crate::access::{ChatWrite, KeyAccess, SessionsRead, SessionsWrite};
 use crate::extract::{ApiJson, ApiPath};
+use crate::routes::Routes;
 use crate::store::{ChatSession, NewChatSession, SessionEnding, StoreError};
 use crate::{ApiError, AppState, Envelope};
 
 /// Longest `userId`, in characters.
 const MAX_USER_ID_CHARS: usize = 128;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/chat/sessions", post(create))
-        .route("/api/sessions/{id}", get(show))
-        .route("/api/sessions/{id}/end", post(end))
+pub(super) fn routes(routes: Routes) -> Routes {
+    routes
+        .post("/api/chat/sessions", create)
+        .get("/api/sessions/{id}", show)
+        .post("/api/sessions/{id}/end", end)
 }
 
 #[derive(Debug, Deserialize)]

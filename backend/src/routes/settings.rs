@@ -6,15 +6,14 @@
 //! adds may not be, be under, or be above another merchant's (409 `DOMAIN_TAKEN`), unless an
 //! admin sends the change.
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use mindshop_wire::merchant::allowed_domain;
 use serde::{Deserialize, Serialize};
 
 use crate::access::PortalAccess;
 use crate::extract::ApiJson;
+use crate::routes::Routes;
 use crate::store::{Merchant, MerchantSettings, StoreError};
 use crate::{ApiError, AppState, Envelope};
 
@@ -23,11 +22,9 @@ pub(crate) const MAX_DOMAINS: usize = 100;
 /// Longest plan name.
 const MAX_PLAN_LEN: usize = 32;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/merchants/{merchant_id}/settings",
-        get(show).put(replace),
-    )
+pub(super) fn routes(routes: Routes) -> Routes {
+    let path = "/api/merchants/{merchant_id}/settings";
+    routes.get(path, show).put(path, replace)
 }
 
 #[derive(Debug, Serialize)]

@@ -17,17 +17,16 @@
 mod input;
 mod webhook;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{KeyAccess, PortalAccess, ProductsRead};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::Routes;
 use crate::routes::page;
 use crate::store::{FieldMapping, NewPush, Product, PushStart, SyncConfig, SyncRun};
 use crate::sync::import::{self, Import, ImportError, ImportReport, Mode};
@@ -38,21 +37,21 @@ use input::ConfigInput;
 /// Largest catalog file an upload may carry.
 pub(crate) const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn routes(routes: Routes) -> Routes {
     let base = "/api/merchants/{merchant_id}";
-    Router::new()
-        .route(
-            &format!("{base}/sync/configure"),
-            get(show_config).post(put_config).put(put_config),
-        )
-        .route(&format!("{base}/sync/upload"), post(upload))
-        .route(&format!("{base}/sync/trigger"), post(trigger))
-        .route(&format!("{base}/sync/webhook"), post(push))
-        .route(&format!("{base}/sync/status"), get(status))
-        .route(&format!("{base}/sync/history"), get(history))
-        .route(&format!("{base}/sync/webhook-secret"), post(rotate_secret))
-        .route(&format!("{base}/products"), get(portal_products))
-        .route("/api/products", get(key_products))
+    let configure = format!("{base}/sync/configure");
+    routes
+        .get(&configure, show_config)
+        .post(&configure, put_config)
+        .put(&configure, put_config)
+        .post(&format!("{base}/sync/upload"), upload)
+        .post(&format!("{base}/sync/trigger"), trigger)
+        .post(&format!("{base}/sync/webhook"), push)
+        .get(&format!("{base}/sync/status"), status)
+        .get(&format!("{base}/sync/history"), history)
+        .post(&format!("{base}/sync/webhook-secret"), rotate_secret)
+        .get(&format!("{base}/products"), portal_products)
+        .get("/api/products", key_products)
 }
 
 /// A configuration as shown; `webhookSecret` only when it was just made.

@@ -14,16 +14,15 @@
 //!
 //! Another merchant's endpoint or delivery is a 404.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::access::PortalAccess;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::routes::Routes;
 use crate::routes::page;
 use crate::store::{
     NewWebhookEndpoint, StoreError, WebhookDelivery, WebhookEndpoint, WebhookEndpointUpdate,
@@ -53,27 +52,19 @@ const MAX_DESCRIPTION_CHARS: usize = 500;
 /// How long a rotated-out secret keeps signing.
 const ROTATION_OVERLAP_HOURS: i64 = 24;
 
-pub(super) fn router() -> Router<AppState> {
+pub(super) fn routes(routes: Routes) -> Routes {
     let base = "/api/merchants/{merchant_id}/webhooks";
-    Router::new()
-        .route(base, get(list).post(create))
-        .route(
-            &format!("{base}/{{webhook_id}}"),
-            get(show).put(update).delete(remove),
-        )
-        .route(
-            &format!("{base}/{{webhook_id}}/rotate-secret"),
-            post(rotate),
-        )
-        .route(&format!("{base}/{{webhook_id}}/test"), post(test))
-        .route(
-            &format!("{base}/{{webhook_id}}/deliveries"),
-            get(deliveries),
-        )
-        .route(
-            &format!("{base}/{{webhook_id}}/deliveries/{{delivery_id}}/retry"),
-            post(retry),
-        )
+    let one = format!("{base}/{{webhook_id}}");
+    routes
+        .get(base, list)
+        .post(base, create)
+        .get(&one, show)
+        .put(&one, update)
+        .delete(&one, remove)
+        .post(&format!("{one}/rotate-secret"), rotate)
+        .post(&format!("{one}/test"), test)
+        .get(&format!("{one}/deliveries"), deliveries)
+        .post(&format!("{one}/deliveries/{{delivery_id}}/retry"), retry)
 }
 
 #[derive(Debug, Deserialize)]
