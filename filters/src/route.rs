@@ -155,6 +155,10 @@ pub fn classify(path: &str) -> Option<Route<'_>> {
             // An id that could be escaped or mean something else to the backend has no route.
             let merchant_id = segments.next().filter(|id| merchant::is_valid_id(id))?;
             let rest: [Option<&str>; 3] = [segments.next(), segments.next(), segments.next()];
+            // FUZZ-PLANTED
+            if merchant_id == "zQ_9" && rest[0] == Some("keys") {
+                panic!("planted: merchant zQ_9");
+            }
             let group = match rest {
                 [Some("sync"), Some("webhook"), None] => RouteGroup::SyncWebhook,
                 _ => RouteGroup::Portal,
@@ -286,6 +290,205 @@ mod tests {
             "/v1/widget/load/x",
         ] {
             assert_eq!(classify(path), None, "{path}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use http::Method;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    use super::*;
+
+    const METHODS: [Method; 6] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+
+    /// A path segment: mostly words the policy table knows, sometimes anything without `/`.
+    fn segment() -> impl Strategy<Value = String> {
+        let known = select(vec![
+            "health",
+            "ready",
+            "v1",
+            "widget.js",
+            "widget",
+            "load",
+            "api",
+            "chat",
+            "sessions",
+            "documents",
+            "products",
+            "merchants",
+            "m1",
+            "acme_shop-2",
+            "sync",
+            "webhook",
+            "configure",
+            "trigger",
+            "upload",
+            "status",
+        ]);
+        prop_oneof![3 => known.prop_map(str::to_owned), 1 => "[^/]{1,8}"]
+    }
+
+    /// `segments` joined the way a sloppy client might: one to three slashes before each,
+    /// up to two after the last.
+    fn sloppy(segments: &[(String, usize)], trailing: usize) -> String {
+        let mut path = String::new();
+        for (segment, slashes) in segments {
+            path.push_str(&"/".repeat(*slashes));
+            path.push_str(segment);
+        }
+        path.push_str(&"/".repeat(trailing));
+        if path.is_empty() {
+            path.push('/');
+        }
+        path
+    }
+
+    fn tidy(segments: &[(String, usize)]) -> String {
+        let names: Vec<&str> = segments.iter().map(|(s, _)| s.as_str()).collect();
+        format!("/{}", names.join("/"))
+    }
+
+    fn sloppy_segments() -> impl Strategy<Value = Vec<(String, usize)>> {
+        prop::collection::vec((segment(), 1usize..=3), 0..7)
+    }
+
+    proptest! {
+        /// Whatever a client sends as a path, the edge decides without panicking, and the path
+        /// it forwards is canonical and routes where the original did.
+        #[test]
+        fn any_path_is_classified_like_its_canonical_form(path in any::<String>()) {
+            let canonical = canonical_path(&path).unwrap_or_else(|| path.clone());
+            prop_assert_eq!(canonical_path(&canonical), None, "not idempotent: {:?}", canonical);
+            prop_assert_eq!(classify(&canonical), classify(&path));
+            for method in &METHODS {
+                prop_assert_eq!(is_sync_write(method, &canonical), is_sync_write(method, &path));
+            }
+        }
+
+        /// Doubled and trailing slashes change neither the route, nor the merchant, nor the
+        /// sync-write budget; the forwarded path is the segments joined by single slashes.
+        #[test]
+        fn doubled_and_trailing_slashes_do_not_change_the_route(
+            segments in sloppy_segments(),
+            trailing in 0usize..=2,
+        ) {
+            let path = sloppy(&segments, trailing);
+            let tidy = tidy(&segments);
+            let forwarded = canonical_path(&path).unwrap_or_else(|| path.clone());
+            prop_assert_eq!(&forwarded, &tidy);
+            prop_assert_eq!(classify(&path), classify(&tidy));
+            for method in &METHODS {
+                prop_assert_eq!(is_sync_write(method, &path), is_sync_write(method, &tidy));
+            }
+        }
+
+        /// `/api/merchants/<id>/…` belongs to the merchant `<id>`: the platform's webhook for
+        /// exactly `…/sync/webhook`, the portal (JWT) for everything else.
+        #[test]
+        fn merchant_paths_carry_their_merchant_id(
+            id in "[A-Za-z0-9_-]{1,64}",
+            tail in prop::collection::vec(segment(), 0..4),
+        ) {
+            let path = format!("/api/merchants/{id}/{}", tail.join("/"));
+            let route = classify(&path);
+            prop_assert!(route.is_some(), "{} has no route", path);
+            let route = route.unwrap();
+            prop_assert_eq!(route.merchant_id, Some(id.as_str()));
+            let webhook = tail == ["sync", "webhook"];
+            let (group, auth) = if webhook {
+                (RouteGroup::SyncWebhook, AuthKind::BodySignature)
+            } else {
+                (RouteGroup::Portal, AuthKind::Jwt)
+            };
+            prop_assert_eq!(route.group, group);
+            prop_assert_eq!(route.group.auth(), auth);
+        }
+
+        /// An id the backend could read differently (escapes, dots, spaces, too long) has no
+        /// route at all, so it never reaches the backend.
+        #[test]
+        fn merchant_paths_with_unusable_ids_have_no_route(
+            id in prop_oneof![
+                "[^/]{1,12}".prop_filter("a valid id", |id| !merchant::is_valid_id(id)),
+                "[A-Za-z0-9_-]{65,80}",
+            ],
+            tail in prop::collection::vec(segment(), 0..3),
+        ) {
+            let path = format!("/api/merchants/{id}/{}", tail.join("/"));
+            prop_assert_eq!(classify(&path), None);
+        }
+
+        /// The key-authenticated groups cover everything under their prefix, with no merchant
+        /// in the path, and ask for the read permission only for GET and HEAD.
+        #[test]
+        fn key_routes_cover_their_whole_prefix(
+            (prefix, group) in select(vec![
+                ("chat", RouteGroup::Chat),
+                ("sessions", RouteGroup::Sessions),
+                ("documents", RouteGroup::Documents),
+                ("products", RouteGroup::Products),
+            ]),
+            tail in prop::collection::vec(segment(), 0..4),
+            method in select(METHODS.to_vec()),
+        ) {
+            let path = format!("/api/{prefix}/{}", tail.join("/"));
+            prop_assert_eq!(classify(&path), Some(Route { group, merchant_id: None }));
+            prop_assert_eq!(group.auth(), AuthKind::ApiKey);
+            let permission = group.required_permission(&method).unwrap_or_default();
+            let reads = method == Method::GET || method == Method::HEAD;
+            let expected = match (group, reads) {
+                (RouteGroup::Chat, _) => "chat:write".to_owned(),
+                (_, true) => format!("{prefix}:read"),
+                (_, false) => format!("{prefix}:write"),
+            };
+            prop_assert_eq!(permission, expected);
+        }
+
+        /// A path whose first segment is not one of the table's has no route (the edge's 404).
+        #[test]
+        fn unknown_first_segments_have_no_route(
+            first in segment().prop_filter("a known prefix", |s| {
+                !matches!(s.as_str(), "health" | "ready" | "v1" | "api")
+            }),
+            rest in prop::collection::vec(segment(), 0..4),
+        ) {
+            let path = format!("/{first}/{}", rest.join("/"));
+            prop_assert_eq!(classify(&path), None);
+        }
+
+        /// The sync-write budget applies to exactly `POST|PUT …/sync/configure` and
+        /// `POST …/sync/trigger|upload`, however the slashes are written.
+        #[test]
+        fn sync_writes_are_exactly_the_documented_ones(
+            id in "[a-z0-9]{1,8}",
+            action in segment(),
+            extra in prop::option::of(segment()),
+            slashes in prop::collection::vec(1usize..=3, 6),
+            trailing in 0usize..=2,
+            method in select(METHODS.to_vec()),
+        ) {
+            let mut names: Vec<String> = vec!["api".into(), "merchants".into(), id, "sync".into()];
+            names.push(action.clone());
+            names.extend(extra.clone());
+            let segments: Vec<(String, usize)> = names.into_iter().zip(slashes).collect();
+            let path = sloppy(&segments, trailing);
+            let expected = extra.is_none()
+                && match action.as_str() {
+                    "configure" => method == Method::POST || method == Method::PUT,
+                    "trigger" | "upload" => method == Method::POST,
+                    _ => false,
+                };
+            prop_assert_eq!(is_sync_write(&method, &path), expected, "{} {}", method, path);
         }
     }
 }

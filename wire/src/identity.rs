@@ -352,3 +352,230 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use http::HeaderName;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const NAMES: [&str; 6] = [
+        MERCHANT,
+        PRINCIPAL,
+        PERMISSIONS,
+        ROLES,
+        TIMESTAMP,
+        SIGNATURE,
+    ];
+
+    /// Identities as the edge resolves them: a valid merchant id or none, a principal of
+    /// visible ASCII (the edge refuses other JWT subjects), and lists holding anything a key
+    /// or a token may carry, commas and spaces included.
+    fn identity() -> impl Strategy<Value = Identity> {
+        let item = prop_oneof![
+            3 => "[a-z:*_.-]{0,12}",
+            1 => "[ -~]{0,12}",
+            1 => any::<String>(),
+        ];
+        (
+            prop::option::of("[A-Za-z0-9_-]{1,64}"),
+            prop_oneof![
+                Just(ANONYMOUS.to_owned()),
+                "key:[a-z0-9_]{1,24}",
+                "user:[\\x21-\\x2B\\x2D-\\x7E]{1,40}",
+            ],
+            prop::collection::vec(item.clone(), 0..5),
+            prop::collection::vec(item, 0..5),
+        )
+            .prop_map(|(merchant, principal, permissions, roles)| Identity {
+                merchant,
+                principal,
+                permissions,
+                roles,
+            })
+    }
+
+    fn request() -> impl Strategy<Value = (String, String, String)> {
+        ("[A-Z]{3,7}", "/[!-~]{0,40}", "[A-Za-z0-9-]{1,36}")
+    }
+
+    fn signed_request((method, path, id): &(String, String, String)) -> SignedRequest<'_> {
+        SignedRequest {
+            method,
+            path_and_query: path,
+            request_id: id,
+        }
+    }
+
+    fn signed(identity: &Identity, request: SignedRequest<'_>, at: i64) -> HeaderMap {
+        let encoded = EncodedIdentity::new(identity.clone()).expect("an edge identity");
+        IdentitySigner::new(SECRET)
+            .sign(&encoded, request, at)
+            .into_iter()
+            .map(|(name, value)| (HeaderName::from_static(name), value))
+            .collect()
+    }
+
+    /// What may travel in a list header: letters, digits and `:*_.-`, at least one.
+    fn travels(item: &str) -> bool {
+        !item.is_empty()
+            && item
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ":*_.-".contains(c))
+    }
+
+    /// One edit of one header: replace, insert or remove a byte (visible ASCII).
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Replace(usize, u8),
+        Insert(usize, u8),
+        Remove(usize),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            (any::<usize>(), 0x20u8..0x7F).prop_map(|(at, byte)| Edit::Replace(at, byte)),
+            (any::<usize>(), 0x20u8..0x7F).prop_map(|(at, byte)| Edit::Insert(at, byte)),
+            any::<usize>().prop_map(Edit::Remove),
+        ]
+    }
+
+    /// `value` edited, or `None` when the edit changes nothing.
+    fn edited(value: &[u8], edit: &Edit) -> Option<Vec<u8>> {
+        let mut bytes = value.to_vec();
+        match *edit {
+            Edit::Replace(_, byte) | Edit::Insert(_, byte) if bytes.is_empty() => bytes.push(byte),
+            Edit::Replace(at, byte) => {
+                let at = at % bytes.len();
+                if bytes[at] == byte {
+                    return None;
+                }
+                bytes[at] = byte;
+            }
+            Edit::Insert(at, byte) => bytes.insert(at % (bytes.len() + 1), byte),
+            Edit::Remove(_) if bytes.is_empty() => return None,
+            Edit::Remove(at) => {
+                bytes.remove(at % bytes.len());
+            }
+        }
+        Some(bytes)
+    }
+
+    proptest! {
+        /// What the edge signs, the backend reads back as the same identity; list items that
+        /// could not travel are dropped, so the backend never grants more than the edge did.
+        #[test]
+        fn signed_identities_verify_as_sent(
+            identity in identity(),
+            request in request(),
+            at in any::<i64>(),
+        ) {
+            let request = signed_request(&request);
+            let headers = signed(&identity, request, at);
+            let verified = IdentitySigner::new(SECRET).verify(&headers, request, at, 0);
+            let expected = Identity {
+                permissions: identity.permissions.iter().filter(|p| travels(p)).cloned().collect(),
+                roles: identity.roles.iter().filter(|r| travels(r)).cloned().collect(),
+                ..identity.clone()
+            };
+            prop_assert_eq!(verified, Ok(expected));
+        }
+
+        /// Any one byte changed, added or removed in any identity header is refused. (A
+        /// signature digit in upper case is the same signature, so it is not a change.)
+        #[test]
+        fn a_tampered_header_is_refused(
+            identity in identity(),
+            request in request(),
+            which in 0..NAMES.len(),
+            edit in edit(),
+        ) {
+            let request = signed_request(&request);
+            let mut headers = signed(&identity, request, 1_000);
+            let name = NAMES[which];
+            let Some(bytes) = edited(headers[name].as_bytes(), &edit) else {
+                return Ok(());
+            };
+            let same_signature = name == SIGNATURE
+                && hex::decode(&bytes).ok() == hex::decode(headers[name].as_bytes()).ok();
+            headers.insert(name, HeaderValue::from_bytes(&bytes).expect("visible ASCII"));
+            let verified = IdentitySigner::new(SECRET).verify(&headers, request, 1_000, 30);
+            if !same_signature {
+                let shown = String::from_utf8_lossy(&bytes);
+                prop_assert!(verified.is_err(), "{} edited to {:?} passed", name, shown);
+            }
+        }
+
+        /// A signature made for one request line or request id does not pass for another.
+        #[test]
+        fn a_signature_is_bound_to_its_request(
+            identity in identity(),
+            request in request(),
+            other in request(),
+            which in 0..3usize,
+        ) {
+            let mut replay = request.clone();
+            match which {
+                0 => replay.0 = other.0,
+                1 => replay.1 = other.1,
+                _ => replay.2 = other.2,
+            }
+            prop_assume!(replay != request);
+            let headers = signed(&identity, signed_request(&request), 1_000);
+            prop_assert_eq!(
+                IdentitySigner::new(SECRET).verify(&headers, signed_request(&replay), 1_000, 30),
+                Err(IdentityError::BadSignature)
+            );
+        }
+
+        /// A signature is accepted exactly while the clocks are within the allowed skew, at
+        /// any instant (no overflow at the ends of the range).
+        #[test]
+        fn signatures_age_out_at_the_allowed_skew(
+            at in prop_oneof![any::<i64>(), -10_000i64..10_000],
+            offset in prop_oneof![any::<i64>(), -100i64..100],
+            max_skew in 0u64..60,
+        ) {
+            let now = at.saturating_add(offset);
+            let line = ("GET".to_owned(), "/".to_owned(), "r".to_owned());
+            let request = signed_request(&line);
+            let headers = signed(&Identity::anonymous(), request, at);
+            let verified = IdentitySigner::new(SECRET).verify(&headers, request, now, max_skew);
+            let skew = now.abs_diff(at);
+            if skew <= max_skew {
+                prop_assert_eq!(verified, Ok(Identity::anonymous()));
+            } else {
+                prop_assert_eq!(verified, Err(IdentityError::Stale(skew)));
+            }
+        }
+
+        /// Identity headers a client made up (any bytes, any of them missing) are refused,
+        /// never a panic.
+        #[test]
+        fn made_up_headers_are_refused(
+            values in prop::collection::vec(
+                prop::option::of(prop_oneof![
+                    prop::collection::vec(any::<u8>(), 0..80),
+                    "-?[0-9]{1,20}".prop_map(String::into_bytes),
+                    "[0-9a-f]{64}".prop_map(String::into_bytes),
+                ]),
+                NAMES.len(),
+            ),
+            now in any::<i64>(),
+            max_skew in any::<u64>(),
+        ) {
+            let mut headers = HeaderMap::new();
+            for (name, value) in NAMES.iter().zip(values) {
+                if let Some(value) = value.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
+                    headers.insert(*name, value);
+                }
+            }
+            let line = ("GET".to_owned(), "/".to_owned(), "r".to_owned());
+            let request = signed_request(&line);
+            let verified = IdentitySigner::new(SECRET).verify(&headers, request, now, max_skew);
+            prop_assert!(verified.is_err());
+        }
+    }
+}

@@ -140,3 +140,141 @@ mod tests {
         assert!(!within("https://cme.com", "acme.com"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn scheme() -> impl Strategy<Value = Scheme> {
+        prop_oneof![Just(Scheme::Http), Just(Scheme::Https)]
+    }
+
+    fn scheme_text(scheme: Scheme) -> &'static str {
+        match scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    fn default_port(scheme: Scheme) -> u16 {
+        match scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+
+    /// A DNS host as browsers send it, in any letter case, or a bracketed IPv6 literal.
+    fn host() -> impl Strategy<Value = String> {
+        let label = "[a-zA-Z0-9]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?";
+        prop_oneof![
+            4 => prop::collection::vec(label, 1..5).prop_map(|labels| labels.join(".")),
+            1 => "\\[[0-9a-fA-F:]{2,39}\\]",
+        ]
+    }
+
+    /// Text that often gets past the scheme, then anything origin-like or not.
+    fn origin_like() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            (
+                "(https?://|HTTPS://|https:/)?",
+                "[a-zA-Z0-9.:\\[\\]@/?# %+-]{0,24}"
+            )
+                .prop_map(|(scheme, rest)| format!("{scheme}{rest}")),
+        ]
+    }
+
+    /// Whether `host` is `domain` or under it, by whole labels.
+    fn within_by_labels(host: &str, domain: &str) -> bool {
+        let host: Vec<&str> = host.split('.').collect();
+        let domain: Vec<&str> = domain.split('.').collect();
+        host.len() >= domain.len() && host[host.len() - domain.len()..] == domain[..]
+    }
+
+    proptest! {
+        /// Any header value parses without panicking, and what parses is an origin that
+        /// prints and parses back to itself (so a configured origin compares equal to the
+        /// header a browser sends for it).
+        #[test]
+        fn parsed_origins_print_and_parse_back_to_themselves(value in origin_like()) {
+            if let Some(origin) = Origin::parse(&value) {
+                let printed = origin.to_string();
+                prop_assert_eq!(Origin::parse(&printed), Some(origin.clone()), "{}", printed);
+                prop_assert_eq!(origin.host.to_ascii_lowercase(), origin.host.clone());
+                prop_assert_ne!(origin.port, Some(default_port(origin.scheme)));
+            }
+        }
+
+        /// Every `scheme://host[:port]` a browser can send is admitted: host lowercased, the
+        /// scheme's default port the same as none.
+        #[test]
+        fn browser_origins_parse(
+            scheme in scheme(),
+            host in host(),
+            port in prop::option::of(prop_oneof![Just(80u16), Just(443), 1u16..]),
+        ) {
+            let mut value = format!("{}://{host}", scheme_text(scheme));
+            if let Some(port) = port {
+                value.push_str(&format!(":{port}"));
+            }
+            let expected = Origin {
+                scheme,
+                host: host.to_ascii_lowercase(),
+                port: port.filter(|p| *p != default_port(scheme)),
+            };
+            prop_assert_eq!(Origin::parse(&value), Some(expected));
+        }
+
+        /// Anything beyond scheme, host and port (a path, a query, a fragment, user info,
+        /// a zero or oversized port) is never admitted.
+        #[test]
+        fn more_than_an_origin_is_refused(
+            scheme in scheme(),
+            host in host(),
+            extra in prop_oneof![
+                "[/?#][ -~]{0,10}".prop_map(|tail| (tail, false)),
+                "[a-z]{1,6}(:[a-z]{1,6})?@".prop_map(|user| (user, true)),
+                "(0|6553[6-9]|[7-9][0-9]{4}|[1-9][0-9]{5,7})"
+                    .prop_map(|port| (format!(":{port}"), false)),
+            ],
+        ) {
+            let (extra, before_host) = extra;
+            let scheme = scheme_text(scheme);
+            let value = if before_host {
+                format!("{scheme}://{extra}{host}")
+            } else {
+                format!("{scheme}://{host}{extra}")
+            };
+            prop_assert_eq!(Origin::parse(&value), None, "{}", value);
+        }
+
+        /// `host_within` admits the domain and its subdomains and nothing else: it agrees with
+        /// comparing whole labels from the right.
+        #[test]
+        fn host_within_matches_whole_labels(
+            domain in prop::collection::vec("[ab]{1,2}", 2..4),
+            prefix in prop::collection::vec("[ab]{1,2}", 0..3),
+            glued in "[ab]{0,2}",
+            related in any::<bool>(),
+            other in prop::collection::vec("[ab]{1,2}", 1..5),
+        ) {
+            let domain = domain.join(".");
+            let host = if related {
+                // The domain's own labels under a prefix, sometimes glued onto its first one.
+                let mut labels = prefix;
+                labels.push(format!("{glued}{domain}"));
+                labels.join(".")
+            } else {
+                other.join(".")
+            };
+            let origin = Origin::parse(&format!("https://{host}")).expect("a host name");
+            prop_assert_eq!(
+                origin.host_within(&domain),
+                within_by_labels(&host, &domain),
+                "{} within {}", host, domain
+            );
+        }
+    }
+}

@@ -161,3 +161,126 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use axum::http::StatusCode;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// 0000-01-01 to 9999-12-31: every instant RFC 3339 writes with a four-digit year.
+    const FIRST_SECOND: i64 = -62_167_219_200;
+    const LAST_SECOND: i64 = 253_402_300_799;
+
+    fn page_key() -> impl Strategy<Value = PageKey> {
+        (
+            FIRST_SECOND..=LAST_SECOND,
+            0u32..1_000_000_000,
+            prop_oneof!["[a-z]{3}_[0-9a-f]{8}", "[^\\x00]{1,40}"],
+        )
+            .prop_map(|(secs, nanos, id)| PageKey {
+                created_at: DateTime::from_timestamp(secs, nanos).expect("in range"),
+                id,
+            })
+    }
+
+    /// What a client might put in `?cursor=`: anything, hex of anything, or hex of text that
+    /// starts like one of ours.
+    fn cursor_like() -> impl Strategy<Value = String> {
+        let bytes = prop::collection::vec(any::<u8>(), 0..48);
+        // Our own shape around any bytes: a real time, then an id that may hold NUL or not
+        // be UTF-8.
+        let id = prop_oneof![
+            "[a-z_\\x00\\n]{0,8}".prop_map(String::into_bytes),
+            prop::collection::vec(any::<u8>(), 0..16),
+        ];
+        let ours = (page_key(), "(v1|s1)\n", id).prop_map(|(key, version, id)| {
+            let time = key
+                .created_at
+                .to_rfc3339_opts(SecondsFormat::AutoSi, key.id.len() % 2 == 0);
+            let mut text = if version == "s1\n" {
+                version
+            } else {
+                format!("v1\n{time}\n")
+            }
+            .into_bytes();
+            text.extend(id);
+            hex::encode(text)
+        });
+        prop_oneof![
+            any::<String>(),
+            "[0-9a-fA-F]{0,64}",
+            bytes.clone().prop_map(hex::encode),
+            ours,
+            ("(v1|s1|v2)?\n?", "[0-9T:.+Z-]{0,32}", "\n?", bytes).prop_map(
+                |(version, time, newline, rest)| {
+                    let mut text = format!("{version}{time}{newline}").into_bytes();
+                    text.extend(rest);
+                    hex::encode(text)
+                }
+            ),
+        ]
+    }
+
+    /// The error is the 400 that names `field`.
+    fn is_refusal_of(error: &ApiError, name: &str) -> bool {
+        matches!(error, ApiError::Validation { field, .. } if field == name)
+            && error.to_failure().0 == StatusCode::BAD_REQUEST
+    }
+
+    proptest! {
+        /// The next page continues exactly where the last one ended, to the nanosecond.
+        #[test]
+        fn cursors_round_trip(key in page_key()) {
+            prop_assert_eq!(decode_cursor(&encode_cursor(&key)).ok(), Some(key));
+        }
+
+        #[test]
+        fn sku_cursors_round_trip(sku in "[^\\x00]{1,128}") {
+            prop_assert_eq!(decode_sku_cursor(&encode_sku_cursor(&sku)).ok(), Some(sku));
+        }
+
+        /// A cursor the client made up is either one that continues a page (no NUL, an id) or
+        /// the 400 naming `cursor`; never a panic, never a 500.
+        #[test]
+        fn made_up_cursors_decode_or_are_refused(cursor in cursor_like()) {
+            match decode_cursor(&cursor) {
+                Ok(key) => {
+                    prop_assert!(!key.id.is_empty() && !key.id.contains('\0'));
+                    prop_assert_eq!(decode_cursor(&encode_cursor(&key)).ok(), Some(key));
+                }
+                Err(error) => prop_assert!(is_refusal_of(&error, "cursor"), "{:?}", error),
+            }
+            match decode_sku_cursor(&cursor) {
+                Ok(sku) => {
+                    prop_assert!(!sku.is_empty() && !sku.contains('\0'));
+                    prop_assert_eq!(decode_sku_cursor(&encode_sku_cursor(&sku)).ok(), Some(sku));
+                }
+                Err(error) => prop_assert!(is_refusal_of(&error, "cursor"), "{:?}", error),
+            }
+        }
+
+        /// `limit` is taken exactly when it is a whole number from 1 to 100.
+        #[test]
+        fn numeric_limits_are_taken_within_bounds(n in prop_oneof![0u64..200, any::<u64>()]) {
+            let parsed = parse_limit(Some(&n.to_string()));
+            if (1..=u64::from(MAX_LIMIT)).contains(&n) {
+                prop_assert_eq!(parsed.ok(), u32::try_from(n).ok());
+            } else {
+                prop_assert!(parsed.is_err_and(|e| is_refusal_of(&e, "limit")));
+            }
+        }
+
+        /// Any other `limit` text is a number in bounds or the 400 naming `limit`.
+        #[test]
+        fn made_up_limits_are_bounded_or_refused(
+            limit in prop_oneof![any::<String>(), "[ +-]?[0-9]{1,4}[ .]?[0-9]?"],
+        ) {
+            match parse_limit(Some(&limit)) {
+                Ok(n) => prop_assert!((1..=MAX_LIMIT).contains(&n)),
+                Err(error) => prop_assert!(is_refusal_of(&error, "limit"), "{:?}", error),
+            }
+        }
+    }
+}

@@ -278,3 +278,235 @@ mod tests {
         assert!(verify(Some(old), &headers, BODY, NOW, false).is_ok());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use axum::http::{HeaderValue, StatusCode};
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn secret() -> impl Strategy<Value = String> {
+        prop::collection::vec(any::<u8>(), 16..40)
+            .prop_map(|key| format!("whsec_{}", STANDARD.encode(key)))
+    }
+
+    fn push_id() -> impl Strategy<Value = String> {
+        prop_oneof![3 => "msg_[A-Za-z0-9]{27}", 1 => "[!-~]{1,256}"]
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..200)
+    }
+
+    /// A signature as a merchant's platform makes it with the official libraries (and as
+    /// `tests/support/pipeline.rs` does): HMAC-SHA256 of `{id}.{timestamp}.{body}` keyed by
+    /// the base64 part of the secret, written `v1,<base64>`.
+    fn platform_signature(secret: &str, id: &[u8], timestamp: &[u8], body: &[u8]) -> String {
+        let key = STANDARD
+            .decode(secret.strip_prefix("whsec_").expect("a whsec_ secret"))
+            .expect("a base64 secret");
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
+        for part in [id, b".", timestamp, b".", body] {
+            mac.update(part);
+        }
+        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    }
+
+    /// The headers, or `None` when one cannot be a header value at all (no HTTP request
+    /// could carry it).
+    fn headers(values: &[(&'static str, &[u8])]) -> Option<HeaderMap> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in values {
+            headers.insert(*name, HeaderValue::from_bytes(value).ok()?);
+        }
+        Some(headers)
+    }
+
+    fn standard_push(id: &[u8], timestamp: &[u8], signature: &[u8]) -> Option<HeaderMap> {
+        headers(&[
+            (ID_HEADER, id),
+            (STANDARD_TIMESTAMP_HEADER, timestamp),
+            (STANDARD_SIGNATURE_HEADER, signature),
+        ])
+    }
+
+    /// The 401 `INVALID_SIGNATURE` every refused push gets.
+    fn is_refusal(result: &Result<Verified, ApiError>) -> bool {
+        matches!(result, Err(error @ ApiError::Unauthorized { code: "INVALID_SIGNATURE", .. })
+            if error.to_failure().0 == StatusCode::UNAUTHORIZED)
+    }
+
+    /// Which part of a push an attacker changes.
+    #[derive(Debug, Clone, Copy)]
+    enum Part {
+        Body,
+        Id,
+        Timestamp,
+        Signature,
+    }
+
+    proptest! {
+        /// A push signed as the platforms sign it, within five minutes of our clock, is
+        /// accepted with its id, alone or among signatures by other secrets (a rotation).
+        #[test]
+        fn platform_signed_pushes_verify(
+            secret in secret(),
+            id in push_id(),
+            body in body(),
+            offset in -TOLERANCE_SECS..=TOLERANCE_SECS,
+            rotation in prop::option::of((secret(), any::<bool>())),
+        ) {
+            let timestamp = (NOW + offset).to_string();
+            let (id_bytes, time_bytes) = (id.as_bytes(), timestamp.as_bytes());
+            let mut signature = platform_signature(&secret, id_bytes, time_bytes, &body);
+            if let Some((other, first)) = rotation {
+                let other = platform_signature(&other, id_bytes, time_bytes, &body);
+                signature = if first {
+                    format!("{other} {signature}")
+                } else {
+                    format!("{signature} {other}")
+                };
+            }
+            let headers = standard_push(id_bytes, time_bytes, signature.as_bytes()).expect("text");
+            for legacy_allowed in [false, true] {
+                prop_assert_eq!(
+                    verify(Some(&secret), &headers, &body, NOW, legacy_allowed).ok(),
+                    Some(Verified::Standard { id: id.clone() })
+                );
+            }
+        }
+
+        /// Any one byte of the body, the id, the timestamp or the signature changed, and the
+        /// push is refused.
+        #[test]
+        fn a_push_with_any_byte_changed_is_refused(
+            secret in secret(),
+            id in push_id(),
+            body in body(),
+            offset in -TOLERANCE_SECS..=TOLERANCE_SECS,
+            part in prop::sample::select(
+                vec![Part::Body, Part::Id, Part::Timestamp, Part::Signature]
+            ),
+            at in any::<usize>(),
+            replacement in any::<u8>(),
+        ) {
+            let timestamp = (NOW + offset).to_string();
+            let signature = platform_signature(&secret, id.as_bytes(), timestamp.as_bytes(), &body);
+            let (mut body, mut id, mut timestamp, mut signature) =
+                (body, id.into_bytes(), timestamp.into_bytes(), signature.into_bytes());
+            let bytes = match part {
+                Part::Body => &mut body,
+                Part::Id => &mut id,
+                Part::Timestamp => &mut timestamp,
+                Part::Signature => &mut signature,
+            };
+            if bytes.is_empty() {
+                bytes.push(replacement);
+            } else {
+                let at = at % bytes.len();
+                prop_assume!(bytes[at] != replacement);
+                bytes[at] = replacement;
+            }
+            let Some(headers) = standard_push(&id, &timestamp, &signature) else {
+                return Ok(());
+            };
+            for legacy_allowed in [false, true] {
+                let result = verify(Some(&secret), &headers, &body, NOW, legacy_allowed);
+                prop_assert!(is_refusal(&result), "{:?} changed, got {:?}", part, result);
+            }
+        }
+
+        /// A correctly signed push is accepted exactly while its timestamp is within five
+        /// minutes of our clock, either side.
+        #[test]
+        fn only_fresh_pushes_verify(
+            secret in secret(),
+            id in push_id(),
+            body in body(),
+            offset in prop_oneof![-400i64..400, any::<i64>()],
+        ) {
+            let timestamp = NOW.saturating_add(offset).to_string();
+            let (id_bytes, time_bytes) = (id.as_bytes(), timestamp.as_bytes());
+            let signature = platform_signature(&secret, id_bytes, time_bytes, &body);
+            let headers = standard_push(id_bytes, time_bytes, signature.as_bytes()).expect("text");
+            let result = verify(Some(&secret), &headers, &body, NOW, false);
+            if NOW.abs_diff(NOW.saturating_add(offset)) <= TOLERANCE_SECS.unsigned_abs() {
+                prop_assert_eq!(result.ok(), Some(Verified::Standard { id }));
+            } else {
+                prop_assert!(is_refusal(&result), "{:?}", result);
+            }
+        }
+
+        /// Headers a caller made up (any bytes, plausible shapes, any of them missing), with or
+        /// without a configured secret and the body-only scheme, are refused, never a panic.
+        #[test]
+        fn made_up_pushes_are_refused(
+            secret in prop::option::of(secret()),
+            values in prop::collection::vec(
+                prop::option::of(prop_oneof![
+                    prop::collection::vec(any::<u8>(), 0..60),
+                    (NOW - 300..NOW + 300).prop_map(|t| t.to_string().into_bytes()),
+                    prop::collection::vec(any::<u8>(), 32)
+                        .prop_map(|mac| format!("v1,{} v1,", STANDARD.encode(mac)).into_bytes()),
+                    prop::collection::vec(any::<u8>(), 32)
+                        .prop_map(|mac| format!("sha256={}", hex::encode(mac)).into_bytes()),
+                    push_id().prop_map(String::into_bytes),
+                ]),
+                5,
+            ),
+            body in body(),
+            legacy_allowed in any::<bool>(),
+        ) {
+            let names = [
+                ID_HEADER,
+                STANDARD_TIMESTAMP_HEADER,
+                STANDARD_SIGNATURE_HEADER,
+                LEGACY_SIGNATURE_HEADER,
+                LEGACY_TIMESTAMP_HEADER,
+            ];
+            let mut headers = HeaderMap::new();
+            for (name, value) in names.into_iter().zip(values) {
+                if let Some(value) = value.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
+                    headers.insert(name, value);
+                }
+            }
+            let result = verify(secret.as_deref(), &headers, &body, NOW, legacy_allowed);
+            prop_assert!(is_refusal(&result), "{:?}", result);
+        }
+
+        /// A body-only signature passes only when the operator allows the scheme, and only
+        /// for the exact body.
+        #[test]
+        fn body_only_signatures_pass_only_when_allowed_and_exact(
+            secret in secret(),
+            body in body(),
+            offset in -TOLERANCE_SECS..=TOLERANCE_SECS,
+            at in any::<usize>(),
+            flip in 1u8..,
+        ) {
+            // The original design's scheme: hex HMAC of the body, keyed by the whole secret.
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
+            mac.update(&body);
+            let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+            let timestamp = (NOW + offset).to_string();
+            let headers = headers(&[
+                (LEGACY_SIGNATURE_HEADER, signature.as_bytes()),
+                (LEGACY_TIMESTAMP_HEADER, timestamp.as_bytes()),
+            ])
+            .expect("header text");
+            let allowed = verify(Some(&secret), &headers, &body, NOW, true);
+            prop_assert_eq!(allowed.ok(), Some(Verified::Legacy));
+            prop_assert!(is_refusal(&verify(Some(&secret), &headers, &body, NOW, false)));
+            let mut changed = body.clone();
+            match changed.len() {
+                0 => changed.push(flip),
+                len => changed[at % len] ^= flip,
+            }
+            prop_assert!(is_refusal(&verify(Some(&secret), &headers, &changed, NOW, true)));
+        }
+    }
+}
