@@ -1571,12 +1571,10 @@ mod properties {
     fn json_fields(row: &Row) -> Vec<Option<Value>> {
         let r = &row.record;
         let text = |value: &Option<String>| value.clone().map(Value::String);
-        // serde_json (without its `float_roundtrip` feature) may read a number of 16-17
-        // significant digits one unit in the last place off, so only whole cents travel as
-        // JSON numbers here; other prices go as text, which is read exactly.
-        let whole_cents = |p: f64| (p * 100.0).round() / 100.0 == p && p < 1e13;
+        // Prices go as JSON numbers of any precision: the workspace turns on serde_json's
+        // `float_roundtrip`, so the number read back is the exact double written.
         let price = r.price.map(|p| {
-            if row.json_as_text || !whole_cents(p) {
+            if row.json_as_text {
                 Value::String(p.to_string())
             } else {
                 Value::Number(Number::from_f64(p).expect("finite"))
