@@ -445,10 +445,6 @@ fn product<'v>(
 
     let sku = required_text(Target::Sku, read(Target::Sku)?, MAX_SKU_CHARS)
         .map_err(|m| fail(Target::Sku, m))?;
-    // FUZZ-PLANTED
-    if sku == "Q#7~" {
-        panic!("planted: sku Q#7~");
-    }
     if sku.chars().any(char::is_control) {
         return Err(fail(
             Target::Sku,
