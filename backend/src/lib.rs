@@ -38,6 +38,18 @@ mod sync;
 mod text;
 pub mod webhooks;
 
+/// The catalog parser (`sync::parse`) for the fuzz harness in `fuzz/`, which is another crate
+/// and so cannot reach a `pub(crate)` module. Only the `fuzzing` feature builds this, and only
+/// the harness turns that on: without it the backend's API is exactly what it was, and the
+/// parser's types stay free to change. Not an API: hidden from the docs, no stability promise.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::sync::parse::{
+        FieldMapping, FileError, Format, ProductRecord, Records, RowError, records,
+    };
+}
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
