@@ -252,3 +252,150 @@ pub async fn drop_postgres(name: &str) {
     .await
     .expect("drop the bench database");
 }
+
+/// The settings a prepared `serve` runs with (to run admin commands before it starts).
+impl Prepared {
+    pub fn env(&self) -> &[(&'static str, String)] {
+        &self.env
+    }
+}
+
+/// Starts `serve` with `env`, appending its log to `dir/<log>`, and waits (polling every
+/// 10 ms) until `edge`'s `/ready` answers 200; the process and how long that took.
+pub async fn spawn_ready(
+    dir: &Path,
+    env: &[(&'static str, String)],
+    edge: SocketAddr,
+    log: &str,
+) -> (Process, Duration) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(log))
+        .expect("a log file");
+    let started = Instant::now();
+    let child = mindshop(dir, &["serve"], env)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start mindshop serve");
+    let process = Process(child);
+    let client = reqwest::Client::new();
+    let deadline = started + Duration::from_secs(60);
+    while !client
+        .get(format!("http://{edge}/ready"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .is_ok_and(|reply| reply.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "serve did not become ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (process, started.elapsed())
+}
+
+/// Like [`start`], the log appended to `dir/<log>`; also how long until ready.
+pub async fn start_logged(dir: &Path, prepared: Prepared, log: &str) -> (Served, Duration) {
+    let Prepared {
+        env,
+        edge,
+        metrics,
+        token,
+    } = prepared;
+    let (process, took) = spawn_ready(dir, &env, edge, log).await;
+    let served = Served {
+        process,
+        edge,
+        metrics,
+        token,
+        env,
+    };
+    (served, took)
+}
+
+impl Served {
+    /// SIGKILL (no shutdown of any kind), and reaps the process.
+    pub fn kill_hard(&mut self) {
+        let _ = self.process.0.kill();
+        let _ = self.process.0.wait();
+    }
+
+    /// Starts `serve` again on the same ports, data directory and database (SIGKILLing the old
+    /// process first if it still runs); how long until `/ready` answered 200.
+    pub async fn restart(&mut self, dir: &Path, log: &str) -> Duration {
+        self.kill_hard();
+        let (process, took) = spawn_ready(dir, &self.env, self.edge, log).await;
+        self.process = process;
+        took
+    }
+
+    /// The process id of the running `serve`.
+    pub fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+}
+
+/// `mindshop admin key create --merchant <m> --kind <kind> --permission <p>…`: the key and its id.
+pub fn api_key(
+    dir: &Path,
+    env: &[(&str, String)],
+    merchant: &str,
+    kind: &str,
+    permissions: &[&str],
+) -> (String, String) {
+    let mut args = vec![
+        "admin",
+        "key",
+        "create",
+        "--merchant",
+        merchant,
+        "--kind",
+        kind,
+    ];
+    for permission in permissions {
+        args.extend(["--permission", permission]);
+    }
+    let created = admin_json(dir, &args, env);
+    let field = |name: &str| {
+        created[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {created}"))
+            .to_owned()
+    };
+    (field("key"), field("id"))
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS`), when `/proc` has it.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Every series of metric `name` on the served `/metrics`: (labels as written, value).
+pub async fn metric_series(served: &Served, name: &str) -> Vec<(String, f64)> {
+    let Ok(reply) = reqwest::get(format!("http://{}/metrics", served.metrics)).await else {
+        return Vec::new();
+    };
+    let text = reply.text().await.unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(labelled) => {
+                    let (labels, value) = labelled.split_once('}')?;
+                    (labels.to_owned(), value)
+                }
+                None => (String::new(), rest.strip_prefix(' ')?),
+            };
+            Some((labels, value.trim().parse().ok()?))
+        })
+        .collect()
+}
