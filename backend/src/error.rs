@@ -60,6 +60,11 @@ pub enum ApiError {
     /// A streamed answer ran past `chat.llm_total_timeout_secs` and was stopped.
     #[error("the answer took longer than {0}s")]
     AnswerTimeout(u64),
+    /// The database connection was lost (a restart, a failover) or none could be had in time,
+    /// after the store's own retries. Trying again shortly should succeed; `maybe_stored` when
+    /// the connection went during the commit, so the change may have been stored.
+    #[error("database unavailable: {cause}")]
+    Unavailable { cause: String, maybe_stored: bool },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -163,6 +168,18 @@ impl ApiError {
                     ),
                 ),
             ),
+            Self::Unavailable { maybe_stored, .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Failure::new(
+                    "DATABASE_UNAVAILABLE",
+                    if *maybe_stored {
+                        "The database connection was lost while saving: the change may have \
+                         been stored; check before trying again"
+                    } else {
+                        "The database is briefly unavailable; nothing was changed, try again"
+                    },
+                ),
+            ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Failure::new(
@@ -206,6 +223,10 @@ impl From<StoreError> for ApiError {
                 message: format!("{domain:?} is taken: {overlap}"),
             },
             StoreError::InvalidText { field } => Self::invalid(field, crate::text::NUL_REFUSED),
+            unavailable if unavailable.is_unavailable() => Self::Unavailable {
+                maybe_stored: matches!(unavailable, StoreError::CommitInterrupted(_)),
+                cause: unavailable.to_string(),
+            },
             other => Self::Internal(other.to_string()),
         }
     }
@@ -217,8 +238,18 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(%request_id, cause, "internal error");
         }
+        if let Self::Unavailable { cause, .. } = &self {
+            tracing::warn!(%request_id, cause, "database unavailable");
+        }
         let (status, failure) = self.status_and_failure();
-        json_response(status, failure.to_json(&request_id))
+        let mut response = json_response(status, failure.to_json(&request_id));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
@@ -230,4 +261,44 @@ pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("non-string panic");
     ApiError::Internal(format!("handler panicked: {detail}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_database_is_a_503_to_retry_and_names_whether_the_change_may_be_stored() {
+        let lost: ApiError = StoreError::Database(sqlx::Error::PoolTimedOut).into();
+        let response = lost.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(axum::http::header::RETRY_AFTER),
+            Some(&axum::http::HeaderValue::from_static("1"))
+        );
+
+        let (_, failure) =
+            ApiError::from(StoreError::Database(sqlx::Error::PoolClosed)).status_and_failure();
+        assert_eq!(failure.code, "DATABASE_UNAVAILABLE");
+        assert!(
+            failure.error.contains("nothing was changed"),
+            "{}",
+            failure.error
+        );
+
+        let (status, failure) =
+            ApiError::from(StoreError::CommitInterrupted(sqlx::Error::PoolClosed))
+                .status_and_failure();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            failure.error.contains("may have been stored"),
+            "{}",
+            failure.error
+        );
+
+        // Anything else about the database stays an internal error.
+        let (status, _) =
+            ApiError::from(StoreError::Database(sqlx::Error::RowNotFound)).status_and_failure();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

@@ -3976,3 +3976,73 @@ fn with_database_replaces_only_the_database() {
         "postgres://localhost/fresh?application_name=t"
     );
 }
+
+/// A transaction whose connection PostgreSQL ends before the commit — as a restart or a
+/// failover does, with `57P01 terminating connection due to administrator command` — is run
+/// again on a fresh connection: the write succeeds and is stored once.
+#[tokio::test]
+#[ignore = "needs MINDSHOP_TEST_POSTGRES_URL"]
+async fn postgres_a_transaction_cut_off_before_its_commit_runs_again() {
+    on_postgres(|store, database| async move {
+        store
+            .create_merchant(&new_merchant("m-retry", "Retry"))
+            .await
+            .expect("create merchant");
+        // Hold the writer's INSERT at a lock, so its session can be ended mid-transaction.
+        let mut locker = PgConnection::connect(&database.url).await.expect("connect");
+        sqlx::raw_sql("BEGIN; LOCK TABLE documents IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut locker)
+            .await
+            .expect("lock documents");
+        let writer = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                store
+                    .create_document(&new_document("doc-retry", "m-retry", doc_fields("retry")))
+                    .await
+            }
+        });
+        let waiting = loop {
+            let pids: Vec<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_all(&mut locker)
+            .await
+            .expect("read pg_stat_activity");
+            if let Some(pid) = pids.first() {
+                break *pid;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(waiting)
+            .fetch_one(&mut locker)
+            .await
+            .expect("terminate the writer's session");
+        assert!(ended);
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut locker)
+            .await
+            .expect("release the lock");
+
+        let created = writer
+            .await
+            .expect("the writer task")
+            .expect("the write is tried again, not failed");
+        assert_eq!(created.id, "doc-retry");
+        let stored: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE id = 'doc-retry'")
+                .fetch_one(&mut locker)
+                .await
+                .expect("count documents");
+        assert_eq!(stored, 1);
+        let events: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_type = 'document.created'")
+                .fetch_one(&mut locker)
+                .await
+                .expect("count events");
+        assert_eq!(events, 1, "the event is written once, with the document");
+    })
+    .await;
+}

@@ -9,6 +9,7 @@
 //! - `merchant_domains`: the index behind [`Store::any_merchant_allows_host`].
 //! - `portable`: the trait's implementation, written once in SQL both databases accept.
 //! - `text`: what every method checks first, that no text it is given holds NUL.
+//! - [`retry`]: a transaction cut off by a lost connection runs again.
 //! - `sqlite` / `postgres`: connecting, embedded migrations.
 
 pub mod catalog;
@@ -17,6 +18,7 @@ pub mod documents;
 mod merchant_domains;
 mod portable;
 mod postgres;
+pub mod retry;
 pub mod sessions;
 mod sqlite;
 mod text;
@@ -131,6 +133,10 @@ pub enum StoreError {
     InvalidText { field: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The connection was lost while the commit was under way: the change may or may not be
+    /// stored (see [`retry`]).
+    #[error("connection lost during commit: {0}")]
+    CommitInterrupted(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot prepare the database directory {path}: {source}")]

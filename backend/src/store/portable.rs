@@ -30,29 +30,31 @@ macro_rules! portable_store_impl {
                 &self,
                 merchant: &super::NewMerchant,
             ) -> super::StoreResult<super::Merchant> {
-                super::text::refuse_nul(&[("", merchant)])?;
-                let conflict =
-                    |e| super::classify(e, &format!("merchant {}", merchant.id), "merchant");
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                let created =
-                    ::sqlx::query_as::<_, super::MerchantRow>(super::sql::INSERT_MERCHANT)
-                        .bind(&merchant.id)
-                        .bind(&merchant.name)
-                        .bind(::sqlx::types::Json(&merchant.allowed_domains))
-                        .bind(&merchant.plan)
-                        .bind(::chrono::Utc::now())
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(conflict)?;
-                for domain in super::merchant_domains::index_entries(&merchant.allowed_domains) {
-                    ::sqlx::query(super::merchant_domains::sql::INSERT)
-                        .bind(domain)
-                        .bind(&merchant.id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(super::Merchant::from(created))
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("", merchant)])?;
+                    let conflict =
+                        |e| super::classify(e, &format!("merchant {}", merchant.id), "merchant");
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    let created =
+                        ::sqlx::query_as::<_, super::MerchantRow>(super::sql::INSERT_MERCHANT)
+                            .bind(&merchant.id)
+                            .bind(&merchant.name)
+                            .bind(::sqlx::types::Json(&merchant.allowed_domains))
+                            .bind(&merchant.plan)
+                            .bind(::chrono::Utc::now())
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(conflict)?;
+                    for domain in super::merchant_domains::index_entries(&merchant.allowed_domains) {
+                        ::sqlx::query(super::merchant_domains::sql::INSERT)
+                            .bind(domain)
+                            .bind(&merchant.id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(super::Merchant::from(created))
+                })
             }
 
             async fn get_merchant(&self, id: &str) -> super::StoreResult<Option<super::Merchant>> {
@@ -76,41 +78,43 @@ macro_rules! portable_store_impl {
                 id: &str,
                 settings: &super::MerchantSettings,
             ) -> super::StoreResult<super::Merchant> {
-                super::text::refuse_nul(&[("id", &id), ("", settings)])?;
-                // The list and its index change together or not at all. Domain writes run one
-                // at a time (`LOCK_DOMAINS`; on SQLite the transaction's write lock), so the
-                // overlap check below sees every list committed before this one and none can
-                // commit between the check and the write.
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                if let Some(lock) = Self::LOCK_DOMAINS {
-                    ::sqlx::query(lock).execute(&mut *tx).await?;
-                }
-                let updated =
-                    ::sqlx::query_as::<_, super::MerchantRow>(super::sql::UPDATE_MERCHANT_SETTINGS)
-                        .bind(id)
-                        .bind(::sqlx::types::Json(&settings.allowed_domains))
-                        .bind(&settings.plan)
-                        .bind(::chrono::Utc::now())
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .ok_or_else(|| super::StoreError::NotFound(format!("merchant {id}")))?;
-                let entries = super::merchant_domains::index_entries(&settings.allowed_domains);
-                if !settings.may_share_domains {
-                    Self::refuse_taken_domains(&mut tx, id, &entries).await?;
-                }
-                ::sqlx::query(super::merchant_domains::sql::DELETE_FOR_MERCHANT)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                for domain in entries {
-                    ::sqlx::query(super::merchant_domains::sql::INSERT)
-                        .bind(domain)
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("id", &id), ("", settings)])?;
+                    // The list and its index change together or not at all. Domain writes run one
+                    // at a time (`LOCK_DOMAINS`; on SQLite the transaction's write lock), so the
+                    // overlap check below sees every list committed before this one and none can
+                    // commit between the check and the write.
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    if let Some(lock) = Self::LOCK_DOMAINS {
+                        ::sqlx::query(lock).execute(&mut *tx).await?;
+                    }
+                    let updated =
+                        ::sqlx::query_as::<_, super::MerchantRow>(super::sql::UPDATE_MERCHANT_SETTINGS)
+                            .bind(id)
+                            .bind(::sqlx::types::Json(&settings.allowed_domains))
+                            .bind(&settings.plan)
+                            .bind(::chrono::Utc::now())
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .ok_or_else(|| super::StoreError::NotFound(format!("merchant {id}")))?;
+                    let entries = super::merchant_domains::index_entries(&settings.allowed_domains);
+                    if !settings.may_share_domains {
+                        Self::refuse_taken_domains(&mut tx, id, &entries).await?;
+                    }
+                    ::sqlx::query(super::merchant_domains::sql::DELETE_FOR_MERCHANT)
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
-                }
-                tx.commit().await?;
-                Ok(super::Merchant::from(updated))
+                    for domain in entries {
+                        ::sqlx::query(super::merchant_domains::sql::INSERT)
+                            .bind(domain)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(super::Merchant::from(updated))
+                })
             }
 
             async fn any_merchant_allows_host(&self, host: &str) -> super::StoreResult<bool> {
@@ -204,32 +208,34 @@ macro_rules! portable_store_impl {
                 &self,
                 document: &super::NewDocument,
             ) -> super::StoreResult<super::Document> {
-                super::text::refuse_nul(&[("", document)])?;
-                let fields = &document.fields;
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                let created = ::sqlx::query_as::<_, super::documents::DocumentRow>(
-                    super::documents::sql::INSERT,
-                )
-                .bind(&document.id)
-                .bind(&document.merchant_id)
-                .bind(&fields.title)
-                .bind(&fields.body)
-                .bind(::sqlx::types::Json(&fields.tags))
-                .bind(&fields.url)
-                .bind(::chrono::Utc::now())
-                .fetch_one(&mut *tx)
-                .await
-                .map(super::Document::from)
-                .map_err(|e| {
-                    super::classify(
-                        e,
-                        &format!("document {}", document.id),
-                        &format!("merchant {}", document.merchant_id),
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("", document)])?;
+                    let fields = &document.fields;
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    let created = ::sqlx::query_as::<_, super::documents::DocumentRow>(
+                        super::documents::sql::INSERT,
                     )
-                })?;
-                Self::insert_event(&mut tx, &super::NewEvent::about(&created.merchant_id, "document.created", &created)).await?;
-                tx.commit().await?;
-                Ok(created)
+                    .bind(&document.id)
+                    .bind(&document.merchant_id)
+                    .bind(&fields.title)
+                    .bind(&fields.body)
+                    .bind(::sqlx::types::Json(&fields.tags))
+                    .bind(&fields.url)
+                    .bind(::chrono::Utc::now())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map(super::Document::from)
+                    .map_err(|e| {
+                        super::classify(
+                            e,
+                            &format!("document {}", document.id),
+                            &format!("merchant {}", document.merchant_id),
+                        )
+                    })?;
+                    Self::insert_event(&mut tx, &super::NewEvent::about(&created.merchant_id, "document.created", &created)).await?;
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(created)
+                })
             }
 
             async fn get_document(
@@ -287,70 +293,76 @@ macro_rules! portable_store_impl {
                 id: &str,
                 fields: &super::DocumentFields,
             ) -> super::StoreResult<super::Document> {
-                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id), ("", fields)])?;
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                let updated = ::sqlx::query_as::<_, super::documents::DocumentRow>(
-                    super::documents::sql::UPDATE,
-                )
-                .bind(merchant_id)
-                .bind(id)
-                .bind(&fields.title)
-                .bind(&fields.body)
-                .bind(::sqlx::types::Json(&fields.tags))
-                .bind(&fields.url)
-                .bind(::chrono::Utc::now())
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(super::Document::from)
-                .ok_or_else(|| super::StoreError::NotFound(format!("document {id}")))?;
-                Self::insert_event(&mut tx, &super::NewEvent::about(merchant_id, "document.updated", &updated)).await?;
-                tx.commit().await?;
-                Ok(updated)
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id), ("", fields)])?;
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    let updated = ::sqlx::query_as::<_, super::documents::DocumentRow>(
+                        super::documents::sql::UPDATE,
+                    )
+                    .bind(merchant_id)
+                    .bind(id)
+                    .bind(&fields.title)
+                    .bind(&fields.body)
+                    .bind(::sqlx::types::Json(&fields.tags))
+                    .bind(&fields.url)
+                    .bind(::chrono::Utc::now())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(super::Document::from)
+                    .ok_or_else(|| super::StoreError::NotFound(format!("document {id}")))?;
+                    Self::insert_event(&mut tx, &super::NewEvent::about(merchant_id, "document.updated", &updated)).await?;
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(updated)
+                })
             }
 
             async fn delete_document(&self, merchant_id: &str, id: &str) -> super::StoreResult<()> {
-                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                let deleted = ::sqlx::query(super::documents::sql::DELETE)
-                    .bind(merchant_id)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                if deleted.rows_affected() == 0 {
-                    return Err(super::StoreError::NotFound(format!("document {id}")));
-                }
-                let data = ::serde_json::json!({"id": id, "merchantId": merchant_id});
-                Self::insert_event(&mut tx, &super::NewEvent::about(merchant_id, "document.deleted", &data)).await?;
-                tx.commit().await?;
-                Ok(())
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    let deleted = ::sqlx::query(super::documents::sql::DELETE)
+                        .bind(merchant_id)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if deleted.rows_affected() == 0 {
+                        return Err(super::StoreError::NotFound(format!("document {id}")));
+                    }
+                    let data = ::serde_json::json!({"id": id, "merchantId": merchant_id});
+                    Self::insert_event(&mut tx, &super::NewEvent::about(merchant_id, "document.deleted", &data)).await?;
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(())
+                })
             }
 
             async fn create_chat_session(
                 &self,
                 session: &super::NewChatSession,
             ) -> super::StoreResult<super::ChatSession> {
-                super::text::refuse_nul(&[("", session)])?;
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                let created = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
-                    super::sessions::sql::INSERT,
-                )
-                .bind(&session.id)
-                .bind(&session.merchant_id)
-                .bind(&session.user_id)
-                .bind(::chrono::Utc::now())
-                .fetch_one(&mut *tx)
-                .await
-                .map(super::ChatSession::from)
-                .map_err(|e| {
-                    super::classify(
-                        e,
-                        &format!("session {}", session.id),
-                        &format!("merchant {}", session.merchant_id),
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("", session)])?;
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    let created = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
+                        super::sessions::sql::INSERT,
                     )
-                })?;
-                Self::insert_event(&mut tx, &super::NewEvent::about(&created.merchant_id, "session.created", &created)).await?;
-                tx.commit().await?;
-                Ok(created)
+                    .bind(&session.id)
+                    .bind(&session.merchant_id)
+                    .bind(&session.user_id)
+                    .bind(::chrono::Utc::now())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map(super::ChatSession::from)
+                    .map_err(|e| {
+                        super::classify(
+                            e,
+                            &format!("session {}", session.id),
+                            &format!("merchant {}", session.merchant_id),
+                        )
+                    })?;
+                    Self::insert_event(&mut tx, &super::NewEvent::about(&created.merchant_id, "session.created", &created)).await?;
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(created)
+                })
             }
 
             async fn get_chat_session(
@@ -374,29 +386,31 @@ macro_rules! portable_store_impl {
                 merchant_id: &str,
                 id: &str,
             ) -> super::StoreResult<super::SessionEnding> {
-                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                let ended = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
-                    super::sessions::sql::END,
-                )
-                .bind(merchant_id)
-                .bind(id)
-                .bind(::chrono::Utc::now())
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(ended) = ended {
-                    let ended = super::ChatSession::from(ended);
-                    Self::insert_event(&mut tx, &super::NewEvent::about(merchant_id, "session.ended", &ended)).await?;
-                    tx.commit().await?;
-                    return Ok(super::SessionEnding::Ended(ended));
-                }
-                drop(tx);
-                // Nothing changed: either there is no such session, or it had ended already
-                // (a session never becomes active again, so this read cannot race back).
-                match self.get_chat_session(merchant_id, id).await? {
-                    Some(session) => Ok(super::SessionEnding::AlreadyEnded(session)),
-                    None => Err(super::StoreError::NotFound(format!("session {id}"))),
-                }
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id)])?;
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    let ended = ::sqlx::query_as::<_, super::sessions::ChatSessionRow>(
+                        super::sessions::sql::END,
+                    )
+                    .bind(merchant_id)
+                    .bind(id)
+                    .bind(::chrono::Utc::now())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(ended) = ended {
+                        let ended = super::ChatSession::from(ended);
+                        Self::insert_event(&mut tx, &super::NewEvent::about(merchant_id, "session.ended", &ended)).await?;
+                        $crate::store::retry::commit(tx).await?;
+                        return Ok(super::SessionEnding::Ended(ended));
+                    }
+                    drop(tx);
+                    // Nothing changed: either there is no such session, or it had ended already
+                    // (a session never becomes active again, so this read cannot race back).
+                    match self.get_chat_session(merchant_id, id).await? {
+                        Some(session) => Ok(super::SessionEnding::AlreadyEnded(session)),
+                        None => Err(super::StoreError::NotFound(format!("session {id}"))),
+                    }
+                })
             }
 
             async fn put_sync_config(
@@ -405,32 +419,34 @@ macro_rules! portable_store_impl {
                 fields: &super::SyncConfigFields,
                 new_secret: &str,
             ) -> super::StoreResult<(super::SyncConfig, bool)> {
-                super::text::refuse_nul(&[("merchantId", &merchant_id), ("", fields), ("webhookSecret", &new_secret)])?;
-                use super::catalog::{SyncConfigRow, sql};
-                let now = ::chrono::Utc::now();
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                let existed = ::sqlx::query(sql::GET_CONFIG)
-                    .bind(merchant_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
-                let row = ::sqlx::query_as::<_, SyncConfigRow>(sql::PUT_CONFIG)
-                    .bind(merchant_id)
-                    .bind(&fields.sync_type)
-                    .bind(&fields.schedule)
-                    .bind(&fields.source_type)
-                    .bind(&fields.source_url)
-                    .bind(::sqlx::types::Json(&fields.field_mapping))
-                    .bind(&fields.status)
-                    .bind(new_secret)
-                    .bind(&fields.source_auth)
-                    .bind(fields.next_run_at)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| super::classify(e, "sync configuration", "merchant"))?;
-                tx.commit().await?;
-                Ok((row.into(), !existed))
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("merchantId", &merchant_id), ("", fields), ("webhookSecret", &new_secret)])?;
+                    use super::catalog::{SyncConfigRow, sql};
+                    let now = ::chrono::Utc::now();
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    let existed = ::sqlx::query(sql::GET_CONFIG)
+                        .bind(merchant_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .is_some();
+                    let row = ::sqlx::query_as::<_, SyncConfigRow>(sql::PUT_CONFIG)
+                        .bind(merchant_id)
+                        .bind(&fields.sync_type)
+                        .bind(&fields.schedule)
+                        .bind(&fields.source_type)
+                        .bind(&fields.source_url)
+                        .bind(::sqlx::types::Json(&fields.field_mapping))
+                        .bind(&fields.status)
+                        .bind(new_secret)
+                        .bind(&fields.source_auth)
+                        .bind(fields.next_run_at)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| super::classify(e, "sync configuration", "merchant"))?;
+                    $crate::store::retry::commit(tx).await?;
+                    Ok((row.into(), !existed))
+                })
             }
 
             async fn get_sync_config(
@@ -495,23 +511,25 @@ macro_rules! portable_store_impl {
                 &self,
                 run: &super::NewSyncRun,
             ) -> super::StoreResult<super::SyncRun> {
-                super::text::refuse_nul(&[("", run)])?;
-                use super::catalog::{SyncRunRow, sql};
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                let started: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::INSERT_RUN)
-                    .bind(&run.id)
-                    .bind(&run.merchant_id)
-                    .bind(&run.trigger)
-                    .bind(&run.source_type)
-                    .bind(&run.mode)
-                    .bind(::chrono::Utc::now())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| super::classify(e, "an active sync run", "merchant"))?
-                    .into();
-                Self::insert_event(&mut tx, &super::catalog::run_event(&started)).await?;
-                tx.commit().await?;
-                Ok(started)
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("", run)])?;
+                    use super::catalog::{SyncRunRow, sql};
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    let started: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::INSERT_RUN)
+                        .bind(&run.id)
+                        .bind(&run.merchant_id)
+                        .bind(&run.trigger)
+                        .bind(&run.source_type)
+                        .bind(&run.mode)
+                        .bind(::chrono::Utc::now())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| super::classify(e, "an active sync run", "merchant"))?
+                        .into();
+                    Self::insert_event(&mut tx, &super::catalog::run_event(&started)).await?;
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(started)
+                })
             }
 
             async fn start_push_run(
@@ -519,46 +537,48 @@ macro_rules! portable_store_impl {
                 run: &super::NewSyncRun,
                 push: &super::NewPush,
             ) -> super::StoreResult<super::PushStart> {
-                use super::catalog::{SyncRunRow, sql};
-                let now = ::chrono::Utc::now();
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                ::sqlx::query(sql::FORGET_PUSHES)
-                    .bind(push.forget_before)
-                    .execute(&mut *tx)
-                    .await?;
-                let claimed = ::sqlx::query(sql::CLAIM_PUSH)
-                    .bind(&run.merchant_id)
-                    .bind(&push.push_id)
-                    .bind(&run.id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| super::classify(e, "a push", "merchant"))?
-                    .rows_affected();
-                if claimed == 0 {
-                    let earlier: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::PUSH_RUN)
+                $crate::store::retry::retry_before_commit!({
+                    use super::catalog::{SyncRunRow, sql};
+                    let now = ::chrono::Utc::now();
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    ::sqlx::query(sql::FORGET_PUSHES)
+                        .bind(push.forget_before)
+                        .execute(&mut *tx)
+                        .await?;
+                    let claimed = ::sqlx::query(sql::CLAIM_PUSH)
                         .bind(&run.merchant_id)
                         .bind(&push.push_id)
+                        .bind(&run.id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| super::classify(e, "a push", "merchant"))?
+                        .rows_affected();
+                    if claimed == 0 {
+                        let earlier: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::PUSH_RUN)
+                            .bind(&run.merchant_id)
+                            .bind(&push.push_id)
+                            .fetch_one(&mut *tx)
+                            .await?
+                            .into();
+                        tx.rollback().await?;
+                        return Ok(super::PushStart::Repeated(earlier));
+                    }
+                    let started: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::INSERT_RUN)
+                        .bind(&run.id)
+                        .bind(&run.merchant_id)
+                        .bind(&run.trigger)
+                        .bind(&run.source_type)
+                        .bind(&run.mode)
+                        .bind(now)
                         .fetch_one(&mut *tx)
-                        .await?
+                        .await
+                        .map_err(|e| super::classify(e, "an active sync run", "merchant"))?
                         .into();
-                    tx.rollback().await?;
-                    return Ok(super::PushStart::Repeated(earlier));
-                }
-                let started: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::INSERT_RUN)
-                    .bind(&run.id)
-                    .bind(&run.merchant_id)
-                    .bind(&run.trigger)
-                    .bind(&run.source_type)
-                    .bind(&run.mode)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| super::classify(e, "an active sync run", "merchant"))?
-                    .into();
-                Self::insert_event(&mut tx, &super::catalog::run_event(&started)).await?;
-                tx.commit().await?;
-                Ok(super::PushStart::Started(started))
+                    Self::insert_event(&mut tx, &super::catalog::run_event(&started)).await?;
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(super::PushStart::Started(started))
+                })
             }
 
             async fn active_sync_run(
@@ -580,48 +600,50 @@ macro_rules! portable_store_impl {
                 run_id: &str,
                 records: &[super::catalog::ProductRecord],
             ) -> super::StoreResult<super::BatchCounts> {
-                super::text::refuse_nul(&[("merchantId", &merchant_id), ("runId", &run_id), ("products", &records)])?;
-                use super::catalog::sql;
-                let mut counts = super::BatchCounts::default();
-                if records.is_empty() {
-                    return Ok(counts);
-                }
-                // The last row of a SKU wins, so one statement never touches a row twice.
-                let mut latest: ::std::collections::HashMap<&str, &super::catalog::ProductRecord> =
-                    ::std::collections::HashMap::with_capacity(records.len());
-                for record in records {
-                    latest.insert(record.sku.as_str(), record);
-                }
-                let distinct = i64::try_from(latest.len()).unwrap_or(i64::MAX);
-                let now = ::chrono::Utc::now();
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("merchantId", &merchant_id), ("runId", &run_id), ("products", &records)])?;
+                    use super::catalog::sql;
+                    let mut counts = super::BatchCounts::default();
+                    if records.is_empty() {
+                        return Ok(counts);
+                    }
+                    // The last row of a SKU wins, so one statement never touches a row twice.
+                    let mut latest: ::std::collections::HashMap<&str, &super::catalog::ProductRecord> =
+                        ::std::collections::HashMap::with_capacity(records.len());
+                    for record in records {
+                        latest.insert(record.sku.as_str(), record);
+                    }
+                    let distinct = i64::try_from(latest.len()).unwrap_or(i64::MAX);
+                    let now = ::chrono::Utc::now();
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
 
-                let (created, updated) =
-                    Self::write_products(&mut tx, merchant_id, &latest, now).await?;
-                counts.created = created;
-                counts.updated = updated;
-                counts.unchanged = distinct - created - updated;
-                // Duplicate SKUs within the batch count as processed rows of the run too.
-                let processed = i64::try_from(records.len()).unwrap_or(i64::MAX);
-                let progressed = ::sqlx::query(sql::PROGRESS)
-                    .bind(merchant_id)
-                    .bind(run_id)
-                    .bind(now)
-                    .bind(counts.created)
-                    .bind(counts.updated)
-                    .bind(counts.unchanged)
-                    .bind(processed)
-                    .execute(&mut *tx)
-                    .await?;
-                // A run that is no longer active (failed by the sweep meanwhile, or not this
-                // merchant's) writes nothing: dropping the transaction rolls the batch back.
-                if progressed.rows_affected() != 1 {
-                    return Err(super::StoreError::NotFound(format!(
-                        "active sync run {run_id}"
-                    )));
-                }
-                tx.commit().await?;
-                Ok(counts)
+                    let (created, updated) =
+                        Self::write_products(&mut tx, merchant_id, &latest, now).await?;
+                    counts.created = created;
+                    counts.updated = updated;
+                    counts.unchanged = distinct - created - updated;
+                    // Duplicate SKUs within the batch count as processed rows of the run too.
+                    let processed = i64::try_from(records.len()).unwrap_or(i64::MAX);
+                    let progressed = ::sqlx::query(sql::PROGRESS)
+                        .bind(merchant_id)
+                        .bind(run_id)
+                        .bind(now)
+                        .bind(counts.created)
+                        .bind(counts.updated)
+                        .bind(counts.unchanged)
+                        .bind(processed)
+                        .execute(&mut *tx)
+                        .await?;
+                    // A run that is no longer active (failed by the sweep meanwhile, or not this
+                    // merchant's) writes nothing: dropping the transaction rolls the batch back.
+                    if progressed.rows_affected() != 1 {
+                        return Err(super::StoreError::NotFound(format!(
+                            "active sync run {run_id}"
+                        )));
+                    }
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(counts)
+                })
             }
 
             async fn finish_sync_run(
@@ -630,102 +652,106 @@ macro_rules! portable_store_impl {
                 run_id: &str,
                 outcome: &super::RunOutcome,
             ) -> super::StoreResult<super::SyncRun> {
-                super::text::refuse_nul(&[("merchantId", &merchant_id), ("runId", &run_id), ("", outcome)])?;
-                use super::catalog::{SyncRunRow, sql};
-                let now = ::chrono::Utc::now();
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                let mut deleted: i64 = 0;
-                if let (None, Some(keep)) = (&outcome.failure, &outcome.keep_only) {
-                    let absent: Vec<String> = ::sqlx::query_scalar::<_, String>(sql::PRODUCT_SKUS)
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("merchantId", &merchant_id), ("runId", &run_id), ("", outcome)])?;
+                    use super::catalog::{SyncRunRow, sql};
+                    let now = ::chrono::Utc::now();
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    let mut deleted: i64 = 0;
+                    if let (None, Some(keep)) = (&outcome.failure, &outcome.keep_only) {
+                        let absent: Vec<String> = ::sqlx::query_scalar::<_, String>(sql::PRODUCT_SKUS)
+                            .bind(merchant_id)
+                            .fetch_all(&mut *tx)
+                            .await?
+                            .into_iter()
+                            .filter(|sku| !keep.contains(sku))
+                            .collect();
+                        for chunk in absent.chunks(500) {
+                            let mut delete =
+                                ::sqlx::QueryBuilder::new("DELETE FROM products WHERE merchant_id = ");
+                            delete.push_bind(merchant_id).push(" AND sku IN (");
+                            let mut skus = delete.separated(", ");
+                            for sku in chunk {
+                                skus.push_bind(sku);
+                            }
+                            skus.push_unseparated(")");
+                            let done = delete.build().execute(&mut *tx).await?;
+                            deleted += i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
+                        }
+                    }
+                    if outcome.failure.is_none() {
+                        for chunk in outcome.delete.chunks(500) {
+                            let mut delete =
+                                ::sqlx::QueryBuilder::new("DELETE FROM products WHERE merchant_id = ");
+                            delete.push_bind(merchant_id).push(" AND sku IN (");
+                            let mut skus = delete.separated(", ");
+                            for sku in chunk {
+                                skus.push_bind(sku);
+                            }
+                            skus.push_unseparated(")");
+                            let done = delete.build().execute(&mut *tx).await?;
+                            deleted += i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
+                        }
+                    }
+                    let status = if outcome.failure.is_some() {
+                        "failed"
+                    } else {
+                        "completed"
+                    };
+                    let finished: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::FINISH_RUN)
                         .bind(merchant_id)
-                        .fetch_all(&mut *tx)
+                        .bind(run_id)
+                        .bind(status)
+                        .bind(now)
+                        .bind(outcome.processed)
+                        .bind(outcome.failed)
+                        .bind(deleted)
+                        .bind(::sqlx::types::Json(&outcome.errors))
+                        .bind(outcome.error_count)
+                        .bind(&outcome.failure)
+                        .fetch_optional(&mut *tx)
                         .await?
-                        .into_iter()
-                        .filter(|sku| !keep.contains(sku))
-                        .collect();
-                    for chunk in absent.chunks(500) {
-                        let mut delete =
-                            ::sqlx::QueryBuilder::new("DELETE FROM products WHERE merchant_id = ");
-                        delete.push_bind(merchant_id).push(" AND sku IN (");
-                        let mut skus = delete.separated(", ");
-                        for sku in chunk {
-                            skus.push_bind(sku);
-                        }
-                        skus.push_unseparated(")");
-                        let done = delete.build().execute(&mut *tx).await?;
-                        deleted += i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
-                    }
-                }
-                if outcome.failure.is_none() {
-                    for chunk in outcome.delete.chunks(500) {
-                        let mut delete =
-                            ::sqlx::QueryBuilder::new("DELETE FROM products WHERE merchant_id = ");
-                        delete.push_bind(merchant_id).push(" AND sku IN (");
-                        let mut skus = delete.separated(", ");
-                        for sku in chunk {
-                            skus.push_bind(sku);
-                        }
-                        skus.push_unseparated(")");
-                        let done = delete.build().execute(&mut *tx).await?;
-                        deleted += i64::try_from(done.rows_affected()).unwrap_or(i64::MAX);
-                    }
-                }
-                let status = if outcome.failure.is_some() {
-                    "failed"
-                } else {
-                    "completed"
-                };
-                let finished: super::SyncRun = ::sqlx::query_as::<_, SyncRunRow>(sql::FINISH_RUN)
-                    .bind(merchant_id)
-                    .bind(run_id)
-                    .bind(status)
-                    .bind(now)
-                    .bind(outcome.processed)
-                    .bind(outcome.failed)
-                    .bind(deleted)
-                    .bind(::sqlx::types::Json(&outcome.errors))
-                    .bind(outcome.error_count)
-                    .bind(&outcome.failure)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .ok_or_else(|| {
-                        super::StoreError::NotFound(format!("active sync run {run_id}"))
-                    })?
-                    .into();
-                Self::insert_event(&mut tx, &super::catalog::run_event(&finished)).await?;
-                tx.commit().await?;
-                Ok(finished)
+                        .ok_or_else(|| {
+                            super::StoreError::NotFound(format!("active sync run {run_id}"))
+                        })?
+                        .into();
+                    Self::insert_event(&mut tx, &super::catalog::run_event(&finished)).await?;
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(finished)
+                })
             }
 
             async fn fail_stale_sync_runs(
                 &self,
                 before: ::chrono::DateTime<::chrono::Utc>,
             ) -> super::StoreResult<Vec<super::SyncRun>> {
-                use super::catalog::{SyncRunRow, sql};
-                let stale = ::sqlx::query_as::<_, SyncRunRow>(sql::STALE_RUNS)
-                    .bind(before)
-                    .fetch_all(&self.pool)
-                    .await?;
-                let mut failed = Vec::with_capacity(stale.len());
-                for run in stale.into_iter().map(super::SyncRun::from) {
-                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                    // Another backend may have failed (or finished) it meanwhile: then no row.
-                    let row = ::sqlx::query_as::<_, SyncRunRow>(sql::FAIL_RUN)
-                        .bind(&run.merchant_id)
-                        .bind(&run.id)
-                        .bind(::chrono::Utc::now())
-                        .bind("The backend running this sync stopped before it finished")
+                $crate::store::retry::retry_before_commit!({
+                    use super::catalog::{SyncRunRow, sql};
+                    let stale = ::sqlx::query_as::<_, SyncRunRow>(sql::STALE_RUNS)
                         .bind(before)
-                        .fetch_optional(&mut *tx)
+                        .fetch_all(&self.pool)
                         .await?;
-                    if let Some(row) = row {
-                        let run = super::SyncRun::from(row);
-                        Self::insert_event(&mut tx, &super::catalog::run_event(&run)).await?;
-                        tx.commit().await?;
-                        failed.push(run);
+                    let mut failed = Vec::with_capacity(stale.len());
+                    for run in stale.into_iter().map(super::SyncRun::from) {
+                        let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                        // Another backend may have failed (or finished) it meanwhile: then no row.
+                        let row = ::sqlx::query_as::<_, SyncRunRow>(sql::FAIL_RUN)
+                            .bind(&run.merchant_id)
+                            .bind(&run.id)
+                            .bind(::chrono::Utc::now())
+                            .bind("The backend running this sync stopped before it finished")
+                            .bind(before)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if let Some(row) = row {
+                            let run = super::SyncRun::from(row);
+                            Self::insert_event(&mut tx, &super::catalog::run_event(&run)).await?;
+                            $crate::store::retry::commit(tx).await?;
+                            failed.push(run);
+                        }
                     }
-                }
-                Ok(failed)
+                    Ok(failed)
+                })
             }
 
             async fn list_sync_runs(
@@ -902,65 +928,69 @@ macro_rules! portable_store_impl {
             }
 
             async fn record_event(&self, event: &super::NewEvent<'_>) -> super::StoreResult<()> {
-                super::text::refuse_nul(&[("", event)])?;
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                Self::insert_event(&mut tx, event).await?;
-                tx.commit().await?;
-                Ok(())
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("", event)])?;
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    Self::insert_event(&mut tx, event).await?;
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(())
+                })
             }
 
             async fn record_exchange(
                 &self,
                 exchange: &super::NewExchange,
             ) -> super::StoreResult<()> {
-                super::text::refuse_nul(&[("", exchange)])?;
-                let now = ::chrono::Utc::now();
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                let messages = [
-                    (
-                        "user",
-                        &exchange.question,
-                        ::serde_json::json!([]),
-                        ::serde_json::json!([]),
-                        None,
-                    ),
-                    (
-                        "assistant",
-                        &exchange.answer,
-                        exchange.recommendations.clone(),
-                        exchange.sources.clone(),
-                        exchange.cut_short.map(super::CutShort::label),
-                    ),
-                ];
-                for (offset, (role, content, recommendations, sources, cut_short)) in
-                    messages.into_iter().enumerate()
-                {
-                    ::sqlx::query(super::chat::sql::INSERT_MESSAGE)
-                        .bind(::mindshop_wire::ids::new_id("msg"))
-                        .bind(&exchange.session_id)
-                        .bind(&exchange.merchant_id)
-                        .bind(role)
-                        .bind(content)
-                        .bind(::sqlx::types::Json(recommendations))
-                        .bind(::sqlx::types::Json(sources))
-                        .bind(cut_short)
-                        // The answer sorts after its question.
-                        .bind(now + ::chrono::Duration::microseconds(offset as i64))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| super::classify(e, "message", "session"))?;
-                }
-                Self::insert_event(
-                    &mut tx,
-                    &super::NewEvent {
-                        merchant_id: &exchange.merchant_id,
-                        event_type: "chat.completed",
-                        data: exchange.event.clone(),
-                    },
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(())
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("", exchange)])?;
+                    let now = ::chrono::Utc::now();
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    let messages = [
+                        (
+                            "user",
+                            &exchange.question,
+                            ::serde_json::json!([]),
+                            ::serde_json::json!([]),
+                            None,
+                        ),
+                        (
+                            "assistant",
+                            &exchange.answer,
+                            exchange.recommendations.clone(),
+                            exchange.sources.clone(),
+                            exchange.cut_short.map(super::CutShort::label),
+                        ),
+                    ];
+                    for (offset, (role, content, recommendations, sources, cut_short)) in
+                        messages.into_iter().enumerate()
+                    {
+                        ::sqlx::query(super::chat::sql::INSERT_MESSAGE)
+                            .bind(::mindshop_wire::ids::new_id("msg"))
+                            .bind(&exchange.session_id)
+                            .bind(&exchange.merchant_id)
+                            .bind(role)
+                            .bind(content)
+                            .bind(::sqlx::types::Json(recommendations))
+                            .bind(::sqlx::types::Json(sources))
+                            .bind(cut_short)
+                            // The answer sorts after its question.
+                            .bind(now + ::chrono::Duration::microseconds(offset as i64))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| super::classify(e, "message", "session"))?;
+                    }
+                    Self::insert_event(
+                        &mut tx,
+                        &super::NewEvent {
+                            merchant_id: &exchange.merchant_id,
+                            event_type: "chat.completed",
+                            data: exchange.event.clone(),
+                        },
+                    )
+                    .await?;
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(())
+                })
             }
 
             async fn list_messages(
@@ -1040,45 +1070,47 @@ macro_rules! portable_store_impl {
                 id: &str,
                 update: &super::WebhookEndpointUpdate,
             ) -> super::StoreResult<super::WebhookEndpoint> {
-                super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id), ("", update)])?;
-                use super::webhooks::{PendingEvent, Subscriber, sql};
-                let now = ::chrono::Utc::now();
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                if update.enabled == Some(true) {
-                    // Re-enabling starts a new window of events; what the endpoint was owed
-                    // from before it was disabled and is still in the outbox becomes its
-                    // deliveries now, as fan-out would have made them.
-                    let disabled = ::sqlx::query_as::<_, Subscriber>(sql::DISABLED_SUBSCRIBER)
-                        .bind(merchant_id)
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some(subscriber) = disabled {
-                        let events = ::sqlx::query_as::<_, PendingEvent>(sql::PENDING_EVENTS_OWED)
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("merchantId", &merchant_id), ("id", &id), ("", update)])?;
+                    use super::webhooks::{PendingEvent, Subscriber, sql};
+                    let now = ::chrono::Utc::now();
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    if update.enabled == Some(true) {
+                        // Re-enabling starts a new window of events; what the endpoint was owed
+                        // from before it was disabled and is still in the outbox becomes its
+                        // deliveries now, as fan-out would have made them.
+                        let disabled = ::sqlx::query_as::<_, Subscriber>(sql::DISABLED_SUBSCRIBER)
                             .bind(merchant_id)
-                            .bind(subscriber.events_after_seq)
-                            .bind(subscriber.events_until_seq)
-                            .fetch_all(&mut *tx)
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
                             .await?;
-                        for event in events.iter().filter(|event| subscriber.owes(event)) {
-                            Self::insert_delivery(&mut tx, event, &subscriber.id, &event.payload(), now)
+                        if let Some(subscriber) = disabled {
+                            let events = ::sqlx::query_as::<_, PendingEvent>(sql::PENDING_EVENTS_OWED)
+                                .bind(merchant_id)
+                                .bind(subscriber.events_after_seq)
+                                .bind(subscriber.events_until_seq)
+                                .fetch_all(&mut *tx)
                                 .await?;
+                            for event in events.iter().filter(|event| subscriber.owes(event)) {
+                                Self::insert_delivery(&mut tx, event, &subscriber.id, &event.payload(), now)
+                                    .await?;
+                            }
                         }
                     }
-                }
-                let changed = ::sqlx::query(sql::UPDATE_ENDPOINT)
-                    .bind(merchant_id)
-                    .bind(id)
-                    .bind(&update.url)
-                    .bind(update.events.as_ref().map(::sqlx::types::Json))
-                    .bind(&update.description)
-                    .bind(update.enabled)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                tx.commit().await?;
-                self.webhook_after_change(changed, merchant_id, id).await
+                    let changed = ::sqlx::query(sql::UPDATE_ENDPOINT)
+                        .bind(merchant_id)
+                        .bind(id)
+                        .bind(&update.url)
+                        .bind(update.events.as_ref().map(::sqlx::types::Json))
+                        .bind(&update.description)
+                        .bind(update.enabled)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    $crate::store::retry::commit(tx).await?;
+                    self.webhook_after_change(changed, merchant_id, id).await
+                })
             }
 
             async fn delete_webhook(&self, merchant_id: &str, id: &str) -> super::StoreResult<()> {
@@ -1120,40 +1152,42 @@ macro_rules! portable_store_impl {
                 limit: u32,
                 now: ::chrono::DateTime<::chrono::Utc>,
             ) -> super::StoreResult<u64> {
-                use super::webhooks::{PendingEvent, Subscriber, sql};
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                let events = ::sqlx::query_as::<_, PendingEvent>(Self::PENDING_EVENTS)
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *tx)
-                    .await?;
-                // Per merchant, read at its first (lowest) event of the batch.
-                let mut subscribers: ::std::collections::HashMap<String, Vec<Subscriber>> =
-                    ::std::collections::HashMap::new();
-                for event in &events {
-                    if !subscribers.contains_key(&event.merchant_id) {
-                        let rows = ::sqlx::query_as::<_, Subscriber>(sql::MERCHANT_SUBSCRIBERS)
-                            .bind(&event.merchant_id)
-                            .bind(event.seq)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                        subscribers.insert(event.merchant_id.clone(), rows);
-                    }
-                    let wanting = subscribers[&event.merchant_id]
-                        .iter()
-                        .filter(|endpoint| endpoint.owes(event));
-                    let mut payload = None;
-                    for endpoint in wanting {
-                        let body = payload.get_or_insert_with(|| event.payload());
-                        Self::insert_delivery(&mut tx, event, &endpoint.id, body, now).await?;
-                    }
-                    ::sqlx::query(sql::MARK_FANNED_OUT)
-                        .bind(event.seq)
-                        .bind(now)
-                        .execute(&mut *tx)
+                $crate::store::retry::retry_before_commit!({
+                    use super::webhooks::{PendingEvent, Subscriber, sql};
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    let events = ::sqlx::query_as::<_, PendingEvent>(Self::PENDING_EVENTS)
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *tx)
                         .await?;
-                }
-                tx.commit().await?;
-                Ok(u64::try_from(events.len()).unwrap_or(u64::MAX))
+                    // Per merchant, read at its first (lowest) event of the batch.
+                    let mut subscribers: ::std::collections::HashMap<String, Vec<Subscriber>> =
+                        ::std::collections::HashMap::new();
+                    for event in &events {
+                        if !subscribers.contains_key(&event.merchant_id) {
+                            let rows = ::sqlx::query_as::<_, Subscriber>(sql::MERCHANT_SUBSCRIBERS)
+                                .bind(&event.merchant_id)
+                                .bind(event.seq)
+                                .fetch_all(&mut *tx)
+                                .await?;
+                            subscribers.insert(event.merchant_id.clone(), rows);
+                        }
+                        let wanting = subscribers[&event.merchant_id]
+                            .iter()
+                            .filter(|endpoint| endpoint.owes(event));
+                        let mut payload = None;
+                        for endpoint in wanting {
+                            let body = payload.get_or_insert_with(|| event.payload());
+                            Self::insert_delivery(&mut tx, event, &endpoint.id, body, now).await?;
+                        }
+                        ::sqlx::query(sql::MARK_FANNED_OUT)
+                            .bind(event.seq)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(u64::try_from(events.len()).unwrap_or(u64::MAX))
+                })
             }
 
             async fn enqueue_delivery(
@@ -1208,69 +1242,71 @@ macro_rules! portable_store_impl {
                 &self,
                 attempts: &[(super::AttemptRecord, super::FailurePolicy)],
             ) -> super::StoreResult<Vec<bool>> {
-                super::text::refuse_nul(&[("attempts", &attempts)])?;
-                use super::webhooks::sql;
-                let mut tx = self.pool.begin_with(Self::BEGIN).await?;
-                let mut still_enabled = Vec::with_capacity(attempts.len());
-                for (record, policy) in attempts {
-                    let attempt = &record.attempt;
-                    ::sqlx::query(sql::INSERT_ATTEMPT)
-                        .bind(::mindshop_wire::ids::new_id("wha"))
-                        .bind(&record.delivery_id)
-                        .bind(attempt.attempted_at)
-                        .bind(attempt.status_code)
-                        .bind(attempt.duration_ms)
-                        .bind(&attempt.error)
-                        .bind(&attempt.response_excerpt)
-                        .execute(&mut *tx)
-                        .await?;
-                    let enabled = match &record.next {
-                        super::AttemptNext::Delivered => {
-                            ::sqlx::query(sql::DELIVERED)
-                                .bind(&record.delivery_id)
-                                .bind(attempt.attempted_at)
-                                .execute(&mut *tx)
-                                .await?;
-                            ::sqlx::query(sql::ENDPOINT_SUCCEEDED)
-                                .bind(&record.endpoint_id)
-                                .execute(&mut *tx)
-                                .await?;
-                            true
-                        }
-                        next => {
-                            match next {
-                                super::AttemptNext::RetryAt(at) => {
-                                    ::sqlx::query(sql::RETRY_LATER)
-                                        .bind(&record.delivery_id)
-                                        .bind(*at)
-                                        .bind(&attempt.error)
-                                        .execute(&mut *tx)
-                                        .await?;
-                                }
-                                _ => {
-                                    ::sqlx::query(sql::GIVE_UP)
-                                        .bind(&record.delivery_id)
-                                        .bind(&attempt.error)
-                                        .execute(&mut *tx)
-                                        .await?;
-                                }
+                $crate::store::retry::retry_before_commit!({
+                    super::text::refuse_nul(&[("attempts", &attempts)])?;
+                    use super::webhooks::sql;
+                    let mut tx = self.pool.begin_with(Self::BEGIN).await?;
+                    let mut still_enabled = Vec::with_capacity(attempts.len());
+                    for (record, policy) in attempts {
+                        let attempt = &record.attempt;
+                        ::sqlx::query(sql::INSERT_ATTEMPT)
+                            .bind(::mindshop_wire::ids::new_id("wha"))
+                            .bind(&record.delivery_id)
+                            .bind(attempt.attempted_at)
+                            .bind(attempt.status_code)
+                            .bind(attempt.duration_ms)
+                            .bind(&attempt.error)
+                            .bind(&attempt.response_excerpt)
+                            .execute(&mut *tx)
+                            .await?;
+                        let enabled = match &record.next {
+                            super::AttemptNext::Delivered => {
+                                ::sqlx::query(sql::DELIVERED)
+                                    .bind(&record.delivery_id)
+                                    .bind(attempt.attempted_at)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                ::sqlx::query(sql::ENDPOINT_SUCCEEDED)
+                                    .bind(&record.endpoint_id)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                true
                             }
-                            let limit =
-                                i32::try_from(policy.max_consecutive_failures).unwrap_or(i32::MAX);
-                            ::sqlx::query_scalar::<_, bool>(sql::ENDPOINT_FAILED)
-                                .bind(&record.endpoint_id)
-                                .bind(&policy.disable_now)
-                                .bind(limit)
-                                .bind(format!("disabled after {limit} consecutive failed attempts"))
-                                .fetch_optional(&mut *tx)
-                                .await?
-                                .unwrap_or(false)
-                        }
-                    };
-                    still_enabled.push(enabled);
-                }
-                tx.commit().await?;
-                Ok(still_enabled)
+                            next => {
+                                match next {
+                                    super::AttemptNext::RetryAt(at) => {
+                                        ::sqlx::query(sql::RETRY_LATER)
+                                            .bind(&record.delivery_id)
+                                            .bind(*at)
+                                            .bind(&attempt.error)
+                                            .execute(&mut *tx)
+                                            .await?;
+                                    }
+                                    _ => {
+                                        ::sqlx::query(sql::GIVE_UP)
+                                            .bind(&record.delivery_id)
+                                            .bind(&attempt.error)
+                                            .execute(&mut *tx)
+                                            .await?;
+                                    }
+                                }
+                                let limit =
+                                    i32::try_from(policy.max_consecutive_failures).unwrap_or(i32::MAX);
+                                ::sqlx::query_scalar::<_, bool>(sql::ENDPOINT_FAILED)
+                                    .bind(&record.endpoint_id)
+                                    .bind(&policy.disable_now)
+                                    .bind(limit)
+                                    .bind(format!("disabled after {limit} consecutive failed attempts"))
+                                    .fetch_optional(&mut *tx)
+                                    .await?
+                                    .unwrap_or(false)
+                            }
+                        };
+                        still_enabled.push(enabled);
+                    }
+                    $crate::store::retry::commit(tx).await?;
+                    Ok(still_enabled)
+                })
             }
 
             async fn list_deliveries(
