@@ -36,6 +36,7 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Merchant { command } => merchant(store.as_ref(), command).await,
         AdminCommand::Key { command } => key(store.as_ref(), command).await,
         AdminCommand::Token(args) => token(config, store.as_ref(), args).await,
+        AdminCommand::Tls { .. } => bail!("`admin tls` runs without the store (see main.rs)"),
     }
 }
 

@@ -61,6 +61,30 @@ pub enum AdminCommand {
     },
     /// Issue an HS256 portal JWT signed with auth.jwt_secret.
     Token(TokenArgs),
+    /// Certificates for trying the HTTPS listener locally.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Write a local CA (ca.pem) and a certificate it signed (cert.pem, key.pem) for --host.
+    SelfSigned(SelfSignedArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SelfSignedArgs {
+    /// A name (or IP address) the certificate serves; repeatable.
+    #[arg(long = "host", required = true)]
+    pub hosts: Vec<String>,
+    /// Directory to write the files to (created if missing).
+    #[arg(long)]
+    pub out: String,
+    /// Days the certificates are valid.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
 }
 
 #[derive(Debug, Subcommand)]

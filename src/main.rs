@@ -13,6 +13,7 @@ mod admin;
 mod cli;
 mod directory;
 mod run;
+mod self_signed;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ use mindshop_config::{Config, LogConfig, LogFormat};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
-use cli::{Cli, Command, ConfigCommand};
+use cli::{AdminCommand, Cli, Command, ConfigCommand, TlsCommand};
 
 /// mimalloc rather than the system's malloc: the edge's request path allocates on one worker
 /// thread and frees on another, which costs glibc's malloc dearly (docs/benchmarks.md).
@@ -58,6 +59,13 @@ fn main() -> ExitCode {
             .write_all(config.redacted_toml().as_bytes())
             .map_err(anyhow::Error::from),
         Command::Migrate => admin::run_blocking(admin::migrate(&config)),
+        // Needs no store.
+        Command::Admin {
+            command:
+                AdminCommand::Tls {
+                    command: TlsCommand::SelfSigned(args),
+                },
+        } => self_signed::run(&args),
         Command::Admin { command } => admin::run_blocking(admin::run(&config, command)),
     };
     match outcome {

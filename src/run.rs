@@ -28,6 +28,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     };
     prepare(&config)?;
     check_edge_ports_free(&config)?;
+    raise_open_file_limit();
     let backend_listener = bind_backend(&config)?;
 
     let mut server = mindshop_proxy::new_server(&config);
@@ -54,6 +55,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
 pub fn edge(config: Config) -> anyhow::Result<()> {
     let internal_secret = required_internal_secret(&config)?;
     check_edge_ports_free(&config)?;
+    raise_open_file_limit();
     let mut server = mindshop_proxy::new_server(&config);
     add_edge(&mut server, &config, &internal_secret)?;
     server.run(RunArgs::default());
@@ -160,14 +162,30 @@ fn required_internal_secret(config: &Config) -> anyhow::Result<String> {
 
 /// Pingora retries a busy port for a long while; an operator is better served by an error now.
 fn check_edge_ports_free(config: &Config) -> anyhow::Result<()> {
+    let tls = config
+        .edge
+        .tls_listen
+        .map(|address| ("edge.tls_listen", address));
     for (key, address) in [
         ("edge.listen", config.edge.listen),
         ("edge.metrics_listen", config.edge.metrics_listen),
-    ] {
+    ]
+    .into_iter()
+    .chain(tls)
+    {
         StdTcpListener::bind(address)
             .with_context(|| format!("cannot listen on {key} {address}"))?;
     }
     Ok(())
+}
+
+/// Every client connection is a file handle: the soft limit (often 1,024) would refuse
+/// connections long before `edge.max_connections`, so it is raised to the hard limit.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(open_files = limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
 }
 
 fn bind_backend(config: &Config) -> anyhow::Result<StdTcpListener> {

@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //! - `lib.rs`: [`Config`] and its entry points ([`Config::load`], [`Config::redacted_toml`], …).
+//! - `edge`: `[edge]`, listeners, TLS, trusted proxies and client limits.
 //! - `sections`: one struct per TOML section, with its defaults (`sync`, `chat` and `webhooks` apart); `policy`: the sections that
 //!   steer the edge's filters (`[cors]`, `[limits]`, `[redis]`).
 //! - `load`: merges file and environment into one TOML table, deserializes it once and
@@ -24,6 +25,7 @@
 
 mod addr;
 mod chat;
+mod edge;
 mod env;
 mod error;
 mod jwt_secret;
@@ -43,12 +45,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use chat::ChatSettings;
+pub use edge::{EdgeConfig, TlsCertificate, canonical_ip};
 pub use error::ConfigError;
 pub use policy::{CorsConfig, LimitStore, LimitsConfig, OnLimitStoreError, RedisConfig};
 pub use secret::Secret;
 pub use sections::{
-    AuthConfig, BackendConfig, DataConfig, DatabaseConfig, DatabaseKind, EdgeConfig,
-    InternalConfig, JwtAlgorithm, LogConfig, LogFormat,
+    AuthConfig, BackendConfig, DataConfig, DatabaseConfig, DatabaseKind, InternalConfig,
+    JwtAlgorithm, LogConfig, LogFormat,
 };
 pub use sync::SyncSettings;
 pub use webhooks::WebhookSettings;

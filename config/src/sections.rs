@@ -10,50 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Secret, addr};
 
-const fn loopback(port: u16) -> SocketAddr {
+pub(crate) const fn loopback(port: u16) -> SocketAddr {
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), port)
-}
-
-/// The Pingora edge: where it listens and how it talks to the backends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EdgeConfig {
-    /// Address the public HTTP listener binds to; clients and widgets connect here.
-    #[serde(with = "addr::one")]
-    pub listen: SocketAddr,
-    /// Address of the Prometheus `/metrics` listener, kept apart so it is never public by accident.
-    #[serde(with = "addr::one")]
-    pub metrics_listen: SocketAddr,
-    /// Upstream backends the edge forwards to; empty means "the local `backend.listen`"
-    /// (see [`crate::Config::edge_backends`]).
-    #[serde(with = "addr::many")]
-    pub backends: Vec<SocketAddr>,
-    /// Largest request body the edge accepts before answering 413, in bytes.
-    pub max_body_bytes: u64,
-    /// Worker threads of the edge's Pingora service.
-    pub threads: usize,
-    /// How long SIGTERM lets in-flight requests finish before the edge exits, in seconds.
-    pub shutdown_grace_secs: u64,
-    /// Time allowed to open a connection to a backend before answering 502, in milliseconds.
-    pub upstream_connect_timeout_ms: u64,
-    /// Time allowed between reads from a backend before answering 504, in milliseconds;
-    /// generous because chat answers stream slowly.
-    pub upstream_read_timeout_ms: u64,
-}
-
-impl Default for EdgeConfig {
-    fn default() -> Self {
-        Self {
-            listen: loopback(8080),
-            metrics_listen: loopback(9464),
-            backends: Vec::new(),
-            max_body_bytes: 16 * 1024 * 1024,
-            threads: 2,
-            shutdown_grace_secs: 5,
-            upstream_connect_timeout_ms: 2_000,
-            upstream_read_timeout_ms: 60_000,
-        }
-    }
 }
 
 /// The axum backend: the API behind the edge.

@@ -344,3 +344,59 @@ fn the_whole_answer_timeout_is_set_by_env_and_must_cover_the_first_chunk() {
         "{message}"
     );
 }
+
+#[test]
+fn the_https_listener_and_its_certificates_load_from_the_file() {
+    let (_dir, path) = file_with(
+        "[edge]\ntls_listen = \"0.0.0.0:8443\"\nhsts_max_age_secs = 31536000\n\
+         trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::1\"]\n\n\
+         [[edge.tls_certificates]]\ncert_file = \"a.pem\"\nkey_file = \"a.key\"\nhosts = [\"shop.test\", \"*.stores.test\"]\n",
+    );
+    let config = Config::load(Some(&path), env(&[])).expect("loads");
+    assert_eq!(config.edge.tls_listen, Some(addr("0.0.0.0:8443")));
+    assert_eq!(
+        config.edge.tls_certificates[0].hosts,
+        ["shop.test", "*.stores.test"]
+    );
+    assert!(config.edge.is_trusted_proxy("10.2.3.4".parse().unwrap()));
+    assert!(
+        config
+            .edge
+            .is_trusted_proxy("::ffff:10.2.3.4".parse().unwrap())
+    );
+    assert!(config.edge.is_trusted_proxy("2001:db8::1".parse().unwrap()));
+    assert!(!config.edge.is_trusted_proxy("192.0.2.1".parse().unwrap()));
+
+    // The environment sets and clears the listener and the ranges.
+    let config = Config::load(
+        None,
+        env(&[
+            ("MINDSHOP_EDGE_TLS_LISTEN", ""),
+            ("MINDSHOP_EDGE_TRUSTED_PROXIES", "127.0.0.1/32,::1"),
+            ("MINDSHOP_EDGE_MAX_CONNECTIONS_PER_IP", "8"),
+        ]),
+    )
+    .expect("loads");
+    assert_eq!(config.edge.tls_listen, None);
+    assert_eq!(config.edge.trusted_proxies.len(), 2);
+    assert_eq!(config.edge.max_connections_per_ip, 8);
+}
+
+#[test]
+fn edge_tls_and_client_limits_are_checked_naming_the_key() {
+    let (_dir, path) = file_with("[edge]\ntls_listen = \"127.0.0.1:8443\"\n");
+    assert!(load_error(Some(&path), &[]).contains("edge.tls_certificates"));
+    let (_dir, path) = file_with(
+        "[edge]\ntls_listen = \"127.0.0.1:8443\"\n[[edge.tls_certificates]]\n\
+         cert_file = \"a.pem\"\nkey_file = \"a.key\"\nhosts = [\"Shop.Test\"]\n",
+    );
+    assert!(load_error(Some(&path), &[]).contains("edge.tls_certificates[0].hosts"));
+    let (_dir, path) = file_with("[edge]\nredirect_http_to_https = true\n");
+    assert!(load_error(Some(&path), &[]).contains("edge.redirect_http_to_https"));
+    let (_dir, path) = file_with("[edge]\ntrusted_proxies = [\"10.0.0.0/33\"]\n");
+    assert!(load_error(Some(&path), &[]).contains("10.0.0.0/33"));
+    let (_dir, path) = file_with("[edge]\nmax_connections = 10\nmax_connections_per_ip = 11\n");
+    assert!(load_error(Some(&path), &[]).contains("edge.max_connections_per_ip"));
+    let (_dir, path) = file_with("[edge]\nheader_read_timeout_ms = 0\n");
+    assert!(load_error(Some(&path), &[]).contains("edge.header_read_timeout_ms"));
+}

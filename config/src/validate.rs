@@ -59,6 +59,8 @@ impl Config {
             "backend.request_timeout_secs",
             self.backend.request_timeout_secs,
         )?;
+        self.validate_edge_tls()?;
+        self.validate_client_limits()?;
 
         let db = &self.database;
         let url = db.url.as_str();
@@ -228,6 +230,121 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// The HTTPS listener: its address apart from the others, certificates to serve, names
+    /// they can be chosen by. The files themselves are read when the edge starts.
+    fn validate_edge_tls(&self) -> Result<(), ConfigError> {
+        let edge = &self.edge;
+        let Some(tls) = edge.tls_listen else {
+            if !edge.tls_certificates.is_empty() {
+                return Err(ConfigError::invalid(
+                    "edge.tls_certificates",
+                    "are set but edge.tls_listen is not; set it to serve HTTPS",
+                ));
+            }
+            if edge.redirect_http_to_https {
+                return Err(ConfigError::invalid(
+                    "edge.redirect_http_to_https",
+                    "needs edge.tls_listen, the listener to redirect to",
+                ));
+            }
+            return Ok(());
+        };
+        for (other_key, other) in [
+            ("edge.listen", edge.listen),
+            ("edge.metrics_listen", edge.metrics_listen),
+            ("backend.listen", self.backend.listen),
+        ] {
+            if tls == other && tls.port() != 0 {
+                return Err(ConfigError::invalid(
+                    "edge.tls_listen",
+                    format!("must differ from {other_key} ({other})"),
+                ));
+            }
+        }
+        if edge.tls_certificates.is_empty() {
+            return Err(ConfigError::invalid(
+                "edge.tls_certificates",
+                "must list at least one certificate ([[edge.tls_certificates]] with cert_file, \
+                 key_file and hosts) when edge.tls_listen is set",
+            ));
+        }
+        for (index, certificate) in edge.tls_certificates.iter().enumerate() {
+            for (name, path) in [
+                ("cert_file", &certificate.cert_file),
+                ("key_file", &certificate.key_file),
+            ] {
+                if path.as_os_str().is_empty() {
+                    return Err(ConfigError::invalid(
+                        &format!("edge.tls_certificates[{index}].{name}"),
+                        "must name a PEM file",
+                    ));
+                }
+            }
+            for host in &certificate.hosts {
+                if !is_sni_pattern(host) {
+                    return Err(ConfigError::invalid(
+                        &format!("edge.tls_certificates[{index}].hosts"),
+                        format!(
+                            "{host:?} is not a lowercase host name or a wildcard \
+                             `*.example.com`"
+                        ),
+                    ));
+                }
+            }
+        }
+        positive(
+            "edge.h2_max_concurrent_streams",
+            u64::from(edge.h2_max_concurrent_streams),
+        )?;
+        positive(
+            "edge.h2_max_header_list_bytes",
+            u64::from(edge.h2_max_header_list_bytes),
+        )?;
+        positive("edge.h2_idle_timeout_secs", edge.h2_idle_timeout_secs)?;
+        Ok(())
+    }
+
+    /// Deadlines and connection caps: 0 would refuse every client or none.
+    fn validate_client_limits(&self) -> Result<(), ConfigError> {
+        let edge = &self.edge;
+        positive("edge.header_read_timeout_ms", edge.header_read_timeout_ms)?;
+        positive("edge.keepalive_timeout_secs", edge.keepalive_timeout_secs)?;
+        positive("edge.body_read_timeout_ms", edge.body_read_timeout_ms)?;
+        positive("edge.max_connections", edge.max_connections as u64)?;
+        positive(
+            "edge.max_connections_per_ip",
+            edge.max_connections_per_ip as u64,
+        )?;
+        if edge.max_connections_per_ip > edge.max_connections {
+            return Err(ConfigError::invalid(
+                "edge.max_connections_per_ip",
+                format!(
+                    "must not exceed edge.max_connections ({})",
+                    edge.max_connections
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `shop.example.com` or `*.example.com`: lowercase labels of letters, digits and hyphens.
+fn is_sni_pattern(host: &str) -> bool {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
 }
 
 fn positive(key: &str, value: u64) -> Result<(), ConfigError> {

@@ -2,12 +2,14 @@
 //! response owes (request id, content type and length, CORS and rate-limit headers) is added
 //! here.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use mindshop_filters::Rejection;
 use mindshop_wire::envelope::{self, Failure};
 use mindshop_wire::request_id;
-use pingora::http::ResponseHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use serde::Serialize;
 
@@ -127,7 +129,7 @@ async fn write(
     if !session.is_body_empty() {
         session.set_keepalive(None);
     }
-    let mut response = head(status, 4 + extra.len())?;
+    let mut response = head(status, 5 + extra.len())?;
     let headers = &mut response.headers;
     if body.is_some() {
         headers.insert(
@@ -139,6 +141,7 @@ async fn write(
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(X_REQUEST_ID, request_id_value(request_id));
+    add_hsts(session, headers);
     append(&mut response, extra.iter().cloned())?;
     session
         .write_response_header(Box::new(ResponseHeader::from(response)), body.is_none())
@@ -151,4 +154,66 @@ async fn write(
         }
         None => Ok(()),
     }
+}
+
+/// `Strict-Transport-Security` for HTTPS answers, from `edge.hsts_max_age_secs` (one edge per
+/// process; unset or 0 sends none).
+static HSTS: OnceLock<Option<HeaderValue>> = OnceLock::new();
+
+pub(crate) fn set_hsts(max_age_secs: u64) {
+    let value = (max_age_secs > 0)
+        .then(|| HeaderValue::from_str(&format!("max-age={max_age_secs}")).ok())
+        .flatten();
+    let _ = HSTS.set(value);
+}
+
+/// Whether the client's connection is TLS (the HTTPS listener).
+pub(crate) fn is_https(session: &Session) -> bool {
+    session
+        .digest()
+        .is_some_and(|digest| digest.ssl_digest.is_some())
+}
+
+/// The `Strict-Transport-Security` value an answer on `session` carries, if any: only over
+/// HTTPS, and only when configured.
+pub(crate) fn hsts_for(session: &Session) -> Option<HeaderValue> {
+    HSTS.get()?.clone().filter(|_| is_https(session))
+}
+
+/// Adds `Strict-Transport-Security` to an answer sent over HTTPS, when configured.
+pub(crate) fn add_hsts(session: &Session, headers: &mut http::HeaderMap) {
+    if let Some(value) = hsts_for(session) {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, value);
+    }
+}
+
+/// The `https://` URL of `request` on `port` (443 left out), or `None` without a usable host.
+pub(crate) fn https_location(request: &RequestHeader, port: u16) -> Option<HeaderValue> {
+    let host = request.uri.host().map(str::to_owned).or_else(|| {
+        let value = request.headers.get(header::HOST)?.to_str().ok()?;
+        let authority = value.parse::<http::uri::Authority>().ok()?;
+        Some(authority.host().to_owned())
+    })?;
+    let target = request.uri.path_and_query().map_or("/", |p| p.as_str());
+    let location = match port {
+        443 => format!("https://{host}{target}"),
+        port => format!("https://{host}:{port}{target}"),
+    };
+    HeaderValue::from_str(&location).ok()
+}
+
+/// `308 Permanent Redirect` to `location`: the method and body are kept by the client.
+pub(crate) async fn redirect(
+    session: &mut Session,
+    request_id: &str,
+    location: HeaderValue,
+) -> pingora::Result<()> {
+    write(
+        session,
+        request_id,
+        308,
+        None,
+        &[(header::LOCATION, location)],
+    )
+    .await
 }

@@ -1,6 +1,9 @@
 //! [`Edge`]: the `ProxyHttp` implementation. Each hook is one phase of the pipeline:
 //!
-//! 1. `request_filter`: request id, route policy (unknown route → 404), `/health`, body limit,
+//! 0. `early_request_filter`: the head is in (its deadline stops), keep-alive and body
+//!    timeouts for this request.
+//! 1. `request_filter`: request id, the client's address, head size, the redirect to HTTPS,
+//!    route policy (unknown route → 404), `/health`, body limit,
 //!    then the [`Gate`]: CORS, authentication, authorization, rate limits; the widget's routes
 //!    are answered here after the gate (`widget`).
 //! 2. `upstream_peer` / `fail_to_connect`: round robin over `edge.backends`, trying the next
@@ -13,7 +16,7 @@
 //! 6. `fail_to_proxy`: the edge's 502/503/504/413 envelopes.
 //! 7. `logging`: metrics and the access log, for every request.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,6 +38,8 @@ use pingora::{Error, ErrorSource, ErrorType};
 use serde_json::json;
 
 use crate::answer;
+use crate::client::TrustedProxies;
+use crate::connections::{self, Watched};
 use crate::directory::Directory;
 use crate::gate::{Gate, OwedHeaders, PushCharge, RequestView, Verdict};
 use crate::metrics::EDGE_METRICS;
@@ -44,6 +49,16 @@ const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The client's address, for the backend's logs.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Whether a trusted load balancer received the request over HTTPS.
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Largest request head (names and values of all headers) the edge reads, bytes. Pingora
+/// reads up to 1 MB; nothing our API takes needs more than a few KiB.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// A body's average rate is judged only after this long, so a first slow packet is no fault.
+const BODY_RATE_GRACE: Duration = Duration::from_secs(1);
 
 /// Longest wait for a backend's answer to `/ready`.
 const READY_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,6 +73,13 @@ pub struct Edge {
     max_body_bytes: u64,
     connect_timeout: Duration,
     read_timeout: Duration,
+    /// `edge.trusted_proxies`: who may name the client in `X-Forwarded-For`.
+    trusted: TrustedProxies,
+    keepalive_secs: u64,
+    body_read_timeout: Duration,
+    body_min_bytes_per_sec: u64,
+    /// The HTTPS port plain requests are redirected to (`edge.redirect_http_to_https`).
+    redirect_to_port: Option<u16>,
 }
 
 impl Edge {
@@ -67,8 +89,19 @@ impl Edge {
         internal_secret: &str,
         directory: Arc<dyn Directory>,
         jwt_key: &[u8],
+        trusted: TrustedProxies,
     ) -> Result<Self, String> {
+        let edge = &config.edge;
+        answer::set_hsts(edge.hsts_max_age_secs);
         Ok(Self {
+            trusted,
+            keepalive_secs: edge.keepalive_timeout_secs,
+            body_read_timeout: Duration::from_millis(edge.body_read_timeout_ms),
+            body_min_bytes_per_sec: edge.body_min_bytes_per_sec,
+            redirect_to_port: edge
+                .tls_listen
+                .filter(|_| edge.redirect_http_to_https)
+                .map(|a| a.port()),
             gate: Gate::new(config, directory, jwt_key)?,
             backends: config.edge_backends(),
             next_backend: AtomicUsize::new(0),
@@ -101,6 +134,11 @@ pub struct RequestCtx {
     owed: OwedHeaders,
     /// A platform push, counted when the backend's answer says whether its signature held.
     push: Option<PushCharge>,
+    /// The client's address (see `client.rs`); `None` for a Unix socket.
+    client_ip: Option<IpAddr>,
+    /// When the first body bytes arrived, and how many have.
+    body_started: Option<Instant>,
+    body_bytes: u64,
 }
 
 #[async_trait]
@@ -120,7 +158,25 @@ impl ProxyHttp for Edge {
             identity: crate::gate::anonymous(),
             owed: OwedHeaders::new(),
             push: None,
+            client_ip: None,
+            body_started: None,
+            body_bytes: 0,
         }
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let downstream = session.as_downstream_mut();
+        if let Some(clock) = downstream.stream().and_then(Watched::clock_of) {
+            clock.head_received();
+        }
+        downstream.set_keepalive(Some(self.keepalive_secs));
+        // Pingora's wait for each piece of the body; the average rate is checked as it comes.
+        downstream.set_read_timeout(Some(self.body_read_timeout));
+        Ok(())
     }
 
     async fn request_filter(
@@ -136,6 +192,28 @@ impl ProxyHttp for Edge {
                 .map(|v| v.as_bytes()),
         );
         ctx.request_id_value = answer::request_id_value(&ctx.request_id);
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|peer| {
+            self.trusted
+                .client(peer.ip(), request.headers.get_all(X_FORWARDED_FOR).iter())
+        });
+
+        let head_bytes: usize = request
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        if head_bytes > MAX_HEAD_BYTES {
+            let rejection = Rejection::new(
+                431,
+                "HEADERS_TOO_LARGE",
+                format!(
+                    "The request headers are {head_bytes} bytes; at most {MAX_HEAD_BYTES} are accepted"
+                ),
+            );
+            session.set_keepalive(None);
+            answer::reject(session, &ctx.request_id, &rejection).await?;
+            return Ok(true);
+        }
 
         let Some(route) = route::classify(request.uri.path()) else {
             let rejection = Rejection::new(
@@ -152,6 +230,18 @@ impl ProxyHttp for Edge {
             answer::success(session, &ctx.request_id, &json!({"status": "ok"})).await?;
             return Ok(true);
         }
+        if let Some(port) = self.redirect_to_port
+            && route.group != RouteGroup::Ready
+            && !answer::is_https(session)
+            && !self.forwarded_https(session)
+        {
+            let request = session.req_header();
+            if let Some(location) = answer::https_location(request, port) {
+                answer::redirect(session, &ctx.request_id, location).await?;
+                return Ok(true);
+            }
+        }
+        let request = session.req_header();
 
         let declared = request
             .headers
@@ -173,10 +263,7 @@ impl ProxyHttp for Edge {
                 .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD),
             api_key: header(X_API_KEY),
             authorization: header(header::AUTHORIZATION),
-            client_ip: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
+            client_ip: ctx.client_ip,
         };
         match self.gate.admit(&view).await {
             Verdict::Admit {
@@ -253,7 +340,7 @@ impl ProxyHttp for Edge {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
@@ -304,8 +391,8 @@ impl ProxyHttp for Edge {
             .try_reserve(2 + signed.len())
             .map_err(|e| answer::internal("upstream headers", e))?;
         headers.insert(answer::X_REQUEST_ID, ctx.request_id_value.clone());
-        if let Some(client) = session.client_addr().and_then(|a| a.as_inet())
-            && let Ok(address) = HeaderValue::try_from(client.ip().to_string())
+        if let Some(client) = ctx.client_ip
+            && let Ok(address) = HeaderValue::try_from(client.to_string())
         {
             headers.insert(X_FORWARDED_FOR, address);
         }
@@ -327,21 +414,40 @@ impl ProxyHttp for Edge {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let Some(chunk) = body
-            && let Err(rejection) = ctx.body.consume(chunk.len())
-        {
-            ctx.rejection = Some(rejection);
-            return Error::e_explain(
-                ErrorType::HTTPStatus(413),
-                "request body over edge.max_body_bytes",
-            );
+        if let Some(chunk) = body {
+            if let Err(rejection) = ctx.body.consume(chunk.len()) {
+                ctx.rejection = Some(rejection);
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over edge.max_body_bytes",
+                );
+            }
+            ctx.body_bytes += chunk.len() as u64;
+            let started = *ctx.body_started.get_or_insert_with(Instant::now);
+            let elapsed = started.elapsed();
+            if self.body_min_bytes_per_sec > 0
+                && elapsed > BODY_RATE_GRACE
+                && (ctx.body_bytes as f64)
+                    < self.body_min_bytes_per_sec as f64 * elapsed.as_secs_f64()
+            {
+                connections::count_body_timeout();
+                ctx.rejection = Some(Rejection::new(
+                    408,
+                    "REQUEST_TIMEOUT",
+                    format!(
+                        "The request body arrived at under {} bytes per second",
+                        self.body_min_bytes_per_sec
+                    ),
+                ));
+                return Error::e_explain(ErrorType::HTTPStatus(408), "request body too slow");
+            }
         }
         Ok(())
     }
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
@@ -362,9 +468,10 @@ impl ProxyHttp for Edge {
         // straight into the header map, which has room for them.
         let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
         let mut head = http::response::Parts::from(std::mem::replace(response, placeholder));
-        answer::reserve(&mut head, 1 + ctx.owed.len())?;
+        answer::reserve(&mut head, 2 + ctx.owed.len())?;
         head.headers
             .insert(answer::X_REQUEST_ID, ctx.request_id_value.clone());
+        answer::add_hsts(session, &mut head.headers);
         // Moved, not cloned: once the backend's answer is being sent, the edge sends no answer
         // of its own that would need them.
         answer::append(&mut head, std::mem::take(&mut ctx.owed))?;
@@ -378,6 +485,9 @@ impl ProxyHttp for Edge {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        if e.esource() == &ErrorSource::Downstream && e.etype() == &ErrorType::ReadTimedout {
+            connections::count_body_timeout();
+        }
         let (status, failure) = match ctx.rejection.take() {
             Some(rejection) => (rejection.status, rejection.failure),
             None => match failure_for(e, ctx.group) {
@@ -409,11 +519,15 @@ impl ProxyHttp for Edge {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let group = ctx.group.map_or("unmatched", RouteGroup::label);
         let took = ctx.started.elapsed();
+        if let Some(clock) = session.as_downstream().stream().and_then(Watched::clock_of) {
+            clock.await_head(Duration::from_secs(self.keepalive_secs));
+        }
         let request = session.req_header();
         EDGE_METRICS.observe(group, &request.method, status, took);
         tracing::info!(
             target: "mindshop::access",
             request_id = %ctx.request_id,
+            client = ctx.client_ip.map(|ip| ip.to_string()),
             method = %request.method,
             path = %request.uri.path(),
             route_group = group,
@@ -441,6 +555,13 @@ fn failure_for(e: &Error, group: Option<RouteGroup>) -> Option<(u16, Failure)> {
             };
             (*code, Failure::new(code_name, message))
         }
+        (ErrorSource::Downstream, ErrorType::ReadTimedout) => (
+            408,
+            Failure::new(
+                "REQUEST_TIMEOUT",
+                "The request body was not received in time",
+            ),
+        ),
         (ErrorSource::Downstream, _) => (
             400,
             Failure::new("BAD_REQUEST", "The request could not be read"),
@@ -470,6 +591,21 @@ fn failure_for(e: &Error, group: Option<RouteGroup>) -> Option<(u16, Failure)> {
         ),
     };
     Some(answer)
+}
+
+impl Edge {
+    /// A trusted load balancer that terminated TLS says so in `X-Forwarded-Proto`.
+    fn forwarded_https(&self, session: &Session) -> bool {
+        session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .is_some_and(|peer| self.trusted.contains(peer.ip()))
+            && session
+                .req_header()
+                .headers
+                .get(X_FORWARDED_PROTO)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+    }
 }
 
 fn unix_now() -> i64 {

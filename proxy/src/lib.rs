@@ -8,21 +8,32 @@
 //! - [`directory`]: API keys and merchant domains as the edge sees them, cached for
 //!   `auth.key_cache_ttl_secs`.
 //! - `answer.rs`: writing the edge's own answers (404, 413, 502, …) as envelopes.
+//! - `client.rs`: the client's address behind `edge.trusted_proxies`.
+//! - `connections.rs`: connection caps per address and in total, the request-head deadline.
+//! - `tls.rs`: the HTTPS listener's certificates, chosen by SNI.
 //! - [`metrics`]: the Prometheus metrics and the `/metrics` listener.
 //! - `widget.rs`: `/v1/widget.js` (`assets/widget.js`, built in) and the widget's load reports.
 //! - [`add_edge_services`] / [`new_server`]: assembling the Pingora server from config.
 
 mod answer;
+mod client;
+mod connections;
 pub mod directory;
 mod edge;
 mod gate;
 pub mod metrics;
+mod tls;
 mod widget;
 
 use std::sync::Arc;
 
 use mindshop_config::Config;
+use std::time::Duration;
+
+use pingora::apps::HttpServerOptions;
 use pingora::apps::http_app::HttpServer;
+use pingora::listeners::tls::TlsSettings;
+use pingora::protocols::http::v2::server::H2Options;
 use pingora::server::Server;
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
@@ -42,8 +53,9 @@ pub fn new_server(config: &Config) -> Server {
     Server::new_with_opt_and_conf(None, conf)
 }
 
-/// Adds the proxy on `edge.listen` and the metrics listener on `edge.metrics_listen`.
-/// `jwt_key` is the HS256 secret, or the PEM public key for RS256/ES256.
+/// Adds the proxy on `edge.listen` (and `edge.tls_listen` for HTTPS, HTTP/2 by ALPN) and the
+/// metrics listener on `edge.metrics_listen`. `jwt_key` is the HS256 secret, or the PEM public
+/// key for RS256/ES256. An unreadable certificate or key is an error naming its key.
 pub fn add_edge_services(
     server: &mut Server,
     config: &Config,
@@ -51,23 +63,60 @@ pub fn add_edge_services(
     directory: Arc<dyn Directory>,
     jwt_key: &[u8],
 ) -> Result<(), String> {
-    let edge = Edge::new(config, internal_secret, directory, jwt_key)?;
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, edge, "mindshop edge");
-    proxy.add_tcp(&config.edge.listen.to_string());
-    server.add_service(proxy);
+    let edge_config = &config.edge;
+    let trusted = client::TrustedProxies::new(&edge_config.trusted_proxies);
+    let limits = connections::Limits::new(edge_config, trusted.clone());
+    let edge = Edge::new(config, internal_secret, directory, jwt_key, trusted)?;
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, edge);
+    proxy.h2_options = Some(h2_options(edge_config));
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(Duration::from_secs(edge_config.h2_idle_timeout_secs));
+    proxy.server_options = Some(options);
+    let guarded = connections::Guarded {
+        inner: Arc::new(proxy),
+        limits: limits.clone(),
+    };
+    let mut service = Service::new("mindshop edge".to_owned(), guarded);
+    service.add_tcp(&edge_config.listen.to_string());
+    if let Some(tls_listen) = edge_config.tls_listen {
+        let certificates = tls::Certificates::load(edge_config)?;
+        // The paths are unused: the resolver picks a certificate per handshake by SNI.
+        let mut settings =
+            TlsSettings::intermediate("", "").map_err(|e| format!("edge.tls_listen: {e}"))?;
+        settings.set_cert_resolver(Arc::new(certificates));
+        settings.enable_h2();
+        service
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(connections::CountBeforeHandshake(limits)));
+        service.add_tls_with_settings(&tls_listen.to_string(), None, settings);
+    }
+    server.add_service(service);
 
     let mut metrics = Service::new(
         "mindshop metrics".to_owned(),
         HttpServer::new_app(metrics::MetricsEndpoint),
     );
-    metrics.add_tcp(&config.edge.metrics_listen.to_string());
+    metrics.add_tcp(&edge_config.metrics_listen.to_string());
     server.add_service(metrics);
     tracing::info!(
-        edge = %config.edge.listen,
-        metrics = %config.edge.metrics_listen,
+        edge = %edge_config.listen,
+        tls = ?edge_config.tls_listen,
+        metrics = %edge_config.metrics_listen,
         backends = ?config.edge_backends(),
         "edge configured"
     );
     Ok(())
+}
+
+/// HTTP/2 limits from `edge.h2_*`: concurrent streams, header list size, and the reset
+/// floods (streams a client resets before they are accepted; streams the edge resets for a
+/// client's errors) after which a connection is closed.
+fn h2_options(edge: &mindshop_config::EdgeConfig) -> H2Options {
+    let mut options = pingora::protocols::http::v2::server::default_h2_options();
+    options
+        .max_concurrent_streams(edge.h2_max_concurrent_streams)
+        .max_header_list_size(edge.h2_max_header_list_bytes)
+        .max_pending_accept_reset_streams(edge.h2_max_pending_reset_streams)
+        .max_local_error_reset_streams(Some(edge.h2_max_local_error_resets));
+    options
 }

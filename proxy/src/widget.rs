@@ -201,6 +201,9 @@ async fn script(session: &mut Session, request_id: &str, owed: Extra<'_>) -> pin
     for (name, value) in owed {
         response.append_header(name.clone(), value.clone())?;
     }
+    if let Some(hsts) = answer::hsts_for(session) {
+        response.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts)?;
+    }
     if unchanged {
         session
             .write_response_header(Box::new(response), true)
