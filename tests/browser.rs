@@ -6,12 +6,17 @@
 //! `evil-store.com` (nobody allows it), and the edge is `edge.mindshop.test`. Nothing leaves
 //! loopback; background networking is off.
 //!
+//! Over HTTPS, the page comes from `https://shop.merchant-store.com` and the widget from the
+//! edge's HTTPS listener (HTTP/2); Chromium trusts the test certificate by its SPKI hash only.
+//!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them); ignored otherwise.
 
 mod support;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
@@ -61,6 +66,12 @@ impl Driver {
 
     /// A headless Chromium that maps the test's host names to loopback.
     async fn browser(&self) -> Client {
+        self.browser_trusting(None).await
+    }
+
+    /// The same, trusting a certificate whose public key has `spki` (base64 SHA-256), as
+    /// `mindshop admin tls self-signed` prints it.
+    async fn browser_trusting(&self, spki: Option<&str>) -> Client {
         let rules = [
             "merchant-store.com",
             "shop.merchant-store.com",
@@ -84,6 +95,7 @@ impl Driver {
                     "--no-first-run",
                     "--no-proxy-server",
                     format!("--host-resolver-rules={rules}"),
+                    format!("--ignore-certificate-errors-spki-list={}", spki.unwrap_or("")),
                 ],
             }),
         );
@@ -105,7 +117,11 @@ impl Drop for Driver {
 
 /// The store's page: the documented embed, with a cart that records what the widget adds.
 fn store_page(edge: SocketAddr, key: &str) -> String {
-    let edge = format!("http://edge.mindshop.test:{}", edge.port());
+    store_page_from(&format!("http://edge.mindshop.test:{}", edge.port()), key)
+}
+
+/// The store's page with the widget from `edge` (scheme, host and port).
+fn store_page_from(edge: &str, key: &str) -> String {
     format!(
         r#"<!doctype html>
 <html><head><meta charset="utf-8"><title>Merchant store</title>
@@ -144,10 +160,64 @@ async fn serve_page(page: String) -> SocketAddr {
     addr
 }
 
+/// Serves `page` over HTTPS (HTTP/1.1, one answer per connection) with the certificate in
+/// `dir`, as a store's own web server would.
+async fn serve_page_https(page: String, dir: &Path) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    mindshop_backend::install_crypto_provider();
+    let chain = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+        .expect("cert.pem")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificates");
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).expect("key.pem");
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("a server config");
+    let acceptor = pingora::tls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let page = page.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
 /// A merchant `acme` allowing `merchant-store.com`, its synced catalog (indexed for search),
 /// and the publishable key its widget uses.
 async fn shop() -> (Server, String) {
-    let workdir = Workdir::new();
+    shop_in(Workdir::new()).await
+}
+
+async fn shop_in(workdir: Workdir) -> (Server, String) {
     create_merchant(&workdir, "acme", &["merchant-store.com"]);
     let token = portal_token(&workdir, "acme", &[]);
     let key = create_key(&workdir, "acme", "publishable", &[]).key;
@@ -257,6 +327,99 @@ async fn a_shopper_asks_sees_the_product_and_adds_it_to_the_cart() {
     // The widget reported its load time, and the edge recorded it.
     let loads = counter_reaching(&server, "mindshop_widget_load_seconds_count", &[], 1).await;
     assert_eq!(loads, 1);
+    browser.close().await.expect("close the browser");
+}
+
+/// A store served over HTTPS loads the widget from the edge's HTTPS listener over HTTP/2 and
+/// completes a chat there: no mixed content, the widget's API calls on HTTP/2 too.
+#[tokio::test]
+#[ignore = "needs Chromium and ChromeDriver: apt-get install chromium chromium-driver"]
+async fn over_https_a_store_loads_the_widget_over_http2_and_a_shopper_chats() {
+    let workdir = Workdir::new();
+    let issued = workdir
+        .admin(&[
+            "tls",
+            "self-signed",
+            "--host",
+            "edge.mindshop.test",
+            "--host",
+            "shop.merchant-store.com",
+            "--out",
+            "tls",
+        ])
+        .json();
+    let spki = issued["spkiSha256"]
+        .as_str()
+        .expect("spkiSha256")
+        .to_owned();
+    let tls = free_addr();
+    std::fs::write(
+        workdir.path().join("mindshop.toml"),
+        format!(
+            "[edge]\ntls_listen = \"{tls}\"\n\n[[edge.tls_certificates]]\ncert_file = \"tls/cert.pem\"\n\
+             key_file = \"tls/key.pem\"\nhosts = [\"edge.mindshop.test\"]\n"
+        ),
+    )
+    .expect("write mindshop.toml");
+    let (server, key) = shop_in(workdir).await;
+    let edge = format!("https://edge.mindshop.test:{}", tls.port());
+    let page = serve_page_https(
+        store_page_from(&edge, &key),
+        &server.workdir().path().join("tls"),
+    )
+    .await;
+    let driver = Driver::start().await;
+    let browser = driver.browser_trusting(Some(&spki)).await;
+
+    browser
+        .goto(&format!("https://shop.merchant-store.com:{}/", page.port()))
+        .await
+        .expect("open the store over HTTPS");
+    in_widget(&browser, ".launcher")
+        .await
+        .click()
+        .await
+        .expect("open the widget");
+    in_widget(&browser, ".input")
+        .await
+        .send_keys("wireless headphones under $100")
+        .await
+        .expect("type");
+    in_widget(&browser, ".send")
+        .await
+        .click()
+        .await
+        .expect("send");
+    let card = in_widget(&browser, ".product-card").await;
+    let title = card
+        .find(Locator::Css(".product-title"))
+        .await
+        .expect("a title")
+        .text()
+        .await
+        .expect("its text");
+    assert_eq!(title, "Wireless headphones");
+
+    // The script and the widget's API calls came over HTTP/2, as the edge's access log says
+    // (the browser hides a cross-origin resource's protocol from the page).
+    let log = server.log();
+    let edge_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("mindshop::access") && !l.contains("path=/health"))
+        .collect();
+    for path in [
+        "path=/v1/widget.js",
+        "path=/api/chat/sessions",
+        "path=/api/chat ",
+    ] {
+        assert!(
+            edge_lines
+                .iter()
+                .any(|l| l.contains(path) && l.contains("version=HTTP/2.0")),
+            "{path} not over HTTP/2:\n{}",
+            edge_lines.join("\n")
+        );
+    }
     browser.close().await.expect("close the browser");
 }
 

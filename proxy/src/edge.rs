@@ -528,6 +528,7 @@ impl ProxyHttp for Edge {
             target: "mindshop::access",
             request_id = %ctx.request_id,
             client = ctx.client_ip.map(|ip| ip.to_string()),
+            version = ?request.version,
             method = %request.method,
             path = %request.uri.path(),
             route_group = group,
