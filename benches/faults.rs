@@ -12,6 +12,7 @@
 //! | `kill-webhooks` | `serve` SIGKILLed while delivering 2,000 events, restarted (SQLite, PostgreSQL) | every event arrives (at least once); duplicates counted |
 //! | `bad-input` | about 1,000 bad requests in 11 classes through the edge (SQLite, PostgreSQL) | each a 4xx with our envelope, no 5xx, nothing changed |
 //! | `load` | 64 connections on `GET /api/documents` for 20 s (`wrk` when on PATH) | no non-2xx; requests/s, p99, RSS before and after |
+//! | `slow-clients` | 2,000 connections from 127.0.0.2, each sending a header line every 2 s, against the default caps (SQLite) | every one closed by `edge.max_connections_per_ip` or the head deadline; a client on 127.0.0.1 answered with p99 under 100 ms; peak RSS |
 //!
 //! `cargo bench --bench faults -- kill-upload bad-input` runs only the scenarios named. The
 //! PostgreSQL rows run on a private server made for the run (`initdb` as the `postgres` user in
@@ -43,13 +44,14 @@ use mindshop_config::DatabaseConfig;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "postgres-restart",
     "redis-outage",
     "kill-upload",
     "kill-webhooks",
     "bad-input",
     "load",
+    "slow-clients",
 ];
 
 /// Concurrent writers of the PostgreSQL restart.
@@ -1311,6 +1313,9 @@ enum Expect {
     /// edge answers 413 as soon as it knows the body is too large and stops reading, and a
     /// client that is still writing may see the closed connection before the answer.
     RefusedOrClosed,
+    /// A head Pingora's parser cannot read (over 256 header fields, over 1 MiB): Pingora
+    /// answers a bare 400 and closes before any of our hooks runs, so there is no envelope.
+    Unparseable,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1794,12 +1799,18 @@ fn oversized(shop: &Shop, routes: &[JsonRoute], probes: &mut Vec<Probe>) {
         for i in 0..count {
             many.headers.push((format!("X-Filler-{i}"), "f".repeat(20)));
         }
+        if count > 256 {
+            many.expect = Expect::Unparseable;
+        }
         probes.push(many);
     }
     for kib in [600, 2048] {
         let mut big = shop.probe(Class::Oversized, Method::GET, "/api/documents", Who::Secret);
         big.headers
             .push(("X-Filler".to_owned(), "f".repeat(kib * 1024)));
+        if kib > 1024 {
+            big.expect = Expect::Unparseable;
+        }
         probes.push(big);
     }
     // A path of 20,000 characters.
@@ -2518,6 +2529,7 @@ fn as_expected(expect: Expect, answer: &Answer) -> bool {
     match expect {
         Expect::Refused => refused,
         Expect::RefusedOrClosed => refused || answer.status.is_none(),
+        Expect::Unparseable => answer.status == Some(400) || answer.status.is_none(),
         Expect::NothingImported => {
             let report = &answer.body["data"];
             refused
@@ -3012,6 +3024,161 @@ async fn load(database: &'static str, url: &str, secs: u64) -> Row {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 7. Slow clients: a request head trickling in on each of many connections
+
+/// Longest a trickling connection is kept by this bench before it counts as never closed.
+const TRICKLE_GIVE_UP: Duration = Duration::from_secs(60);
+
+/// A connection from 127.0.0.2 that sends a request head one header line every `gap`;
+/// how long until the edge closed it, or `None` if it never did.
+async fn trickle(edge: SocketAddr, gap: Duration) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket
+        .bind("127.0.0.2:0".parse().expect("an address"))
+        .ok()?;
+    let Ok(mut stream) = socket.connect(edge).await else {
+        return Some(started.elapsed());
+    };
+    if stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .is_err()
+    {
+        return Some(started.elapsed());
+    }
+    let mut line = 0;
+    while started.elapsed() < TRICKLE_GIVE_UP {
+        let mut buf = [0u8; 64];
+        tokio::select! {
+            read = stream.read(&mut buf) => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    return Some(started.elapsed());
+                }
+            }
+            () = tokio::time::sleep(gap) => {
+                line += 1;
+                if stream.write_all(format!("X-Slow-{line}: 1\r\n").as_bytes()).await.is_err() {
+                    return Some(started.elapsed());
+                }
+            }
+        }
+    }
+    None
+}
+
+async fn slow_clients(url: &str, tricklers: usize) -> Row {
+    // This process holds every trickling socket too.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let dir = tempfile::tempdir().expect("a work directory");
+    let prepared = prepare(dir.path(), url, &unlimited());
+    let (served, _) = start_logged(dir.path(), prepared, "serve.log").await;
+    let edge = served.edge;
+    let rss_before = rss_kib(served.pid()).unwrap_or(0);
+    eprintln!("slow-clients: {tricklers} trickling connections from 127.0.0.2…");
+    let trickling: Vec<_> = (0..tricklers)
+        .map(|_| tokio::spawn(trickle(edge, Duration::from_secs(2))))
+        .collect();
+    // Another client, on 127.0.0.1, asks on a fresh connection every 20 ms meanwhile.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other = tokio::spawn({
+        let done = done.clone();
+        async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .local_address(std::net::IpAddr::from([127, 0, 0, 1]))
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("a client");
+            let (mut latencies, mut failures) = (Vec::new(), 0usize);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                match client.get(format!("http://{edge}/health")).send().await {
+                    Ok(reply) if reply.status() == 200 => latencies.push(started.elapsed()),
+                    _ => failures += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (latencies, failures)
+        }
+    });
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_before));
+    let sampler = tokio::spawn({
+        let (peak, done, pid) = (peak.clone(), done.clone(), served.pid());
+        async move {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(rss) = rss_kib(pid) {
+                    peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let mut closed = Vec::new();
+    let mut never = 0;
+    for task in trickling {
+        match task.await.expect("a trickler") {
+            Some(took) => closed.push(took),
+            None => never += 1,
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut latencies, failures) = other.await.expect("the other client");
+    sampler.await.expect("the sampler");
+    latencies.sort();
+    closed.sort();
+    let quantile = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    let refused = metric_series(&served, "mindshop_edge_connections_refused_total").await;
+    let timeouts = metric_series(&served, "mindshop_edge_client_timeouts_total").await;
+    let series = |all: &[(String, f64)], label: &str| {
+        all.iter()
+            .find(|(labels, _)| labels.contains(label))
+            .map_or(0.0, |(_, v)| *v)
+    };
+    let at_once = closed
+        .iter()
+        .filter(|d| **d < Duration::from_secs(1))
+        .count();
+    let longest = closed.last().map_or(0.0, Duration::as_secs_f64);
+    let p99 = quantile(0.99);
+    let figures = format!(
+        "{tricklers} connections from 127.0.0.2, a header line every 2 s: {at_once} closed within \
+         1 s, the rest at most {longest:.2} s after connecting, {never} never closed; refused \
+         per_ip {}, total {}; header timeouts {}; the client on 127.0.0.1: {} answers, p50 \
+         {:.1} ms, p99 {p99:.1} ms, max {:.1} ms, {failures} failed; edge RSS {:.1} MiB before, \
+         peak {:.1} MiB",
+        series(&refused, "per_ip"),
+        series(&refused, "total"),
+        series(&timeouts, "header"),
+        latencies.len(),
+        quantile(0.5),
+        latencies
+            .last()
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0),
+        rss_before as f64 / 1024.0,
+        peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
+    );
+    let held = if never == 0 && failures == 0 && p99 < 100.0 && longest < 15.0 {
+        Held::Yes
+    } else {
+        Held::No(format!(
+            "{never} never closed, {failures} failed answers, p99 {p99:.1} ms, longest {longest:.1} s"
+        ))
+    };
+    Row {
+        scenario: "slow-clients",
+        database: "SQLite",
+        figures,
+        held,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 #[tokio::main]
 async fn main() {
@@ -3105,6 +3272,15 @@ async fn main() {
         });
     }
     drop(postgres);
+    if wants("slow-clients") {
+        table.push(
+            slow_clients(
+                &sqlite("slow"),
+                setting("BENCH_FAULTS_TRICKLERS", 2000) as usize,
+            )
+            .await,
+        );
+    }
 
     println!();
     println!(

@@ -220,3 +220,32 @@ async fn a_declared_body_over_the_limit_gets_413() {
     let reply = Reply::of(client.post(server.url("/api/chat")).body(vec![b'x'; 1000])).await;
     assert_ne!(reply.status, 413, "{reply:?}");
 }
+
+/// Heads the backend could not take are refused at the edge, with the envelope: too many
+/// fields (the edge adds its own to what it forwards) or too many bytes.
+#[tokio::test]
+async fn an_oversized_head_gets_431_from_the_edge() {
+    let server = Launch::serve().start().await;
+    let mut many = client().get(server.url("/api/documents"));
+    for i in 0..90 {
+        many = many.header(format!("x-filler-{i}"), "f");
+    }
+    let refused = Reply::of(many).await;
+    refused.failure(431, "HEADERS_TOO_LARGE");
+    assert!(refused.json()["error"].as_str().unwrap().contains("90 header fields"));
+
+    let big = Reply::of(
+        client()
+            .get(server.url("/api/documents"))
+            .header("x-filler", "f".repeat(100 * 1024)),
+    )
+    .await;
+    big.failure(431, "HEADERS_TOO_LARGE");
+
+    // Up to the limits, the request goes on to the gate (here: no key).
+    let mut fine = client().get(server.url("/api/documents"));
+    for i in 0..60 {
+        fine = fine.header(format!("x-filler-{i}"), "f");
+    }
+    Reply::of(fine).await.failure(401, "API_KEY_REQUIRED");
+}

@@ -4046,3 +4046,67 @@ async fn postgres_a_transaction_cut_off_before_its_commit_runs_again() {
     })
     .await;
 }
+
+/// A connection lost *during* the commit: PostgreSQL is asked what became of the transaction
+/// (`txid_status`), and one that was rolled back runs again. The commit is held open by a
+/// deferred trigger that sleeps, and the session is ended then, as a fast shutdown would.
+#[tokio::test]
+#[ignore = "needs MINDSHOP_TEST_POSTGRES_URL"]
+async fn postgres_a_commit_cut_off_and_rolled_back_runs_again() {
+    on_postgres(|store, database| async move {
+        store
+            .create_merchant(&new_merchant("m-commit", "Commit"))
+            .await
+            .expect("create merchant");
+        let mut admin = PgConnection::connect(&database.url).await.expect("connect");
+        sqlx::raw_sql(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$; \
+             CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON documents \
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();",
+        )
+        .execute(&mut admin)
+        .await
+        .expect("a trigger that runs during COMMIT");
+        let writer = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                store
+                    .create_document(&new_document("doc-commit", "m-commit", doc_fields("c")))
+                    .await
+            }
+        });
+        let committing = loop {
+            let pids: Vec<i32> = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event = 'PgSleep' AND query ILIKE 'COMMIT%'",
+            )
+            .fetch_all(&mut admin)
+            .await
+            .expect("read pg_stat_activity");
+            if let Some(pid) = pids.first() {
+                break *pid;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(committing)
+            .fetch_one(&mut admin)
+            .await
+            .expect("end the session mid-commit");
+        assert!(ended);
+
+        let created = writer
+            .await
+            .expect("the writer task")
+            .expect("a rolled-back commit is tried again, not failed");
+        assert_eq!(created.id, "doc-commit");
+        let stored: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE id = 'doc-commit'")
+                .fetch_one(&mut admin)
+                .await
+                .expect("count documents");
+        assert_eq!(stored, 1);
+    })
+    .await;
+}

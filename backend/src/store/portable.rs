@@ -52,7 +52,7 @@ macro_rules! portable_store_impl {
                             .execute(&mut *tx)
                             .await?;
                     }
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(super::Merchant::from(created))
                 })
             }
@@ -112,7 +112,7 @@ macro_rules! portable_store_impl {
                             .execute(&mut *tx)
                             .await?;
                     }
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(super::Merchant::from(updated))
                 })
             }
@@ -233,7 +233,7 @@ macro_rules! portable_store_impl {
                         )
                     })?;
                     Self::insert_event(&mut tx, &super::NewEvent::about(&created.merchant_id, "document.created", &created)).await?;
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(created)
                 })
             }
@@ -311,7 +311,7 @@ macro_rules! portable_store_impl {
                     .map(super::Document::from)
                     .ok_or_else(|| super::StoreError::NotFound(format!("document {id}")))?;
                     Self::insert_event(&mut tx, &super::NewEvent::about(merchant_id, "document.updated", &updated)).await?;
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(updated)
                 })
             }
@@ -330,7 +330,7 @@ macro_rules! portable_store_impl {
                     }
                     let data = ::serde_json::json!({"id": id, "merchantId": merchant_id});
                     Self::insert_event(&mut tx, &super::NewEvent::about(merchant_id, "document.deleted", &data)).await?;
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(())
                 })
             }
@@ -360,7 +360,7 @@ macro_rules! portable_store_impl {
                         )
                     })?;
                     Self::insert_event(&mut tx, &super::NewEvent::about(&created.merchant_id, "session.created", &created)).await?;
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(created)
                 })
             }
@@ -400,7 +400,7 @@ macro_rules! portable_store_impl {
                     if let Some(ended) = ended {
                         let ended = super::ChatSession::from(ended);
                         Self::insert_event(&mut tx, &super::NewEvent::about(merchant_id, "session.ended", &ended)).await?;
-                        $crate::store::retry::commit(tx).await?;
+                        self.commit(tx).await?;
                         return Ok(super::SessionEnding::Ended(ended));
                     }
                     drop(tx);
@@ -444,7 +444,7 @@ macro_rules! portable_store_impl {
                         .fetch_one(&mut *tx)
                         .await
                         .map_err(|e| super::classify(e, "sync configuration", "merchant"))?;
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok((row.into(), !existed))
                 })
             }
@@ -527,7 +527,7 @@ macro_rules! portable_store_impl {
                         .map_err(|e| super::classify(e, "an active sync run", "merchant"))?
                         .into();
                     Self::insert_event(&mut tx, &super::catalog::run_event(&started)).await?;
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(started)
                 })
             }
@@ -576,7 +576,7 @@ macro_rules! portable_store_impl {
                         .map_err(|e| super::classify(e, "an active sync run", "merchant"))?
                         .into();
                     Self::insert_event(&mut tx, &super::catalog::run_event(&started)).await?;
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(super::PushStart::Started(started))
                 })
             }
@@ -641,7 +641,7 @@ macro_rules! portable_store_impl {
                             "active sync run {run_id}"
                         )));
                     }
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(counts)
                 })
             }
@@ -716,7 +716,7 @@ macro_rules! portable_store_impl {
                         })?
                         .into();
                     Self::insert_event(&mut tx, &super::catalog::run_event(&finished)).await?;
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(finished)
                 })
             }
@@ -746,7 +746,7 @@ macro_rules! portable_store_impl {
                         if let Some(row) = row {
                             let run = super::SyncRun::from(row);
                             Self::insert_event(&mut tx, &super::catalog::run_event(&run)).await?;
-                            $crate::store::retry::commit(tx).await?;
+                            self.commit(tx).await?;
                             failed.push(run);
                         }
                     }
@@ -932,7 +932,7 @@ macro_rules! portable_store_impl {
                     super::text::refuse_nul(&[("", event)])?;
                     let mut tx = self.pool.begin_with(Self::BEGIN).await?;
                     Self::insert_event(&mut tx, event).await?;
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(())
                 })
             }
@@ -988,7 +988,7 @@ macro_rules! portable_store_impl {
                         },
                     )
                     .await?;
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(())
                 })
             }
@@ -1108,7 +1108,7 @@ macro_rules! portable_store_impl {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     self.webhook_after_change(changed, merchant_id, id).await
                 })
             }
@@ -1185,7 +1185,7 @@ macro_rules! portable_store_impl {
                             .execute(&mut *tx)
                             .await?;
                     }
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(u64::try_from(events.len()).unwrap_or(u64::MAX))
                 })
             }
@@ -1304,7 +1304,7 @@ macro_rules! portable_store_impl {
                         };
                         still_enabled.push(enabled);
                     }
-                    $crate::store::retry::commit(tx).await?;
+                    self.commit(tx).await?;
                     Ok(still_enabled)
                 })
             }

@@ -72,6 +72,52 @@ impl PostgresStore {
 
 super::portable::portable_store_impl!(PostgresStore);
 
+impl PostgresStore {
+    /// Commits `tx`. When the connection is lost during the commit, the transaction's id
+    /// (taken just before) tells whether it committed: PostgreSQL keeps each transaction's
+    /// fate (`txid_status`), so a commit that happened is a success, one that did not is
+    /// rolled back and may run again, and only an answer that cannot be had stays
+    /// [`StoreError::CommitInterrupted`](super::StoreError::CommitInterrupted).
+    async fn commit(&self, mut tx: sqlx::Transaction<'_, sqlx::Postgres>) -> StoreResult<()> {
+        let txid: i64 = sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(&mut *tx)
+            .await?;
+        let Err(error) = tx.commit().await else {
+            return Ok(());
+        };
+        if !super::retry::connection_lost(&error) {
+            return Err(error.into());
+        }
+        match self.transaction_fate(txid).await {
+            Some(true) => Ok(()),
+            Some(false) => Err(super::StoreError::Database(error)),
+            None => Err(super::StoreError::CommitInterrupted(error)),
+        }
+    }
+
+    /// Whether transaction `txid` committed (`Some(true)`) or was rolled back
+    /// (`Some(false)`), asked on a fresh connection; `None` if that cannot be told.
+    async fn transaction_fate(&self, txid: i64) -> Option<bool> {
+        for _ in 0..super::retry::RETRIES + 1 {
+            let status: Result<Option<String>, _> = sqlx::query_scalar("SELECT txid_status($1)")
+                .bind(txid)
+                .fetch_one(&self.pool)
+                .await;
+            match status.as_ref().map(Option::as_deref) {
+                Ok(Some("committed")) => return Some(true),
+                Ok(Some("aborted")) => return Some(false),
+                // Still in progress (the old session not yet gone), or the server not back.
+                Ok(Some(_)) | Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // Too old to be known.
+                Ok(None) => return None,
+            }
+        }
+        None
+    }
+}
+
 impl super::portable::HasDb for PostgresStore {
     type Db = sqlx::Postgres;
 }

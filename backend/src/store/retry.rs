@@ -3,8 +3,10 @@
 //! When PostgreSQL restarts (or fails over), the server ends every session, and a transaction
 //! that was running is rolled back: nothing of it is stored, so running it again on a fresh
 //! connection is safe and is what the client asked for. Only the commit itself is ambiguous
-//! (the server may have committed before the connection dropped), so a failure there is never
-//! retried: it becomes [`StoreError::CommitInterrupted`] and the client is told to check.
+//! (the server may have committed before the connection dropped): on PostgreSQL the store asks
+//! the server what became of the transaction (`txid_status`, see `postgres.rs`) and runs it
+//! again only if it was rolled back; when that cannot be told, the failure becomes
+//! [`StoreError::CommitInterrupted`] and the client is told to check.
 
 use std::time::Duration;
 

@@ -16,6 +16,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Commits `tx` (SQLite has no connection to lose; see [`super::retry::commit`]).
+    async fn commit(&self, tx: sqlx::Transaction<'_, sqlx::Sqlite>) -> StoreResult<()> {
+        super::retry::commit(tx).await
+    }
+
     /// Every transaction writes, so each takes the write lock when it begins: one that began
     /// by reading and then wrote would fail at once (`SQLITE_BUSY`, no waiting) whenever
     /// another connection (an import, the search indexer) committed in between.
