@@ -232,7 +232,12 @@ async fn an_oversized_head_gets_431_from_the_edge() {
     }
     let refused = Reply::of(many).await;
     refused.failure(431, "HEADERS_TOO_LARGE");
-    assert!(refused.json()["error"].as_str().unwrap().contains("header fields; at most 80"));
+    assert!(
+        refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("header fields; at most 80")
+    );
 
     let big = Reply::of(
         client()
