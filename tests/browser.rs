@@ -257,6 +257,34 @@ async fn in_widget(browser: &Client, css: &str) -> Element {
     }
 }
 
+/// Opens the widget, asks `query`, and returns the first product card and its title.
+async fn ask_in_widget(browser: &Client, query: &str) -> (Element, String) {
+    in_widget(browser, ".launcher")
+        .await
+        .click()
+        .await
+        .expect("open the widget");
+    in_widget(browser, ".input")
+        .await
+        .send_keys(query)
+        .await
+        .expect("type");
+    in_widget(browser, ".send")
+        .await
+        .click()
+        .await
+        .expect("send");
+    let card = in_widget(browser, ".product-card").await;
+    let title = card
+        .find(Locator::Css(".product-title"))
+        .await
+        .expect("a title")
+        .text()
+        .await
+        .expect("its text");
+    (card, title)
+}
+
 async fn widget_text(browser: &Client) -> String {
     let text = browser
         .execute(
@@ -281,27 +309,7 @@ async fn a_shopper_asks_sees_the_product_and_adds_it_to_the_cart() {
         .goto(&format!("http://shop.merchant-store.com:{}/", page.port()))
         .await
         .expect("open the store");
-    let launcher = in_widget(&browser, ".launcher").await;
-    launcher.click().await.expect("open the widget");
-    let input = in_widget(&browser, ".input").await;
-    input
-        .send_keys("wireless headphones under $100")
-        .await
-        .expect("type");
-    in_widget(&browser, ".send")
-        .await
-        .click()
-        .await
-        .expect("send");
-
-    let card = in_widget(&browser, ".product-card").await;
-    let title = card
-        .find(Locator::Css(".product-title"))
-        .await
-        .expect("a title")
-        .text()
-        .await
-        .expect("its text");
+    let (card, title) = ask_in_widget(&browser, "wireless headphones under $100").await;
     assert_eq!(title, "Wireless headphones");
     let text = widget_text(&browser).await;
     assert!(text.contains("$79.00"), "{text}");
@@ -375,29 +383,7 @@ async fn over_https_a_store_loads_the_widget_over_http2_and_a_shopper_chats() {
         .goto(&format!("https://shop.merchant-store.com:{}/", page.port()))
         .await
         .expect("open the store over HTTPS");
-    in_widget(&browser, ".launcher")
-        .await
-        .click()
-        .await
-        .expect("open the widget");
-    in_widget(&browser, ".input")
-        .await
-        .send_keys("wireless headphones under $100")
-        .await
-        .expect("type");
-    in_widget(&browser, ".send")
-        .await
-        .click()
-        .await
-        .expect("send");
-    let card = in_widget(&browser, ".product-card").await;
-    let title = card
-        .find(Locator::Css(".product-title"))
-        .await
-        .expect("a title")
-        .text()
-        .await
-        .expect("its text");
+    let (_, title) = ask_in_widget(&browser, "wireless headphones under $100").await;
     assert_eq!(title, "Wireless headphones");
 
     // The script and the widget's API calls came over HTTP/2, as the edge's access log says

@@ -202,32 +202,8 @@ impl ProxyHttp for Edge {
                 .client(peer.ip(), request.headers.get_all(X_FORWARDED_FOR).iter())
         });
 
-        let head_bytes: usize = request
-            .headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 4)
-            .sum();
-        let fields = request.headers.len();
-        if fields > MAX_HEAD_FIELDS {
-            let rejection = Rejection::new(
-                431,
-                "HEADERS_TOO_LARGE",
-                format!(
-                    "The request has {fields} header fields; at most {MAX_HEAD_FIELDS} are accepted"
-                ),
-            );
-            session.set_keepalive(None);
-            answer::reject(session, &ctx.request_id, &rejection).await?;
-            return Ok(true);
-        }
-        if head_bytes > MAX_HEAD_BYTES {
-            let rejection = Rejection::new(
-                431,
-                "HEADERS_TOO_LARGE",
-                format!(
-                    "The request headers are {head_bytes} bytes; at most {MAX_HEAD_BYTES} are accepted"
-                ),
-            );
+        if let Some(problem) = oversized_head(&request.headers) {
+            let rejection = Rejection::new(431, "HEADERS_TOO_LARGE", problem);
             session.set_keepalive(None);
             answer::reject(session, &ctx.request_id, &rejection).await?;
             return Ok(true);
@@ -625,6 +601,23 @@ impl Edge {
                 .get(X_FORWARDED_PROTO)
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
     }
+}
+
+/// What is too large about a request head (`MAX_HEAD_FIELDS`, `MAX_HEAD_BYTES`), if anything.
+fn oversized_head(headers: &http::HeaderMap) -> Option<String> {
+    let fields = headers.len();
+    if fields > MAX_HEAD_FIELDS {
+        return Some(format!(
+            "The request has {fields} header fields; at most {MAX_HEAD_FIELDS} are accepted"
+        ));
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (bytes > MAX_HEAD_BYTES).then(|| {
+        format!("The request headers are {bytes} bytes; at most {MAX_HEAD_BYTES} are accepted")
+    })
 }
 
 fn unix_now() -> i64 {
