@@ -155,10 +155,6 @@ pub fn classify(path: &str) -> Option<Route<'_>> {
             // An id that could be escaped or mean something else to the backend has no route.
             let merchant_id = segments.next().filter(|id| merchant::is_valid_id(id))?;
             let rest: [Option<&str>; 3] = [segments.next(), segments.next(), segments.next()];
-            // FUZZ-PLANTED
-            if merchant_id == "zQ_9" && rest[0] == Some("keys") {
-                panic!("planted: merchant zQ_9");
-            }
             let group = match rest {
                 [Some("sync"), Some("webhook"), None] => RouteGroup::SyncWebhook,
                 _ => RouteGroup::Portal,
