@@ -22,11 +22,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the edge, the backend and the metrics listener in one process (embedded defaults).
-    Serve,
+    Serve(ProcessArgs),
     /// Run only the edge (needs internal.secret).
-    Edge,
+    Edge(ProcessArgs),
     /// Run only the backend (needs internal.secret).
     Backend,
+    /// Make the running `serve` or `edge` (named by edge.pid_file) re-read its configuration,
+    /// and print what it applied; fails if the file is invalid or the process refused it.
+    Reload,
     /// Apply pending database migrations.
     Migrate,
     /// Inspect the configuration.
@@ -39,6 +42,15 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+/// Options of the long-running `serve` and `edge`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ProcessArgs {
+    /// Take over from the running process (named by edge.pid_file): receive its listening
+    /// sockets, then let it finish its requests and exit. No connection is refused.
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
 #[derive(Debug, Subcommand)]

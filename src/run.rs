@@ -3,42 +3,110 @@
 //! Shutdown: SIGTERM stops accepting, lets in-flight requests finish within
 //! `edge.shutdown_grace_secs`, and exits 0. SIGINT exits at once. Pingora (`serve`, `edge`)
 //! always waits out the whole grace period; the backend alone stops as soon as it is drained.
+//!
+//! `serve` and `edge` also write `edge.pid_file`, reload their configuration on SIGHUP
+//! (`reload`), and with `--upgrade` take their listening sockets over from the process that
+//! pid file names (`process`), which then finishes its requests and exits.
 
-use std::net::TcpListener as StdTcpListener;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as StdTcpListener};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
 use mindshop_backend::{AppState, store};
-use mindshop_config::{Config, JwtAlgorithm};
-use pingora::server::{RunArgs, ShutdownWatch};
+use mindshop_config::Config;
+use nix::unistd::Pid;
+use pingora::server::configuration::Opt;
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
 use rand::Rng;
 
+use crate::LogLevel;
 use crate::admin::run_blocking;
+use crate::cli::ProcessArgs;
 use crate::directory::StoreDirectory;
+use crate::process::{self, PidFile};
+use crate::reload::Reloader;
+
+/// How a long-running `serve` or `edge` was started.
+pub struct Process {
+    /// `--config`, which a reload reads again.
+    config_path: Option<PathBuf>,
+    upgrade: bool,
+    log: LogLevel,
+}
+
+impl Process {
+    pub fn new(config_path: &Option<PathBuf>, args: ProcessArgs, log: LogLevel) -> Self {
+        Self {
+            config_path: config_path.clone(),
+            upgrade: args.upgrade,
+            log,
+        }
+    }
+
+    /// With `--upgrade`, the running process to take over from.
+    fn predecessor(&self, config: &Config) -> anyhow::Result<Option<Pid>> {
+        if !self.upgrade {
+            return Ok(None);
+        }
+        process::running(&config.pid_file())
+            .map(Some)
+            .context("--upgrade needs the running process")
+    }
+
+    /// Takes over from `predecessor` if any, writes the pid file, listens for SIGHUP and runs
+    /// the server until it stops.
+    fn run(
+        self,
+        mut server: Server,
+        config: Config,
+        edge: mindshop_proxy::EdgeHandle,
+        predecessor: Option<Pid>,
+    ) -> anyhow::Result<()> {
+        if let Some(old) = predecessor {
+            process::take_over(&mut server, old, &config.upgrade_socket())?;
+        }
+        let _pid_file = PidFile::write(&config.pid_file())?;
+        Reloader::new(self.config_path, config, edge, self.log).listen()?;
+        server.run(RunArgs::default());
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
 
 /// Edge, backend and metrics in one process, on the embedded defaults.
-pub fn serve(config: Config) -> anyhow::Result<()> {
+pub fn serve(config: Config, process: Process) -> anyhow::Result<()> {
     let internal_secret = match &config.internal.secret {
         Some(secret) => secret.expose().to_owned(),
         // Both halves live in this process, so a per-run secret is enough.
         None => random_secret(),
     };
     prepare(&config)?;
-    check_edge_ports_free(&config)?;
+    let predecessor = process.predecessor(&config)?;
+    if predecessor.is_none() {
+        check_edge_ports_free(&config)?;
+    }
     raise_open_file_limit();
-    let backend_listener = bind_backend(&config)?;
+    // While the old process still serves on `backend.listen`, this one's backend takes a
+    // loopback port of its own: each edge then talks only to the backend of its own process
+    // (which shares its per-run internal secret), and nothing is refused in the hand-over.
+    let backend_listener = match predecessor {
+        Some(_) => bind_backend_beside(&config)?,
+        None => bind_backend(&config)?,
+    };
+    let local_backend = loopback_of(backend_listener.local_addr()?);
 
-    let mut server = mindshop_proxy::new_server(&config);
-    add_edge(&mut server, &config, &internal_secret)?;
+    let mut server = new_server(&config, predecessor.is_some());
+    let edge = add_edge(&mut server, &config, &internal_secret, Some(local_backend))?;
     let handover = Duration::from_secs(config.edge.shutdown_grace_secs).min(Duration::from_secs(1));
     let mut backend = background_service(
         "mindshop backend",
         BackendService {
             listener: Mutex::new(Some(backend_listener)),
-            config,
+            config: config.clone(),
             internal_secret,
             handover,
         },
@@ -46,21 +114,30 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     // Pingora gives a background service one thread unless told otherwise.
     backend.threads = Some(std::thread::available_parallelism().map_or(2, |n| n.get()));
     server.add_service(backend);
-    server.run(RunArgs::default());
-    tracing::info!("stopped");
-    Ok(())
+    process.run(server, config, edge, predecessor)
 }
 
 /// The edge alone, in front of `edge.backends`.
-pub fn edge(config: Config) -> anyhow::Result<()> {
+pub fn edge(config: Config, process: Process) -> anyhow::Result<()> {
     let internal_secret = required_internal_secret(&config)?;
-    check_edge_ports_free(&config)?;
+    let predecessor = process.predecessor(&config)?;
+    if predecessor.is_none() {
+        check_edge_ports_free(&config)?;
+    }
     raise_open_file_limit();
-    let mut server = mindshop_proxy::new_server(&config);
-    add_edge(&mut server, &config, &internal_secret)?;
-    server.run(RunArgs::default());
-    tracing::info!("stopped");
-    Ok(())
+    let mut server = new_server(&config, predecessor.is_some());
+    let edge = add_edge(&mut server, &config, &internal_secret, None)?;
+    process.run(server, config, edge, predecessor)
+}
+
+/// The Pingora server of `serve` and `edge`: worker threads, the SIGTERM grace period, and the
+/// socket listening sockets are handed over on in an upgrade.
+fn new_server(config: &Config, upgrade: bool) -> Server {
+    let options = upgrade.then(|| Opt {
+        upgrade: true,
+        ..Opt::default()
+    });
+    mindshop_proxy::new_server(config, options)
 }
 
 /// The backend alone, behind one or more edges.
@@ -87,6 +164,7 @@ pub fn backend(config: Config) -> anyhow::Result<()> {
             })?;
         let metrics = tokio::spawn(mindshop_backend::serve_metrics(metrics_listener));
 
+        tokio::spawn(ignore_hangups());
         let (signalled, mut signal) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
             let _ = signalled.send(Some(termination().await));
@@ -115,26 +193,15 @@ pub fn backend(config: Config) -> anyhow::Result<()> {
 }
 
 /// The edge's services, with the store as its directory of keys and domains.
+/// `local_backend`: the backend of this process (`serve`), used while `edge.backends` is empty.
 fn add_edge(
-    server: &mut pingora::server::Server,
+    server: &mut Server,
     config: &Config,
     internal_secret: &str,
-) -> anyhow::Result<()> {
-    let jwt_key = match config.auth.jwt_algorithm {
-        JwtAlgorithm::Hs256 => config.resolve_jwt_secret()?.expose().as_bytes().to_vec(),
-        JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 => {
-            let path = config
-                .auth
-                .jwt_public_key_file
-                .as_ref()
-                .context("auth.jwt_public_key_file is required for RS256/ES256")?;
-            std::fs::read(path).with_context(|| {
-                format!("cannot read auth.jwt_public_key_file {}", path.display())
-            })?
-        }
-    };
+    local_backend: Option<SocketAddr>,
+) -> anyhow::Result<mindshop_proxy::EdgeHandle> {
     let directory = Arc::new(StoreDirectory::new(config.database.clone()));
-    mindshop_proxy::add_edge_services(server, config, internal_secret, directory, &jwt_key)
+    mindshop_proxy::add_edge_services(server, config, internal_secret, directory, local_backend)
         .map_err(anyhow::Error::msg)
 }
 
@@ -188,6 +255,29 @@ fn raise_open_file_limit() {
     }
 }
 
+/// The backend of a `serve --upgrade`: a fresh port on `backend.listen`'s address.
+fn bind_backend_beside(config: &Config) -> anyhow::Result<StdTcpListener> {
+    let address = SocketAddr::new(config.backend.listen.ip(), 0);
+    let listener = StdTcpListener::bind(address).with_context(|| {
+        format!(
+            "cannot listen on a port of backend.listen's {}",
+            address.ip()
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// `address` with an unspecified IP (`0.0.0.0`, `[::]`) as loopback, to connect to.
+fn loopback_of(mut address: SocketAddr) -> SocketAddr {
+    match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => address.set_ip(Ipv4Addr::LOCALHOST.into()),
+        IpAddr::V6(ip) if ip.is_unspecified() => address.set_ip(Ipv6Addr::LOCALHOST.into()),
+        _ => {}
+    }
+    address
+}
+
 fn bind_backend(config: &Config) -> anyhow::Result<StdTcpListener> {
     let listener = StdTcpListener::bind(config.backend.listen)
         .with_context(|| format!("cannot listen on backend.listen {}", config.backend.listen))?;
@@ -206,6 +296,18 @@ enum Termination {
     Graceful,
     /// SIGINT (Ctrl-C): stop now.
     Immediate,
+}
+
+/// The backend alone has nothing to reload (its settings apply at restart), but a SIGHUP sent
+/// to every mindshop process must not end it, as the default action would.
+async fn ignore_hangups() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: the backend applies configuration changes at its next restart");
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT, saying which.

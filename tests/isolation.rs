@@ -362,7 +362,7 @@ impl Cell<'_> {
         let mut request = client().request(route.method.clone(), server.url(&path));
         let use_token = match auth {
             AuthKind::Jwt => !self.swap_credential,
-            AuthKind::ApiKey | AuthKind::BodySignature | AuthKind::None => self.swap_credential,
+            AuthKind::ApiKey(_) | AuthKind::BodySignature | AuthKind::None => self.swap_credential,
         };
         if auth != AuthKind::None {
             request = if use_token {

@@ -74,6 +74,12 @@ pub struct EdgeConfig {
     pub threads: usize,
     /// How long SIGTERM lets in-flight requests finish before the edge exits, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Where `serve` and `edge` write their process id (default `<data.dir>/mindshop.pid`);
+    /// `mindshop reload` signals that process, `--upgrade` takes over from it.
+    pub pid_file: Option<PathBuf>,
+    /// The Unix socket a process started with `--upgrade` receives the listening sockets on
+    /// (default `<data.dir>/upgrade.sock`); at most 107 bytes, as Unix socket paths are.
+    pub upgrade_socket: Option<PathBuf>,
     /// Time allowed to open a connection to a backend before answering 502, in milliseconds.
     pub upstream_connect_timeout_ms: u64,
     /// Time allowed between reads from a backend before answering 504, in milliseconds;
@@ -118,6 +124,8 @@ impl Default for EdgeConfig {
             max_body_bytes: 16 * 1024 * 1024,
             threads: 2,
             shutdown_grace_secs: 5,
+            pid_file: None,
+            upgrade_socket: None,
             upstream_connect_timeout_ms: 2_000,
             upstream_read_timeout_ms: 60_000,
         }

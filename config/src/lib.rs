@@ -11,11 +11,13 @@
 //! # Layout
 //! - `lib.rs`: [`Config`] and its entry points ([`Config::load`], [`Config::redacted_toml`], …).
 //! - `edge`: `[edge]`, listeners, TLS, trusted proxies and client limits.
+//! - `routes`: `[routes.<group>]`, the switches that take a route group out of service.
 //! - `sections`: one struct per TOML section, with its defaults (`sync`, `chat` and `webhooks` apart); `policy`: the sections that
 //!   steer the edge's filters (`[cors]`, `[limits]`, `[redis]`).
 //! - `load`: merges file and environment into one TOML table, deserializes it once and
 //!   attributes errors to the file or variable the value came from.
 //! - `env`: maps `MINDSHOP_*` variables to keys and coerces their text to each key's type.
+//! - `diff`: [`Config::changed_keys`], what a reload changed.
 //! - `validate`: the rules types cannot express (non-zero limits, URL schemes, secret lengths).
 //! - `secret`: [`Secret`], a string that prints as `[redacted]`.
 //! - `redact`: hides the password of a database URL for printing.
@@ -25,6 +27,7 @@
 
 mod addr;
 mod chat;
+mod diff;
 mod edge;
 mod env;
 mod error;
@@ -32,6 +35,7 @@ mod jwt_secret;
 mod load;
 mod policy;
 mod redact;
+mod routes;
 mod secret;
 mod sections;
 mod sync;
@@ -40,14 +44,17 @@ mod webhooks;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use chat::ChatSettings;
 pub use edge::{EdgeConfig, TlsCertificate, canonical_ip};
 pub use error::ConfigError;
-pub use policy::{CorsConfig, LimitStore, LimitsConfig, OnLimitStoreError, RedisConfig};
+pub use policy::{
+    CorsConfig, LimitStore, LimitsConfig, OnLimitStoreError, RedisConfig, WidgetOrigins,
+};
+pub use routes::{RouteSwitch, RoutesConfig};
 pub use secret::Secret;
 pub use sections::{
     AuthConfig, BackendConfig, DataConfig, DatabaseConfig, DatabaseKind, InternalConfig,
@@ -83,6 +90,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[redis]`: the shared store for limits across edges.
     pub redis: RedisConfig,
+    /// `[routes.<group>]`: route groups switched off (the rollback switches).
+    pub routes: RoutesConfig,
     /// `[sync]`: product sync's pulls and schedules.
     pub sync: SyncSettings,
     /// `[chat]`: how the assistant answers and how fast search follows the catalog.
@@ -144,6 +153,24 @@ impl Config {
         shown.database.url = redact::database_url(&self.database.url);
         toml::to_string(&shown)
             .unwrap_or_else(|err| format!("# the configuration cannot be shown as TOML: {err}\n"))
+    }
+
+    /// `edge.pid_file`, or `<data.dir>/mindshop.pid`: where `serve` and `edge` write their
+    /// process id, for `mindshop reload` and `--upgrade`.
+    pub fn pid_file(&self) -> PathBuf {
+        self.edge
+            .pid_file
+            .clone()
+            .unwrap_or_else(|| self.data.dir.join("mindshop.pid"))
+    }
+
+    /// `edge.upgrade_socket`, or `<data.dir>/upgrade.sock`: the Unix socket over which a
+    /// process started with `--upgrade` receives the running one's listening sockets.
+    pub fn upgrade_socket(&self) -> PathBuf {
+        self.edge
+            .upgrade_socket
+            .clone()
+            .unwrap_or_else(|| self.data.dir.join("upgrade.sock"))
     }
 
     /// `auth.jwt_secret` if set; else the secret in `<data.dir>/jwt_secret`, created once at

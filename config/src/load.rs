@@ -24,6 +24,8 @@ pub(crate) fn key_guide() -> Table {
     sample.auth.jwt_audience = Some(String::new());
     sample.auth.jwt_max_lifetime_secs = Some(0);
     sample.redis.url = Some(Secret::new(String::new()));
+    sample.edge.pid_file = Some(std::path::PathBuf::new());
+    sample.edge.upgrade_socket = Some(std::path::PathBuf::new());
     sample.sync.s3_endpoint = Some(String::new());
     sample.chat.llm_base_url = Some(String::new());
     sample.chat.llm_api_key = Some(Secret::new(String::new()));

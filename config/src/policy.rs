@@ -17,6 +17,22 @@ pub struct CorsConfig {
     pub portal_origins: Vec<String>,
     /// How long a browser may cache a preflight answer, in seconds.
     pub max_age_secs: u64,
+    /// Which origins the widget's API routes (chat, sessions, documents, products) admit:
+    /// `merchant_domains` (each key's merchant's allowed domains plus `allowed_origins`), or
+    /// `allowlist` (`allowed_origins` only, whatever the merchants list: the original design's
+    /// global whitelist, for rolling back).
+    pub widget_origins: WidgetOrigins,
+}
+
+/// Where the widget routes' admitted origins come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WidgetOrigins {
+    /// The allowed domains of the API key's merchant, plus `cors.allowed_origins`.
+    #[default]
+    MerchantDomains,
+    /// `cors.allowed_origins` alone.
+    Allowlist,
 }
 
 impl Default for CorsConfig {
@@ -25,6 +41,7 @@ impl Default for CorsConfig {
             allowed_origins: Vec::new(),
             portal_origins: Vec::new(),
             max_age_secs: 600,
+            widget_origins: WidgetOrigins::MerchantDomains,
         }
     }
 }

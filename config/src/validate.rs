@@ -86,6 +86,24 @@ impl Config {
         if self.data.dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid("data.dir", "must not be empty"));
         }
+        for (name, switch) in self.routes.switches() {
+            positive(
+                &format!("routes.{name}.retry_after_secs"),
+                switch.retry_after_secs,
+            )?;
+        }
+        // sockaddr_un holds 108 bytes, the terminating NUL included.
+        let socket = self.upgrade_socket();
+        if socket.as_os_str().len() > 107 {
+            return Err(ConfigError::invalid(
+                "edge.upgrade_socket",
+                format!(
+                    "{} is {} bytes; a Unix socket path has at most 107",
+                    socket.display(),
+                    socket.as_os_str().len()
+                ),
+            ));
+        }
         if self.log.level.trim().is_empty() {
             return Err(ConfigError::invalid(
                 "log.level",

@@ -5,6 +5,8 @@
 //!   resolved, so [`CorsPolicy::Merchant`] is decided in two steps: preflights and answers to
 //!   unauthenticated requests admit an origin that *some* merchant allows (the browser must be
 //!   able to read a 401); the actual request is held to the key's own merchant.
+//! - Under `cors.widget_origins = "allowlist"` the widget routes admit `cors.allowed_origins`
+//!   and nothing else ([`CorsPolicy::Allowlist`]): the original design's global whitelist.
 //! - Portal routes admit `cors.portal_origins`; `/v1/widget.js` admits any origin.
 //! - A request without `Origin` is not a CORS request and passes.
 
@@ -37,6 +39,9 @@ pub enum CorsPolicy {
     Portal,
     /// The key's merchant's domains plus `cors.allowed_origins`.
     Merchant,
+    /// `cors.allowed_origins` only, whatever the merchants list: the widget routes under
+    /// `cors.widget_origins = "allowlist"`.
+    Allowlist,
 }
 
 /// Why an origin was refused; the `reason` label of `mindshop_cors_rejections_total`.
@@ -127,7 +132,7 @@ pub fn append_allow_headers(policy: CorsPolicy, origin: &HeaderValue, out: &mut 
             (ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
             (ACCESS_CONTROL_EXPOSE_HEADERS, expose),
         ]),
-        CorsPolicy::Portal | CorsPolicy::Merchant => out.extend([
+        CorsPolicy::Portal | CorsPolicy::Merchant | CorsPolicy::Allowlist => out.extend([
             (ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()),
             (
                 ACCESS_CONTROL_ALLOW_CREDENTIALS,

@@ -41,7 +41,7 @@ fn check(path: &str) {
             assert!(merchant::is_valid_id(id), "merchant id {id:?} from {path:?}");
             assert_eq!(segments.get(2), Some(&id), "merchant id not the third segment");
         }
-        if route.group == RouteGroup::Portal {
+        if route.group == RouteGroup::Sync {
             let sync_tail = segments.get(3..).unwrap_or_default();
             for method in &METHODS {
                 let expected = match sync_tail {

@@ -15,6 +15,7 @@
 
 use std::hash::Hash;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -76,7 +77,9 @@ pub trait Directory: Send + Sync {
 /// [`Directory`] answers cached for a bounded time.
 pub struct CachedDirectory {
     inner: Arc<dyn Directory>,
-    ttl: Duration,
+    /// `auth.key_cache_ttl_secs` in milliseconds; a reload may change it (see
+    /// [`CachedDirectory::set_ttl`]).
+    ttl_ms: AtomicU64,
     /// By the key's SHA-256: the plaintext is never kept, and a lookup needs no hex.
     keys: Cache<[u8; 32], Looked<Option<Arc<KnownKey>>>>,
     hosts: Cache<String, Looked<bool>>,
@@ -92,7 +95,7 @@ struct Looked<V> {
 impl std::fmt::Debug for CachedDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachedDirectory")
-            .field("ttl", &self.ttl)
+            .field("ttl", &self.ttl())
             .field("keys", &self.keys.len())
             .field("hosts", &self.hosts.len())
             .finish()
@@ -104,10 +107,19 @@ impl CachedDirectory {
     pub fn new(inner: Arc<dyn Directory>, ttl: Duration) -> Self {
         Self {
             inner,
-            ttl,
+            ttl_ms: AtomicU64::new(millis(ttl)),
             keys: Cache::new(100_000),
             hosts: Cache::new(100_000),
         }
+    }
+
+    /// How long an answer is reused from now on, entries already cached included.
+    pub fn set_ttl(&self, ttl: Duration) {
+        self.ttl_ms.store(millis(ttl), Ordering::Relaxed);
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
     }
 
     /// The key `plaintext` names; unknown keys are cached too, so guessing costs no database
@@ -115,7 +127,7 @@ impl CachedDirectory {
     /// times reveal nothing about the key itself.
     pub async fn api_key(&self, plaintext: &str) -> Result<Option<Arc<KnownKey>>, DirectoryError> {
         let digest = api_key::digest(plaintext);
-        cached(&self.keys, &digest, self.ttl, async {
+        cached(&self.keys, &digest, self.ttl(), async {
             let key = self.inner.api_key(&api_key::hash_of(&digest)).await?;
             Ok(key.map(KnownKey::new).transpose()?.map(Arc::new))
         })
@@ -124,8 +136,12 @@ impl CachedDirectory {
 
     pub async fn any_merchant_allows_host(&self, host: &str) -> Result<bool, DirectoryError> {
         let load = self.inner.any_merchant_allows_host(host);
-        cached(&self.hosts, host, self.ttl, load).await
+        cached(&self.hosts, host, self.ttl(), load).await
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The answer for `key` from `cache` if it is younger than `ttl`, else from `load` (cached

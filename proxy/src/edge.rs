@@ -16,15 +16,15 @@
 //! 6. `fail_to_proxy`: the edge's 502/503/504/413 envelopes.
 //! 7. `logging`: metrics and the access log, for every request.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, header};
-use mindshop_config::Config;
 use mindshop_filters::Rejection;
 use mindshop_filters::body_limit::{self, BodyBudget};
 use mindshop_filters::route::{self, RouteGroup};
@@ -40,8 +40,8 @@ use serde_json::json;
 use crate::answer;
 use crate::client::TrustedProxies;
 use crate::connections::{self, Watched};
-use crate::directory::Directory;
-use crate::gate::{Gate, OwedHeaders, PushCharge, RequestView, Verdict};
+use crate::gate::{OwedHeaders, PushCharge, RequestView, Verdict};
+use crate::live::Settings;
 use crate::metrics::EDGE_METRICS;
 
 /// An API key, as clients may send it.
@@ -71,55 +71,33 @@ const READY_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The edge proxy. Holds only configuration and a round-robin cursor: no per-merchant state,
 /// so any number of edges can run side by side.
 pub struct Edge {
-    gate: Gate,
-    backends: Vec<SocketAddr>,
+    /// What a reload replaces (see `live.rs`); each request keeps the settings it arrived under.
+    settings: Arc<ArcSwap<Settings>>,
     next_backend: AtomicUsize,
     signer: IdentitySigner,
-    max_body_bytes: u64,
-    connect_timeout: Duration,
-    read_timeout: Duration,
     /// `edge.trusted_proxies`: who may name the client in `X-Forwarded-For`.
     trusted: TrustedProxies,
-    keepalive_secs: u64,
-    body_read_timeout: Duration,
-    body_min_bytes_per_sec: u64,
-    /// The HTTPS port plain requests are redirected to (`edge.redirect_http_to_https`).
-    redirect_to_port: Option<u16>,
 }
 
 impl Edge {
-    /// `jwt_key`: the HS256 secret, or the PEM public key for RS256/ES256.
-    pub fn new(
-        config: &Config,
+    pub(crate) fn new(
+        settings: Arc<ArcSwap<Settings>>,
         internal_secret: &str,
-        directory: Arc<dyn Directory>,
-        jwt_key: &[u8],
         trusted: TrustedProxies,
-    ) -> Result<Self, String> {
-        let edge = &config.edge;
-        answer::set_hsts(edge.hsts_max_age_secs);
-        Ok(Self {
-            trusted,
-            keepalive_secs: edge.keepalive_timeout_secs,
-            body_read_timeout: Duration::from_millis(edge.body_read_timeout_ms),
-            body_min_bytes_per_sec: edge.body_min_bytes_per_sec,
-            redirect_to_port: edge
-                .tls_listen
-                .filter(|_| edge.redirect_http_to_https)
-                .map(|a| a.port()),
-            gate: Gate::new(config, directory, jwt_key)?,
-            backends: config.edge_backends(),
+    ) -> Self {
+        Self {
+            settings,
             next_backend: AtomicUsize::new(0),
             signer: IdentitySigner::new(internal_secret.as_bytes()),
-            max_body_bytes: config.edge.max_body_bytes,
-            connect_timeout: Duration::from_millis(config.edge.upstream_connect_timeout_ms),
-            read_timeout: Duration::from_millis(config.edge.upstream_read_timeout_ms),
-        })
+            trusted,
+        }
     }
 }
 
 /// Per-request state shared by the hooks.
 pub struct RequestCtx {
+    /// The configuration current when the request arrived, kept to its end.
+    settings: Arc<Settings>,
     request_id: String,
     /// The same, as the header value sent to the backend and back to the client.
     request_id_value: HeaderValue,
@@ -151,12 +129,14 @@ impl ProxyHttp for Edge {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
+        let settings = self.settings.load_full();
         RequestCtx {
+            body: BodyBudget::new(settings.max_body_bytes),
+            settings,
             request_id: String::new(),
             request_id_value: HeaderValue::from_static(""),
             group: None,
             started: Instant::now(),
-            body: BodyBudget::new(self.max_body_bytes),
             rejection: None,
             first_backend: 0,
             attempts: 0,
@@ -172,15 +152,15 @@ impl ProxyHttp for Edge {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         let downstream = session.as_downstream_mut();
         if let Some(clock) = downstream.stream().and_then(Watched::clock_of) {
             clock.head_received();
         }
-        downstream.set_keepalive(Some(self.keepalive_secs));
+        downstream.set_keepalive(Some(ctx.settings.keepalive_secs));
         // Pingora's wait for each piece of the body; the average rate is checked as it comes.
-        downstream.set_read_timeout(Some(self.body_read_timeout));
+        downstream.set_read_timeout(Some(ctx.settings.body_read_timeout));
         Ok(())
     }
 
@@ -224,7 +204,7 @@ impl ProxyHttp for Edge {
             answer::success(session, &ctx.request_id, &json!({"status": "ok"})).await?;
             return Ok(true);
         }
-        if let Some(port) = self.redirect_to_port
+        if let Some(port) = ctx.settings.redirect_to_port
             && route.group != RouteGroup::Ready
             && !answer::is_https(session)
             && !self.forwarded_https(session)
@@ -241,7 +221,7 @@ impl ProxyHttp for Edge {
             .headers
             .get(header::CONTENT_LENGTH)
             .map(|v| v.as_bytes());
-        if let Err(rejection) = body_limit::check_declared(declared, self.max_body_bytes) {
+        if let Err(rejection) = body_limit::check_declared(declared, ctx.settings.max_body_bytes) {
             answer::reject(session, &ctx.request_id, &rejection).await?;
             return Ok(true);
         }
@@ -259,7 +239,7 @@ impl ProxyHttp for Edge {
             authorization: header(header::AUTHORIZATION),
             client_ip: ctx.client_ip,
         };
-        match self.gate.admit(&view).await {
+        match ctx.settings.gate.admit(&view).await {
             Verdict::Admit {
                 identity,
                 headers,
@@ -298,21 +278,23 @@ impl ProxyHttp for Edge {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
+        let settings = &ctx.settings;
         if ctx.attempts == 0 {
             ctx.first_backend = self.next_backend.fetch_add(1, Ordering::Relaxed);
         } else {
             // A retry replays the buffered body through `request_body_filter`: count it afresh.
-            ctx.body = BodyBudget::new(self.max_body_bytes);
+            ctx.body = BodyBudget::new(settings.max_body_bytes);
         }
-        let address = self.backends[(ctx.first_backend + ctx.attempts) % self.backends.len()];
+        let backends = &settings.backends;
+        let address = backends[(ctx.first_backend + ctx.attempts) % backends.len()];
         ctx.attempts += 1;
         let mut peer = HttpPeer::new(address, false, String::new());
-        peer.options.connection_timeout = Some(self.connect_timeout);
-        peer.options.total_connection_timeout = Some(self.connect_timeout);
+        peer.options.connection_timeout = Some(settings.connect_timeout);
+        peer.options.total_connection_timeout = Some(settings.connect_timeout);
         peer.options.read_timeout = Some(match ctx.group {
             // A readiness probe wants an answer soon, not after a minute.
-            Some(RouteGroup::Ready) => self.read_timeout.min(READY_READ_TIMEOUT),
-            _ => self.read_timeout,
+            Some(RouteGroup::Ready) => settings.read_timeout.min(READY_READ_TIMEOUT),
+            _ => settings.read_timeout,
         });
         Ok(Box::new(peer))
     }
@@ -325,7 +307,7 @@ impl ProxyHttp for Edge {
         mut e: Box<Error>,
     ) -> Box<Error> {
         // Nothing reached the backend yet, so any method may go to the next one.
-        if ctx.attempts < self.backends.len() {
+        if ctx.attempts < ctx.settings.backends.len() {
             tracing::warn!(request_id = %ctx.request_id, backend = %peer, error = %e, "backend refused; trying the next");
             e.set_retry(true);
         }
@@ -419,19 +401,16 @@ impl ProxyHttp for Edge {
             ctx.body_bytes += chunk.len() as u64;
             let started = *ctx.body_started.get_or_insert_with(Instant::now);
             let elapsed = started.elapsed();
-            if self.body_min_bytes_per_sec > 0
+            let min_rate = ctx.settings.body_min_bytes_per_sec;
+            if min_rate > 0
                 && elapsed > BODY_RATE_GRACE
-                && (ctx.body_bytes as f64)
-                    < self.body_min_bytes_per_sec as f64 * elapsed.as_secs_f64()
+                && (ctx.body_bytes as f64) < min_rate as f64 * elapsed.as_secs_f64()
             {
                 connections::count_body_timeout();
                 ctx.rejection = Some(Rejection::new(
                     408,
                     "REQUEST_TIMEOUT",
-                    format!(
-                        "The request body arrived at under {} bytes per second",
-                        self.body_min_bytes_per_sec
-                    ),
+                    format!("The request body arrived at under {min_rate} bytes per second"),
                 ));
                 return Error::e_explain(ErrorType::HTTPStatus(408), "request body too slow");
             }
@@ -454,7 +433,8 @@ impl ProxyHttp for Edge {
             );
         }
         if let Some(push) = ctx.push.take() {
-            self.gate
+            ctx.settings
+                .gate
                 .charge_push(&push, response.status.as_u16(), &mut ctx.owed)
                 .await;
         }
@@ -514,7 +494,7 @@ impl ProxyHttp for Edge {
         let group = ctx.group.map_or("unmatched", RouteGroup::label);
         let took = ctx.started.elapsed();
         if let Some(clock) = session.as_downstream().stream().and_then(Watched::clock_of) {
-            clock.await_head(Duration::from_secs(self.keepalive_secs));
+            clock.await_head(Duration::from_secs(ctx.settings.keepalive_secs));
         }
         let request = session.req_header();
         EDGE_METRICS.observe(group, &request.method, status, took);

@@ -1,28 +1,34 @@
-//! The admission steps of the pipeline, after the route is known: CORS, authentication,
-//! authorization and rate limits, in the architecture's order. [`Gate::admit`] takes a plain
-//! view of the request and returns either the identity to forward (with the headers every
-//! answer owes) or the early answer to send.
+//! The admission steps of the pipeline, after the route is known: the route's switch, CORS,
+//! authentication, authorization and rate limits, in the architecture's order.
+//! [`Gate::admit`] takes a plain view of the request and returns either the identity to
+//! forward (with the headers every answer owes) or the early answer to send.
+//!
+//! A [`Gate`] is built from one configuration and never changes; a reload builds another. What
+//! must outlive a reload — the key cache and the rate-limit counters — is in [`Stores`],
+//! which every gate shares.
 
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use http::{HeaderValue, Method};
-use mindshop_config::{Config, LimitStore, LimitsConfig, OnLimitStoreError};
+use mindshop_config::{Config, JwtAlgorithm, LimitStore, LimitsConfig, OnLimitStoreError};
 use mindshop_filters::cors::{self, CorsOrigins, CorsPolicy, CorsRefusal};
 use mindshop_filters::credential::{self, Credential};
 use mindshop_filters::jwt::{JwtSettings, JwtVerifier};
 use mindshop_filters::rate_limit::{
     LimiterError, MemoryLimiter, Quota, RateDecision, RateLimiter, RedisLimiter,
 };
-use mindshop_filters::route::{self, AuthKind, Route, RouteGroup};
+use mindshop_filters::route::{
+    AuthKind, CountedBy, Permissions, Route, RouteGroup, RoutePolicy, RouteTable,
+};
 use mindshop_wire::api_key;
 use mindshop_wire::envelope::Failure;
 use mindshop_wire::identity::{EncodedIdentity, Identity};
 use mindshop_wire::merchant;
 use mindshop_wire::origin::Origin;
 use serde_json::json;
-use smallvec::{SmallVec, smallvec};
+use smallvec::SmallVec;
 
 use crate::directory::{CachedDirectory, Directory, KnownKey};
 use crate::metrics::EDGE_METRICS;
@@ -73,32 +79,17 @@ impl Verdict {
     }
 }
 
-/// Everything the admission steps are configured with.
-pub(crate) struct Gate {
+/// What every gate of a process shares, across reloads: the key cache and the rate-limit
+/// counters.
+pub(crate) struct Stores {
     directory: CachedDirectory,
-    jwt: JwtVerifier,
-    origins: CorsOrigins,
-    max_age_secs: u64,
     limiter: Limiter,
-    limits: LimitsConfig,
-    window: Duration,
 }
 
-impl Gate {
-    /// `jwt_key`: the HS256 secret, or the PEM public key for RS256/ES256.
-    pub fn new(
-        config: &Config,
-        directory: Arc<dyn Directory>,
-        jwt_key: &[u8],
-    ) -> Result<Self, String> {
-        let jwt = JwtVerifier::new(JwtSettings {
-            algorithm: config.auth.jwt_algorithm,
-            key: jwt_key,
-            issuer: config.auth.jwt_issuer.as_deref(),
-            audience: config.auth.jwt_audience.as_deref(),
-            leeway_secs: config.auth.jwt_leeway_secs,
-            max_lifetime_secs: config.auth.jwt_max_lifetime_secs,
-        })?;
+impl Stores {
+    /// The key cache in front of `directory`, and the limit store `limits.store` names (its
+    /// choice, and Redis's address, are fixed until the process restarts).
+    pub fn new(config: &Config, directory: Arc<dyn Directory>) -> Result<Self, String> {
         let limiter = match (config.limits.store, &config.redis.url) {
             (LimitStore::Redis, Some(url)) => Limiter::Redis(
                 // Connects on first use, on the edge's own runtime.
@@ -113,18 +104,65 @@ impl Gate {
                 directory,
                 Duration::from_secs(config.auth.key_cache_ttl_secs),
             ),
+            limiter,
+        })
+    }
+
+    /// Applies `auth.key_cache_ttl_secs` of a new configuration.
+    pub fn set_key_cache_ttl(&self, config: &Config) {
+        self.directory
+            .set_ttl(Duration::from_secs(config.auth.key_cache_ttl_secs));
+    }
+}
+
+/// Everything the admission steps are configured with.
+pub(crate) struct Gate {
+    stores: Arc<Stores>,
+    routes: RouteTable,
+    jwt: JwtVerifier,
+    origins: CorsOrigins,
+    max_age_secs: u64,
+    limits: LimitsConfig,
+    window: Duration,
+}
+
+impl Gate {
+    /// The gate of `config` over `stores`. Reads the JWT verification key (`auth.jwt_secret`
+    /// or the secret file in `data.dir`, or `auth.jwt_public_key_file`).
+    pub fn new(config: &Config, stores: Arc<Stores>) -> Result<Self, String> {
+        let jwt_key = jwt_key(config)?;
+        let jwt = JwtVerifier::new(JwtSettings {
+            algorithm: config.auth.jwt_algorithm,
+            key: &jwt_key,
+            issuer: config.auth.jwt_issuer.as_deref(),
+            audience: config.auth.jwt_audience.as_deref(),
+            leeway_secs: config.auth.jwt_leeway_secs,
+            max_lifetime_secs: config.auth.jwt_max_lifetime_secs,
+        })?;
+        Ok(Self {
+            stores,
+            routes: RouteTable::new(config)?,
             jwt,
             origins: CorsOrigins::new(&config.cors.allowed_origins, &config.cors.portal_origins),
             max_age_secs: config.cors.max_age_secs,
-            limiter,
             window: Duration::from_secs(config.limits.window_secs),
             limits: config.limits.clone(),
         })
     }
 
+    /// The route table this gate applies.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
     pub async fn admit(&self, request: &RequestView<'_>) -> Verdict {
         let group = request.route.group;
-        let policy = group.cors();
+        let route = self.routes.policy(group);
+        // 0. The route's switch (`[routes.<group>] enabled`).
+        if !route.enabled {
+            return disabled(route, request.origin);
+        }
+        let policy = route.cors;
 
         // 1. CORS. A request without Origin is not a CORS request.
         let origin = match request.origin {
@@ -144,7 +182,10 @@ impl Gate {
                 CorsPolicy::Portal if self.origins.portal_admits(&origin.parsed) => {
                     cors::append_allow_headers(policy, origin.sent, &mut owed);
                 }
-                CorsPolicy::Portal => {
+                CorsPolicy::Allowlist if self.origins.widget_admits(&origin.parsed) => {
+                    cors::append_allow_headers(policy, origin.sent, &mut owed);
+                }
+                CorsPolicy::Portal | CorsPolicy::Allowlist => {
                     return cors_refused(CorsRefusal::NotAllowed, origin.sent.as_bytes());
                 }
                 // Held to the key's own merchant below.
@@ -153,10 +194,10 @@ impl Gate {
         }
 
         // 2-3. Authentication and authorization.
-        let authenticated = match group.auth() {
+        let authenticated = match route.auth {
             AuthKind::None | AuthKind::BodySignature => Ok((anonymous(), None)),
-            AuthKind::ApiKey => self
-                .api_key(request, origin.as_ref(), &mut owed)
+            AuthKind::ApiKey(permissions) => self
+                .api_key(request, policy, permissions, origin.as_ref(), &mut owed)
                 .await
                 .map(|known| (known.identity.clone(), Some(known))),
             AuthKind::Jwt => self
@@ -169,14 +210,14 @@ impl Gate {
         };
 
         // A push's signature is the backend's to check: it is counted once it has.
-        if group == RouteGroup::SyncWebhook {
-            return self.admit_push(request, identity, owed).await;
+        if route.auth == AuthKind::BodySignature {
+            return self.admit_push(request, route, identity, owed).await;
         }
 
         // 4. Rate limits.
         let plan = key.as_ref().map(|known| known.key.plan.as_str());
         if let Err(verdict) = self
-            .rate_limit(request, identity.identity(), plan, &mut owed)
+            .rate_limit(request, route, identity.identity(), plan, &mut owed)
             .await
         {
             return verdict;
@@ -195,20 +236,30 @@ impl Gate {
     async fn admit_push(
         &self,
         request: &RequestView<'_>,
+        route: &RoutePolicy,
         identity: Arc<EncodedIdentity>,
         owed: OwedHeaders,
     ) -> Verdict {
         let merchant = request.route.merchant_id.unwrap_or("unknown");
+        let merchant_quota = route
+            .budgets
+            .iter()
+            .find(|budget| budget.by == CountedBy::Merchant)
+            .map_or(Quota::new(self.limits.sync_webhook, self.window), |b| {
+                b.quota
+            });
         let charge = PushCharge {
             merchant: ["sync_webhook:merchant:", merchant].concat(),
+            merchant_quota,
             refused: refused_key(request),
+            refused_quota: self.refused_quota(),
         };
-        let (refused_quota, merchant_quota) = self.push_quotas();
         let peeked = self
+            .stores
             .limiter
             .peek_all(&[
-                (&charge.refused, refused_quota),
-                (&charge.merchant, merchant_quota),
+                (&charge.refused, charge.refused_quota),
+                (&charge.merchant, charge.merchant_quota),
             ])
             .await;
         match peeked.as_deref() {
@@ -217,7 +268,7 @@ impl Gate {
                     request.route.group,
                     "refused",
                     refused,
-                    refused_quota,
+                    charge.refused_quota,
                     &owed,
                     "Too many refused requests",
                 );
@@ -227,7 +278,7 @@ impl Gate {
                     request.route.group,
                     "sync_webhook",
                     budget,
-                    merchant_quota,
+                    charge.merchant_quota,
                     &owed,
                     "Too many requests",
                 );
@@ -251,13 +302,18 @@ impl Gate {
     /// merchant, whose rate-limit headers then go on the answer. A push the backend never
     /// judged (5xx, no answer) counts against neither.
     pub async fn charge_push(&self, charge: &PushCharge, status: u16, owed: &mut OwedHeaders) {
-        let (refused_quota, merchant_quota) = self.push_quotas();
         let (key, quota, policy) = match status {
-            401 => (&charge.refused, refused_quota, "refused"),
-            200..=499 => (&charge.merchant, merchant_quota, "sync_webhook"),
+            401 => (&charge.refused, charge.refused_quota, "refused"),
+            200..=499 => (&charge.merchant, charge.merchant_quota, "sync_webhook"),
             _ => return,
         };
-        match self.limiter.hit_all(&[(key, quota)]).await.as_deref() {
+        match self
+            .stores
+            .limiter
+            .hit_all(&[(key, quota)])
+            .await
+            .as_deref()
+        {
             Ok([decision]) if status != 401 => decision.append_headers(policy, quota.window, owed),
             Ok(_) => {}
             Err(error) => {
@@ -270,12 +326,9 @@ impl Gate {
         }
     }
 
-    /// The quotas of a push's two budgets: its sender's refusals, its merchant's pushes.
-    fn push_quotas(&self) -> (Quota, Quota) {
-        (
-            Quota::new(self.limits.refused_per_ip, self.window),
-            Quota::new(self.limits.sync_webhook, self.window),
-        )
+    /// The budget of refused requests per client address (`limits.refused_per_ip`).
+    fn refused_quota(&self) -> Quota {
+        Quota::new(self.limits.refused_per_ip, self.window)
     }
 
     /// The rate-limit store failed: counted, logged, and the answer when
@@ -309,9 +362,15 @@ impl Gate {
         else {
             return refusal;
         };
-        let quota = Quota::new(self.limits.refused_per_ip, self.window);
+        let quota = self.refused_quota();
         let key = refused_key(request);
-        match self.limiter.hit_all(&[(&key, quota)]).await.as_deref() {
+        match self
+            .stores
+            .limiter
+            .hit_all(&[(&key, quota)])
+            .await
+            .as_deref()
+        {
             Ok([decision]) if !decision.allowed => too_many(
                 request.route.group,
                 "refused",
@@ -328,6 +387,7 @@ impl Gate {
         let admitted = match policy {
             CorsPolicy::AnyOrigin => true,
             CorsPolicy::Portal => self.origins.portal_admits(&origin.parsed),
+            CorsPolicy::Allowlist => self.origins.widget_admits(&origin.parsed),
             CorsPolicy::Merchant => match self.admitted_by_anyone(origin).await {
                 Ok(admitted) => admitted,
                 Err(verdict) => return verdict,
@@ -351,23 +411,30 @@ impl Gate {
             return Ok(true);
         }
         // The store checks the host and each of its parent domains.
-        self.directory
+        self.stores
+            .directory
             .any_merchant_allows_host(&origin.parsed.host)
             .await
             .map_err(|error| unavailable(&error.to_string(), Some(origin)))
     }
 
-    /// Resolves and checks the API key; returns it with its identity and merchant's plan.
+    /// Resolves and checks the API key against the route's `permissions`; returns it with its
+    /// identity and merchant's plan. Under [`CorsPolicy::Merchant`] the origin is held to the
+    /// key's merchant here (an allowlisted origin was admitted before).
     async fn api_key(
         &self,
         request: &RequestView<'_>,
+        policy: CorsPolicy,
+        permissions: Permissions,
         origin: Option<&CallerOrigin<'_>>,
         owed: &mut OwedHeaders,
     ) -> Result<Arc<KnownKey>, Verdict> {
+        let merchant_cors = policy == CorsPolicy::Merchant;
         // Answers to unauthenticated requests carry CORS headers when anyone admits the origin.
         let early_cors = async |owed: &OwedHeaders| -> OwedHeaders {
             let mut headers = owed.clone();
             if let Some(origin) = origin
+                && merchant_cors
                 && matches!(self.admitted_by_anyone(origin).await, Ok(true))
             {
                 cors::append_allow_headers(CorsPolicy::Merchant, origin.sent, &mut headers);
@@ -385,7 +452,7 @@ impl Gate {
                 ));
             }
         };
-        let known = match self.directory.api_key(key).await {
+        let known = match self.stores.directory.api_key(key).await {
             Ok(Some(known)) if !known.key.revoked => known,
             Ok(found) => {
                 let reason = if found.is_some() {
@@ -405,7 +472,7 @@ impl Gate {
         };
 
         let resolved = &known.key;
-        if let Some(origin) = origin {
+        if let Some(origin) = origin.filter(|_| merchant_cors) {
             let admitted = cors::domains_admit(&resolved.allowed_domains, &origin.parsed)
                 || self.origins.widget_admits(&origin.parsed);
             if !admitted {
@@ -419,9 +486,8 @@ impl Gate {
             cors::append_allow_headers(CorsPolicy::Merchant, origin.sent, owed);
         }
 
-        if let Some(required) = request.route.group.required_permission(request.method)
-            && !api_key::permission_grants(&resolved.permissions, required)
-        {
+        let required = permissions.for_method(request.method);
+        if !api_key::permission_grants(&resolved.permissions, required) {
             EDGE_METRICS.auth_failure("insufficient_permissions");
             return Err(Verdict::refuse(
                 403,
@@ -504,18 +570,22 @@ impl Gate {
     async fn rate_limit(
         &self,
         request: &RequestView<'_>,
+        route: &RoutePolicy,
         identity: &Identity,
         plan: Option<&str>,
         owed: &mut OwedHeaders,
     ) -> Result<(), Verdict> {
         let group = request.route.group;
-        let budgets = self.budgets(request, identity, plan);
+        let budgets = self.budgets(request, route, identity, plan);
+        if budgets.is_empty() {
+            return Ok(());
+        }
         let keys: SmallVec<[(&str, Quota); 2]> = budgets
             .iter()
             .map(|(_, key, quota)| (key.as_str(), *quota))
             .collect();
         // Every budget is counted in one step (at most one round trip to Redis).
-        let decisions = match self.limiter.hit_all(&keys).await {
+        let decisions = match self.stores.limiter.hit_all(&keys).await {
             Ok(decisions) => decisions,
             Err(error) => {
                 return match self.limit_store_failed(&error, owed) {
@@ -550,76 +620,39 @@ impl Gate {
         Ok(())
     }
 
-    /// The budgets a request counts against: (policy name, key, quota). Keys are by credential
-    /// and route group, never by raw path.
+    /// The budgets of the route's row a request counts against: (policy name, key, quota).
+    /// Keys are by credential, address or merchant and the budget's name, never by raw path.
     fn budgets(
         &self,
         request: &RequestView<'_>,
+        route: &RoutePolicy,
         identity: &Identity,
         plan: Option<&str>,
     ) -> Budgets {
-        let limits = &self.limits;
-        let scaled = |limit: u32| {
-            let multiplier = plan
-                .and_then(|plan| limits.plan_multipliers.get(plan))
-                .copied()
-                .unwrap_or(1.0);
-            ((f64::from(limit) * multiplier).round() as u32).max(1)
-        };
-        let quota = |limit| Quota::new(limit, self.window);
-        // Only the widget's, chat's and sessions' budgets count by address too.
-        let ip = || client_key(request);
-        let who = identity.principal.as_str();
-        match request.route.group {
-            RouteGroup::Health | RouteGroup::Ready => Budgets::new(),
-            RouteGroup::Widget => smallvec![(
-                "widget",
-                ["widget:", ip().as_str()].concat(),
-                quota(limits.widget_per_ip),
-            )],
-            RouteGroup::Chat => smallvec![
-                ("chat", ["chat:", who].concat(), quota(scaled(limits.chat))),
-                (
-                    "chat_ip",
-                    ["chat_ip:", ip().as_str()].concat(),
-                    quota(limits.widget_per_ip),
-                ),
-            ],
-            RouteGroup::Sessions => smallvec![
-                (
-                    "sessions",
-                    ["sessions:", who].concat(),
-                    quota(scaled(limits.sessions)),
-                ),
-                (
-                    "sessions_ip",
-                    ["sessions_ip:", ip().as_str()].concat(),
-                    quota(limits.widget_per_ip),
-                ),
-            ],
-            RouteGroup::Documents => smallvec![(
-                "documents",
-                ["documents:", who].concat(),
-                quota(scaled(limits.documents)),
-            )],
-            RouteGroup::Products => smallvec![(
-                "products",
-                ["products:", who].concat(),
-                quota(scaled(limits.products)),
-            )],
-            RouteGroup::Portal if route::is_sync_write(request.method, request.path) => {
-                smallvec![(
-                    "sync_writes",
-                    ["sync_writes:", who].concat(),
-                    quota(limits.sync_writes),
-                )]
-            }
-            RouteGroup::Portal => {
-                smallvec![("portal", ["portal:", who].concat(), quota(limits.portal))]
-            }
-            // Counted once the backend has checked the signature (`admit_push`).
-            RouteGroup::SyncWebhook => Budgets::new(),
-        }
+        let multiplier = plan
+            .and_then(|plan| self.limits.plan_multipliers.get(plan))
+            .copied()
+            .unwrap_or(1.0);
+        route
+            .budgets
+            .iter()
+            .filter(|budget| budget.counts(request.method, request.path))
+            .map(|budget| {
+                let mut quota = budget.quota;
+                if budget.plan_scaled {
+                    quota.limit = ((f64::from(quota.limit) * multiplier).round() as u32).max(1);
+                }
+                let key = match budget.by {
+                    CountedBy::Credential => [budget.name, ":", &identity.principal].concat(),
+                    CountedBy::ClientIp => [budget.name, ":", &client_key(request)].concat(),
+                    CountedBy::Merchant => {
+                        let merchant = request.route.merchant_id.unwrap_or("unknown");
+                        [budget.name, ":merchant:", merchant].concat()
+                    }
+                };
+                (budget.name, key, quota)
+            })
+            .collect()
     }
 }
 
@@ -628,7 +661,9 @@ impl Gate {
 #[derive(Debug)]
 pub(crate) struct PushCharge {
     merchant: String,
+    merchant_quota: Quota,
     refused: String,
+    refused_quota: Quota,
 }
 
 /// The 429 for a request over `policy`'s budget, with its rate-limit headers.
@@ -654,6 +689,49 @@ fn too_many(
         ),
         headers,
     )
+}
+
+/// The answer of a route group switched off by `[routes.<group>] enabled = false`: 503 with
+/// `Retry-After`, readable by a page of any origin (it holds nothing but the outage, as
+/// [`unavailable`]'s does), and counted.
+fn disabled(route: &RoutePolicy, origin: Option<&HeaderValue>) -> Verdict {
+    EDGE_METRICS.route_disabled(route.group.label());
+    let mut headers = match origin {
+        Some(origin) => cors::allow_headers(CorsPolicy::AnyOrigin, origin),
+        None => OwedHeaders::new(),
+    };
+    headers.push((
+        http::header::RETRY_AFTER,
+        HeaderValue::from(route.retry_after_secs),
+    ));
+    Verdict::refuse(
+        503,
+        Failure::new(
+            "ROUTE_DISABLED",
+            format!(
+                "{} is switched off by the operator for now; try again in {} seconds",
+                describe(route.group),
+                route.retry_after_secs
+            ),
+        )
+        .with("routeGroup", json!(route.group.label())),
+        headers,
+    )
+}
+
+/// What a route group is, in a sentence.
+fn describe(group: RouteGroup) -> &'static str {
+    match group {
+        RouteGroup::Health | RouteGroup::Ready => "This probe",
+        RouteGroup::Widget => "The widget",
+        RouteGroup::Chat => "Chat",
+        RouteGroup::Sessions => "The sessions API",
+        RouteGroup::Documents => "The documents API",
+        RouteGroup::Products => "The products API",
+        RouteGroup::SyncWebhook => "Receiving catalog pushes",
+        RouteGroup::Sync => "Product sync",
+        RouteGroup::Portal => "The developer portal's API",
+    }
 }
 
 /// The budget of refused requests from the client's address.
@@ -698,6 +776,28 @@ impl Limiter {
                 .map(|(key, quota)| memory.peek(key, *quota))
                 .collect()),
             Self::Redis(redis) => redis.peek_all(budgets).await.map(SmallVec::from_vec),
+        }
+    }
+}
+
+/// The key portal JWTs are verified with: the HS256 secret (`auth.jwt_secret`, or the secret
+/// file in `data.dir`), or the PEM public key in `auth.jwt_public_key_file` for RS256/ES256.
+fn jwt_key(config: &Config) -> Result<Vec<u8>, String> {
+    match config.auth.jwt_algorithm {
+        JwtAlgorithm::Hs256 => config
+            .resolve_jwt_secret()
+            .map(|secret| secret.expose().as_bytes().to_vec())
+            .map_err(|e| e.to_string()),
+        JwtAlgorithm::Rs256 | JwtAlgorithm::Es256 => {
+            let path = config.auth.jwt_public_key_file.as_ref().ok_or(
+                "auth.jwt_public_key_file: is required when auth.jwt_algorithm is RS256 or ES256",
+            )?;
+            std::fs::read(path).map_err(|e| {
+                format!(
+                    "auth.jwt_public_key_file: cannot read {}: {e}",
+                    path.display()
+                )
+            })
         }
     }
 }
@@ -775,13 +875,13 @@ mod tests {
 
     #[tokio::test]
     async fn an_outage_is_readable_by_the_page_so_it_is_not_taken_for_a_refused_origin() {
-        let gate = Gate::new(
-            &Config::default(),
-            Arc::new(Down),
-            b"0123456789abcdef0123456789abcdef",
-        )
-        .expect("a gate");
-        let route = route::classify("/api/chat").expect("a route");
+        let mut config = Config::default();
+        config.auth.jwt_secret = Some(mindshop_config::Secret::new(
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        ));
+        let stores = Stores::new(&config, Arc::new(Down)).expect("stores");
+        let gate = Gate::new(&config, Arc::new(stores)).expect("a gate");
+        let route = mindshop_filters::route::classify("/api/chat").expect("a route");
         let request = RequestView {
             method: &Method::POST,
             path: "/api/chat",

@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //! - [`Edge`] (`edge.rs`): the `ProxyHttp` implementation; one hook per pipeline phase.
-//! - `gate.rs`: the admission steps after routing: CORS, authentication, authorization,
-//!   rate limits.
+//! - `gate.rs`: the admission steps after routing: the route's switch, CORS,
+//!   authentication, authorization, rate limits.
+//! - `live.rs`: the settings a reload replaces, and [`EdgeHandle`], which replaces them.
 //! - [`directory`]: API keys and merchant domains as the edge sees them, cached for
 //!   `auth.key_cache_ttl_secs`.
 //! - `answer.rs`: writing the edge's own answers (404, 413, 502, …) as envelopes.
@@ -21,12 +22,15 @@ mod connections;
 pub mod directory;
 mod edge;
 mod gate;
+mod live;
 pub mod metrics;
 mod tls;
 mod widget;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use mindshop_config::Config;
 use std::time::Duration;
 
@@ -35,38 +39,54 @@ use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::http::v2::server::H2Options;
 use pingora::server::Server;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::listening::Service;
 
 pub use directory::{Directory, DirectoryError, ResolvedKey};
 pub use edge::Edge;
+pub use live::{EdgeHandle, applies_live};
 
-/// A Pingora server configured from `edge.*`: worker threads and the SIGTERM grace period
-/// during which in-flight requests finish.
-pub fn new_server(config: &Config) -> Server {
+/// A Pingora server configured from `edge.*`: worker threads, the SIGTERM grace period
+/// during which in-flight requests finish, and `edge.upgrade_socket`, over which it hands its
+/// listening sockets to a successor (or, with `options.upgrade`, receives its predecessor's).
+pub fn new_server(config: &Config, options: Option<Opt>) -> Server {
     let conf = ServerConf {
         threads: config.edge.threads,
         grace_period_seconds: Some(config.edge.shutdown_grace_secs),
         graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: config.upgrade_socket().to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    Server::new_with_opt_and_conf(None, conf)
+    Server::new_with_opt_and_conf(options, conf)
 }
 
 /// Adds the proxy on `edge.listen` (and `edge.tls_listen` for HTTPS, HTTP/2 by ALPN) and the
-/// metrics listener on `edge.metrics_listen`. `jwt_key` is the HS256 secret, or the PEM public
-/// key for RS256/ES256. An unreadable certificate or key is an error naming its key.
+/// metrics listener on `edge.metrics_listen`, and returns the handle that reloads them. An
+/// unreadable certificate or JWT key is an error naming its key.
+///
+/// `local_backend`: the backend in this process (`serve`), which the edge forwards to while
+/// `edge.backends` is empty, whatever a reload says.
 pub fn add_edge_services(
     server: &mut Server,
     config: &Config,
     internal_secret: &str,
     directory: Arc<dyn Directory>,
-    jwt_key: &[u8],
-) -> Result<(), String> {
+    local_backend: Option<SocketAddr>,
+) -> Result<EdgeHandle, String> {
     let edge_config = &config.edge;
+    metrics::EDGE_METRICS.init();
+    answer::set_hsts(edge_config.hsts_max_age_secs);
     let trusted = client::TrustedProxies::new(&edge_config.trusted_proxies);
     let limits = connections::Limits::new(edge_config, trusted.clone());
-    let edge = Edge::new(config, internal_secret, directory, jwt_key, trusted)?;
+    let stores = Arc::new(gate::Stores::new(config, directory)?);
+    let tls_port = edge_config.tls_listen.map(|address| address.port());
+    let place = live::Placement {
+        tls_port,
+        local_backend,
+    };
+    let settings = live::Settings::new(config, stores.clone(), place)?;
+    let settings = Arc::new(ArcSwap::from_pointee(settings));
+    let edge = Edge::new(settings.clone(), internal_secret, trusted);
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, edge);
     proxy.h2_options = Some(h2_options(edge_config));
     let mut options = HttpServerOptions::default();
@@ -78,17 +98,21 @@ pub fn add_edge_services(
     };
     let mut service = Service::new("mindshop edge".to_owned(), guarded);
     service.add_tcp(&edge_config.listen.to_string());
+    let mut resolver = None;
     if let Some(tls_listen) = edge_config.tls_listen {
-        let certificates = tls::Certificates::load(edge_config)?;
+        let certificates = Arc::new(tls::CertificateResolver::new(tls::Certificates::load(
+            edge_config,
+        )?));
         // The paths are unused: the resolver picks a certificate per handshake by SNI.
-        let mut settings =
+        let mut tls_settings =
             TlsSettings::intermediate("", "").map_err(|e| format!("edge.tls_listen: {e}"))?;
-        settings.set_cert_resolver(Arc::new(certificates));
-        settings.enable_h2();
+        tls_settings.set_cert_resolver(certificates.clone());
+        tls_settings.enable_h2();
         service
             .endpoints()
             .set_pre_tls_callback(Arc::new(connections::CountBeforeHandshake(limits)));
-        service.add_tls_with_settings(&tls_listen.to_string(), None, settings);
+        service.add_tls_with_settings(&tls_listen.to_string(), None, tls_settings);
+        resolver = Some(certificates);
     }
     server.add_service(service);
 
@@ -105,7 +129,7 @@ pub fn add_edge_services(
         backends = ?config.edge_backends(),
         "edge configured"
     );
-    Ok(())
+    Ok(EdgeHandle::new(settings, stores, resolver, place))
 }
 
 /// HTTP/2 limits from `edge.h2_*`: concurrent streams, header list size, and the reset

@@ -8,8 +8,8 @@ use http::{Response, StatusCode, header};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use prometheus::{
-    Encoder, HistogramVec, IntCounterVec, TextEncoder, register_histogram_vec,
-    register_int_counter_vec,
+    Encoder, HistogramVec, IntCounterVec, IntGauge, TextEncoder, register_histogram_vec,
+    register_int_counter_vec, register_int_gauge,
 };
 
 /// Metrics every edge request updates in the logging phase, early answers included.
@@ -27,6 +27,8 @@ pub struct EdgeMetrics {
     pub rate_limited: IntCounterVec,
     /// `mindshop_ratelimit_backend_errors_total{reason}`
     pub rate_limit_errors: IntCounterVec,
+    /// `mindshop_route_disabled_total{route_group}`
+    route_disabled: IntCounterVec,
 }
 
 /// Registered once per process, on first use.
@@ -66,7 +68,71 @@ pub static EDGE_METRICS: LazyLock<EdgeMetrics> = LazyLock::new(|| EdgeMetrics {
         "Rate-limit store failures (e.g. Redis unreachable), by reason.",
         &["reason"],
     ),
+    route_disabled: counter(
+        "mindshop_route_disabled_total",
+        "Requests answered 503 ROUTE_DISABLED because their route group is switched off, by route group.",
+        &["route_group"],
+    ),
 });
+
+/// The outcome of configuration reloads (SIGHUP, `mindshop reload`).
+#[derive(Debug)]
+pub struct ReloadMetrics {
+    /// `mindshop_config_reloads_total{result}`: `success` or `failure`.
+    reloads: IntCounterVec,
+    /// `mindshop_config_last_reload_success_timestamp_seconds`
+    last_success: IntGauge,
+    /// `mindshop_config_last_reload_successful`: 1 while the file last read is the one in use.
+    last_successful: IntGauge,
+}
+
+/// Registered once per process, on first use.
+pub static RELOAD_METRICS: LazyLock<ReloadMetrics> = LazyLock::new(|| {
+    ReloadMetrics {
+    reloads: counter(
+        "mindshop_config_reloads_total",
+        "Configuration reloads, by result (success: swapped in; failure: invalid, nothing changed).",
+        &["result"],
+    ),
+    last_success: register_int_gauge!(
+        "mindshop_config_last_reload_success_timestamp_seconds",
+        "When the configuration in use was loaded (start-up or the last successful reload), Unix seconds."
+    )
+    .expect("metric names are valid and registered once"),
+    last_successful: register_int_gauge!(
+        "mindshop_config_last_reload_successful",
+        "1 if the last reload (or the start-up) applied its configuration, 0 if it was refused."
+    )
+    .expect("metric names are valid and registered once"),
+}
+});
+
+impl ReloadMetrics {
+    /// The configuration loaded at start-up: both results at 0, the timestamp now.
+    pub fn started(&self) {
+        for result in ["success", "failure"] {
+            self.reloads.with_label_values(&[result]);
+        }
+        self.last_successful.set(1);
+        self.last_success.set(unix_now());
+    }
+
+    /// A reload's outcome.
+    pub fn record(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.reloads.with_label_values(&[result]).inc();
+        self.last_successful.set(i64::from(success));
+        if success {
+            self.last_success.set(unix_now());
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     register_int_counter_vec!(name, help, labels)
@@ -76,6 +142,24 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 impl EdgeMetrics {
     pub fn auth_failure(&self, reason: &str) {
         self.auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Creates the series whose labels are known in advance at 0, so `rate()` and `increase()`
+    /// see the first events after a start.
+    pub fn init(&self) {
+        for group in mindshop_filters::route::RouteGroup::ALL {
+            if !matches!(
+                group,
+                mindshop_filters::route::RouteGroup::Health
+                    | mindshop_filters::route::RouteGroup::Ready
+            ) {
+                self.route_disabled.with_label_values(&[group.label()]);
+            }
+        }
+    }
+
+    pub fn route_disabled(&self, route_group: &str) {
+        self.route_disabled.with_label_values(&[route_group]).inc();
     }
 
     pub fn cors_rejection(&self, reason: &str) {

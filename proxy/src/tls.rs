@@ -1,9 +1,13 @@
-//! The HTTPS listener's certificates: read from PEM files at start-up, chosen per handshake by
-//! the SNI name the client sends, and their expiry exported for monitoring.
+//! The HTTPS listener's certificates: read from PEM files at start-up and on every reload,
+//! chosen per handshake by the SNI name the client sends, and their expiry exported for
+//! monitoring. A reload replaces the whole set at once ([`CertificateResolver::replace`]):
+//! handshakes already under way finish with the certificate they were given.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
+
+use arc_swap::ArcSwap;
 
 use mindshop_config::{EdgeConfig, TlsCertificate};
 use prometheus::{IntGaugeVec, register_int_gauge_vec};
@@ -33,6 +37,8 @@ pub struct Certificates {
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     /// The first entry: for clients that send no SNI name or one no entry lists.
     default: Arc<CertifiedKey>,
+    /// Each served host (`*` for an entry without hosts) and its certificate's notAfter.
+    expiry: Vec<(String, i64)>,
 }
 
 impl Certificates {
@@ -42,6 +48,7 @@ impl Certificates {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         let mut default = None;
+        let mut expiries = Vec::new();
         for (index, entry) in edge.tls_certificates.iter().enumerate() {
             let key = Arc::new(certified_key(index, entry)?);
             let expiry = not_after(index, entry, &key)?;
@@ -51,10 +58,10 @@ impl Certificates {
                     None => exact.entry(host.clone()),
                 }
                 .or_insert_with(|| key.clone());
-                CERTIFICATE_EXPIRY.with_label_values(&[host]).set(expiry);
+                expiries.push((host.clone(), expiry));
             }
             if entry.hosts.is_empty() {
-                CERTIFICATE_EXPIRY.with_label_values(&["*"]).set(expiry);
+                expiries.push(("*".to_owned(), expiry));
             }
             default.get_or_insert(key);
         }
@@ -66,7 +73,16 @@ impl Certificates {
             exact,
             wildcard,
             default,
+            expiry: expiries,
         })
+    }
+
+    /// Exports the expiry of these certificates, and only these.
+    fn publish(&self) {
+        CERTIFICATE_EXPIRY.reset();
+        for (host, expiry) in &self.expiry {
+            CERTIFICATE_EXPIRY.with_label_values(&[host]).set(*expiry);
+        }
     }
 
     /// The certificate for the SNI name `host` (any case, without a trailing dot).
@@ -83,9 +99,30 @@ impl Certificates {
     }
 }
 
-impl ResolvesServerCert for Certificates {
+/// The certificates in use, as the HTTPS listener asks for them per handshake.
+#[derive(Debug)]
+pub struct CertificateResolver {
+    current: ArcSwap<Certificates>,
+}
+
+impl CertificateResolver {
+    pub fn new(certificates: Certificates) -> Self {
+        certificates.publish();
+        Self {
+            current: ArcSwap::from_pointee(certificates),
+        }
+    }
+
+    /// Serves `certificates` from the next handshake on.
+    pub fn replace(&self, certificates: Certificates) {
+        certificates.publish();
+        self.current.store(Arc::new(certificates));
+    }
+}
+
+impl ResolvesServerCert for CertificateResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.for_host(hello.server_name()).clone())
+        Some(self.current.load().for_host(hello.server_name()).clone())
     }
 }
 
