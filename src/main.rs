@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => run::serve(config, run::Process::new(&cli.config, args, log)),
         Command::Edge(args) => run::edge(config, run::Process::new(&cli.config, args, log)),
         Command::Backend => run::backend(config),
-        Command::Reload => reload::run(cli.config.as_deref(), &config),
+        Command::Reload => reload::run(&config),
         Command::Config {
             command: ConfigCommand::Check,
         } => std::io::stdout()

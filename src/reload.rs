@@ -20,8 +20,10 @@ use mindshop_config::Config;
 use mindshop_proxy::EdgeHandle;
 use mindshop_proxy::metrics::RELOAD_METRICS;
 use nix::sys::signal::Signal;
+use pingora::server::ExecutionPhase;
 use serde::{Deserialize, Serialize};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::broadcast;
 
 use crate::LogLevel;
 use crate::process;
@@ -67,8 +69,10 @@ impl Reloader {
     }
 
     /// Starts listening for SIGHUP on a thread of its own, before any listener opens, so a
-    /// SIGHUP never finds the process without its handler (the default would end it).
-    pub fn listen(self) -> anyhow::Result<()> {
+    /// SIGHUP never finds the process without its handler (the default would end it). The same
+    /// thread watches the server's `phases`: once it hands its sockets over or starts to stop,
+    /// the edge drains ([`EdgeHandle::drain`]).
+    pub fn listen(self, mut phases: broadcast::Receiver<ExecutionPhase>) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -84,10 +88,30 @@ impl Reloader {
             .spawn(move || {
                 runtime.block_on(async move {
                     let mut reloads = 0;
-                    while hangups.recv().await.is_some() {
-                        reloads += 1;
-                        tracing::info!("SIGHUP: reloading the configuration");
-                        self.reload(reloads);
+                    let mut watching = true;
+                    loop {
+                        tokio::select! {
+                            hangup = hangups.recv() => {
+                                if hangup.is_none() {
+                                    return;
+                                }
+                                reloads += 1;
+                                tracing::info!("SIGHUP: reloading the configuration");
+                                self.reload(reloads);
+                            }
+                            phase = phases.recv(), if watching => match phase {
+                                Ok(
+                                    ExecutionPhase::GracefulUpgradeTransferringFds
+                                    | ExecutionPhase::GracefulTerminate
+                                    | ExecutionPhase::ShutdownStarted,
+                                ) => {
+                                    tracing::info!("draining: answers now close their connections");
+                                    self.edge.drain();
+                                }
+                                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                                Err(broadcast::error::RecvError::Closed) => watching = false,
+                            },
+                        }
                     }
                 });
             })
@@ -145,16 +169,14 @@ impl Reloader {
     }
 }
 
-/// `mindshop reload`: checks the file as the running process will read it, sends that process
-/// SIGHUP, and waits (10 s at most) for its verdict, printed as JSON. An invalid file is
-/// reported without signalling; a file the process refused is an error too.
-pub(crate) fn run(config_path: Option<&Path>, config: &Config) -> anyhow::Result<()> {
+/// `mindshop reload`: sends the running process SIGHUP and waits (10 s at most) for its
+/// verdict, printed as JSON; a file the process refused is an error. `config` was loaded from
+/// the same file and environment before (`main`), so an invalid file is reported without
+/// signalling anyone (the process's own environment may still differ).
+pub(crate) fn run(config: &Config) -> anyhow::Result<()> {
     let pid = process::running(&config.pid_file())?;
     let status_file = status_file(&config.pid_file());
     let before = read_status(&status_file).map_or(0, |s| s.reloads);
-    // The same file and environment the process will read (its own environment may differ).
-    Config::load(config_path, std::env::vars())
-        .context("the configuration is invalid; the running process was not signalled")?;
     process::send(pid, Signal::SIGHUP)?;
     for _ in 0..100 {
         std::thread::sleep(Duration::from_millis(100));

@@ -70,7 +70,8 @@ impl Process {
             process::take_over(&mut server, old, &config.upgrade_socket())?;
         }
         let _pid_file = PidFile::write(&config.pid_file())?;
-        Reloader::new(self.config_path, config, edge, self.log).listen()?;
+        let phases = server.watch_execution_phase();
+        Reloader::new(self.config_path, config, edge, self.log).listen(phases)?;
         server.run(RunArgs::default());
         tracing::info!("stopped");
         Ok(())

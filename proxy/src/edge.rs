@@ -18,7 +18,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -77,6 +77,10 @@ pub struct Edge {
     signer: IdentitySigner,
     /// `edge.trusted_proxies`: who may name the client in `X-Forwarded-For`.
     trusted: TrustedProxies,
+    /// Set once the process hands its sockets to a successor or is told to stop: every answer
+    /// from then on says `Connection: close`, so clients move to a fresh connection (the
+    /// successor's) after their current request instead of finding the connection dropped.
+    draining: Arc<AtomicBool>,
 }
 
 impl Edge {
@@ -84,8 +88,10 @@ impl Edge {
         settings: Arc<ArcSwap<Settings>>,
         internal_secret: &str,
         trusted: TrustedProxies,
+        draining: Arc<AtomicBool>,
     ) -> Self {
         Self {
+            draining,
             settings,
             next_backend: AtomicUsize::new(0),
             signer: IdentitySigner::new(internal_secret.as_bytes()),
@@ -158,7 +164,9 @@ impl ProxyHttp for Edge {
         if let Some(clock) = downstream.stream().and_then(Watched::clock_of) {
             clock.head_received();
         }
-        downstream.set_keepalive(Some(ctx.settings.keepalive_secs));
+        let keepalive =
+            (!self.draining.load(Ordering::Relaxed)).then_some(ctx.settings.keepalive_secs);
+        downstream.set_keepalive(keepalive);
         // Pingora's wait for each piece of the body; the average rate is checked as it comes.
         downstream.set_read_timeout(Some(ctx.settings.body_read_timeout));
         Ok(())

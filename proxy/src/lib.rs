@@ -29,6 +29,7 @@ mod widget;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use arc_swap::ArcSwap;
 use mindshop_config::Config;
@@ -86,7 +87,8 @@ pub fn add_edge_services(
     };
     let settings = live::Settings::new(config, stores.clone(), place)?;
     let settings = Arc::new(ArcSwap::from_pointee(settings));
-    let edge = Edge::new(settings.clone(), internal_secret, trusted);
+    let draining = Arc::new(AtomicBool::new(false));
+    let edge = Edge::new(settings.clone(), internal_secret, trusted, draining.clone());
     let mut proxy = pingora::proxy::http_proxy(&server.configuration, edge);
     proxy.h2_options = Some(h2_options(edge_config));
     let mut options = HttpServerOptions::default();
@@ -129,7 +131,7 @@ pub fn add_edge_services(
         backends = ?config.edge_backends(),
         "edge configured"
     );
-    Ok(EdgeHandle::new(settings, stores, resolver, place))
+    Ok(EdgeHandle::new(settings, stores, resolver, place, draining))
 }
 
 /// HTTP/2 limits from `edge.h2_*`: concurrent streams, header list size, and the reset

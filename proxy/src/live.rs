@@ -14,6 +14,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -103,6 +104,7 @@ pub struct EdgeHandle {
     stores: Arc<Stores>,
     certificates: Option<Arc<CertificateResolver>>,
     place: Placement,
+    draining: Arc<AtomicBool>,
 }
 
 impl EdgeHandle {
@@ -111,8 +113,10 @@ impl EdgeHandle {
         stores: Arc<Stores>,
         certificates: Option<Arc<CertificateResolver>>,
         place: Placement,
+        draining: Arc<AtomicBool>,
     ) -> Self {
         Self {
+            draining,
             settings,
             stores,
             certificates,
@@ -138,6 +142,12 @@ impl EdgeHandle {
         }
         self.stores.set_key_cache_ttl(config);
         Ok(())
+    }
+
+    /// From now on every answer closes its connection (`Connection: close`): the process is
+    /// handing over to a successor or stopping, and its clients should reconnect.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 
     /// The route groups currently switched off, by label.
