@@ -202,7 +202,8 @@ async fn sync_writes_are_limited_to_20_a_minute_per_user_by_default() {
         "{reply:?}"
     );
 
-    let limited = counter_reaching(&server, LIMITED, &[("route_group", "portal")], 2).await;
+    // Sync routes are their own group (`[routes.sync]`), so their 429s are counted as such.
+    let limited = counter_reaching(&server, LIMITED, &[("route_group", "sync")], 2).await;
     assert_eq!(limited, 2, "{}", scrape(&server).await);
 }
 

@@ -355,6 +355,7 @@ impl Launch {
                 .stderr(file);
             let child = command.spawn().expect("start mindshop");
             let mut server = Server {
+                launch: self.clone(),
                 mode: self.mode,
                 edge: ports.edge,
                 metrics: ports.metrics,
@@ -394,6 +395,8 @@ struct Ports {
 /// A running `serve`, `edge` or `backend`. Killed (SIGKILL) on drop unless the test stopped it;
 /// when the test is failing, its log is printed then.
 pub struct Server {
+    /// How it was started, to start its successor (`--upgrade`) alike.
+    launch: Launch,
     mode: Mode,
     /// The edge's public listener (`edge.listen`).
     pub edge: SocketAddr,
@@ -532,6 +535,69 @@ impl Server {
             .await;
         matches!(health, Ok(r) if r.status() == 200)
             && tokio::net::TcpStream::connect(self.metrics).await.is_ok()
+    }
+
+    /// `mindshop <mode> --upgrade` with this server's ports, environment and working
+    /// directory: the successor takes the listening sockets over, then this process finishes
+    /// its requests and exits (wait for it with [`Server::wait_exit`]). Returns once the
+    /// successor holds the sockets (it has written its pid to `data/mindshop.pid`).
+    pub async fn upgrade(&mut self) -> Server {
+        let dir = self
+            .workdir
+            .take()
+            .expect("a started server has its working directory");
+        let log = dir.log_path(&format!("{}-upgrade", self.mode.command()));
+        let mut command = dir.command(&[self.mode.command(), "--upgrade"]);
+        command
+            .env("MINDSHOP_EDGE_LISTEN", self.edge.to_string())
+            .env("MINDSHOP_EDGE_METRICS_LISTEN", self.metrics.to_string())
+            .env("MINDSHOP_BACKEND_METRICS_LISTEN", self.metrics.to_string())
+            .env("MINDSHOP_BACKEND_LISTEN", self.backend.to_string())
+            .envs(self.launch.env.iter().map(|(n, v)| (n, v)));
+        let file = File::create(&log).expect("create the server log");
+        command
+            .stdout(file.try_clone().expect("clone the log file handle"))
+            .stderr(file);
+        let pid_file = dir.path().join("data/mindshop.pid");
+        let child = command.spawn().expect("start mindshop --upgrade");
+        let pid = child.id().to_string();
+        let mut successor = Server {
+            launch: self.launch.clone(),
+            mode: self.mode,
+            edge: self.edge,
+            metrics: self.metrics,
+            backend: self.backend,
+            child,
+            log,
+            exited: None,
+            workdir: Some(dir),
+        };
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let written = std::fs::read_to_string(&pid_file).unwrap_or_default();
+            if written.trim() == pid {
+                return successor;
+            }
+            if let Some(status) = successor.try_wait() {
+                panic!(
+                    "mindshop {} --upgrade exited ({status}); log:\n{}",
+                    self.mode.command(),
+                    successor.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mindshop {} --upgrade never took over; log:\n{}",
+                self.mode.command(),
+                successor.log()
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL, as a crash would: nothing is flushed or drained. Returns the working directory
