@@ -562,3 +562,66 @@ async fn slow_heads_are_cut_at_the_deadline_and_connections_are_capped() {
     let again = TcpStream::connect(server.edge).await;
     assert!(again.is_ok());
 }
+
+#[tokio::test]
+async fn a_reload_serves_renewed_certificates_from_the_next_handshake() {
+    let workdir = Workdir::new();
+    self_signed(&workdir, "tls", &["localhost"]);
+    let tls = free_addr();
+    write_tls_config(&workdir, tls, &[("tls", &["localhost"])], "");
+    let server = Launch::serve().start_in(workdir).await;
+    let dir = server.workdir().path().to_path_buf();
+    let url = format!("https://localhost:{}/health", tls.port());
+    let names = [("localhost", tls)];
+    let old_client = tls_client(&dir.join("tls"), false, &names);
+    assert_eq!(old_client.get(&url).send().await.unwrap().status(), 200);
+
+    // Renewed: another CA, 90 days; the file now points at it.
+    server
+        .workdir()
+        .admin(&[
+            "tls",
+            "self-signed",
+            "--out",
+            "renewed",
+            "--host",
+            "localhost",
+            "--days",
+            "90",
+        ])
+        .json();
+    write_tls_config(server.workdir(), tls, &[("renewed", &["localhost"])], "");
+    let verdict = server.workdir().run(&["reload"], &[]).json();
+    assert_eq!(
+        verdict["changed"],
+        serde_json::json!(["edge.tls_certificates"])
+    );
+
+    let renewed_client = tls_client(&dir.join("renewed"), false, &names);
+    assert_eq!(renewed_client.get(&url).send().await.unwrap().status(), 200);
+    let stale = tls_client(&dir.join("tls"), false, &names);
+    assert!(
+        stale.get(&url).send().await.is_err(),
+        "the old certificate is still served"
+    );
+
+    let metrics = scrape(&server).await;
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("mindshop_tls_certificate_expiry_timestamp_seconds{host=\"localhost\"}")
+        })
+        .unwrap_or_else(|| panic!("no expiry:\n{metrics}"));
+    let expiry: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let in_days = (expiry - support::pipeline::unix_now() as f64) / 86_400.0;
+    assert!((89.0..=91.0).contains(&in_days), "{line}");
+
+    // A certificate file that cannot be read is refused; the renewed one keeps serving.
+    write_tls_config(server.workdir(), tls, &[("missing", &["localhost"])], "");
+    server
+        .workdir()
+        .run(&["reload"], &[])
+        .fails_with("edge.tls_certificates[0].cert_file");
+    let again = tls_client(&dir.join("renewed"), false, &names);
+    assert_eq!(again.get(&url).send().await.unwrap().status(), 200);
+}

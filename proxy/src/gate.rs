@@ -873,6 +873,87 @@ mod tests {
         }
     }
 
+    fn gate_over_down(config: &mut Config) -> Gate {
+        config.auth.jwt_secret = Some(mindshop_config::Secret::new(
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        ));
+        let stores = Stores::new(config, Arc::new(Down)).expect("stores");
+        Gate::new(config, Arc::new(stores)).expect("a gate")
+    }
+
+    fn chat_request<'r>(origin: &'r HeaderValue) -> RequestView<'r> {
+        RequestView {
+            method: &Method::POST,
+            path: "/api/chat",
+            route: mindshop_filters::route::classify("/api/chat").expect("a route"),
+            origin: Some(origin),
+            asks_preflight: false,
+            api_key: Some(b"pk_test_0123456789abcdef0123456789abcdef"),
+            authorization: None,
+            client_ip: None,
+        }
+    }
+
+    fn header<'h>(headers: &'h OwedHeaders, name: http::HeaderName) -> Option<&'h str> {
+        headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_str().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_disabled_group_is_answered_before_any_lookup() {
+        let mut config = Config::default();
+        config.routes.chat.enabled = false;
+        config.routes.chat.retry_after_secs = 30;
+        // The directory is down: any lookup would answer SERVICE_UNAVAILABLE instead.
+        let gate = gate_over_down(&mut config);
+        let origin = HeaderValue::from_static("https://shop.example");
+        let Verdict::Answer {
+            status,
+            failure: Some(failure),
+            headers,
+        } = gate.admit(&chat_request(&origin)).await
+        else {
+            panic!("an early answer");
+        };
+        assert_eq!((status, failure.code), (503, "ROUTE_DISABLED"));
+        assert_eq!(failure.extra["routeGroup"], "chat");
+        assert_eq!(header(&headers, http::header::RETRY_AFTER), Some("30"));
+        assert_eq!(
+            header(&headers, http::header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            Some("*")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_allowlist_refuses_other_origins_before_any_lookup() {
+        let mut config = Config::default();
+        config.cors.widget_origins = mindshop_config::WidgetOrigins::Allowlist;
+        config.cors.allowed_origins = vec!["https://staging.example".into()];
+        let gate = gate_over_down(&mut config);
+        let other = HeaderValue::from_static("https://shop.example");
+        let Verdict::Answer {
+            status,
+            failure: Some(failure),
+            ..
+        } = gate.admit(&chat_request(&other)).await
+        else {
+            panic!("an early answer");
+        };
+        assert_eq!((status, failure.code), (403, "CORS_ORIGIN_NOT_ALLOWED"));
+        // A listed origin goes on to the key lookup (which fails here: the directory is down).
+        let listed = HeaderValue::from_static("https://staging.example");
+        let Verdict::Answer {
+            failure: Some(failure),
+            ..
+        } = gate.admit(&chat_request(&listed)).await
+        else {
+            panic!("an early answer");
+        };
+        assert_eq!(failure.code, "SERVICE_UNAVAILABLE");
+    }
+
     #[tokio::test]
     async fn an_outage_is_readable_by_the_page_so_it_is_not_taken_for_a_refused_origin() {
         let mut config = Config::default();
