@@ -122,7 +122,7 @@ pub struct RequestCtx {
     /// CORS and rate-limit headers every answer to this request carries.
     owed: OwedHeaders,
     /// A platform push, counted when the backend's answer says whether its signature held.
-    push: Option<PushCharge>,
+    push: Option<Box<PushCharge>>,
     /// The client's address (see `client.rs`); `None` for a Unix socket.
     client_ip: Option<IpAddr>,
     /// When the first body bytes arrived, and how many have.

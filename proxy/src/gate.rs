@@ -58,8 +58,8 @@ pub(crate) enum Verdict {
         identity: Arc<EncodedIdentity>,
         headers: OwedHeaders,
         /// A platform push: counted once the backend has said whether its signature held
-        /// ([`Gate::charge_push`]).
-        push: Option<PushCharge>,
+        /// ([`Gate::charge_push`]); boxed, as only pushes carry one.
+        push: Option<Box<PushCharge>>,
     },
     /// Answer now: a status, an envelope (none for a 204 preflight) and headers.
     Answer {
@@ -293,7 +293,7 @@ impl Gate {
         Verdict::Admit {
             identity,
             headers: owed,
-            push: Some(charge),
+            push: Some(Box::new(charge)),
         }
     }
 
@@ -894,7 +894,7 @@ mod tests {
         }
     }
 
-    fn header<'h>(headers: &'h OwedHeaders, name: http::HeaderName) -> Option<&'h str> {
+    fn header(headers: &OwedHeaders, name: http::HeaderName) -> Option<&str> {
         headers
             .iter()
             .find(|(n, _)| *n == name)
