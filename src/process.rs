@@ -76,6 +76,19 @@ pub(crate) fn running(path: &Path) -> anyhow::Result<Pid> {
             path.display()
         )
     })?;
+    // After a crash the file stays behind, and its pid may be another program's by now.
+    if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+        let runs_ours = cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == b"serve" || arg == b"edge");
+        if !runs_ours {
+            bail!(
+                "the pid file {} names process {pid}, which is not `mindshop serve` or `mindshop \
+                 edge` (a stale file left by a crash?)",
+                path.display()
+            );
+        }
+    }
     Ok(pid)
 }
 
