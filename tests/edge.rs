@@ -254,3 +254,29 @@ async fn an_oversized_head_gets_431_from_the_edge() {
     }
     Reply::of(fine).await.failure(401, "API_KEY_REQUIRED");
 }
+
+/// The series the alert rules (docs/monitoring/alerts.yml) divide and rate exist at 0 from
+/// start-up, so `rate()` and `increase()` see the first burst after a restart.
+#[tokio::test]
+async fn series_with_known_labels_exist_at_zero_from_start() {
+    let server = Launch::serve().start().await;
+    let metrics = support::pipeline::scrape(&server).await;
+    for series in [
+        "mindshop_sync_runs_total{source=\"csv\",status=\"failed\"} 0",
+        "mindshop_sync_runs_total{source=\"api\",status=\"completed\"} 0",
+        "mindshop_webhook_attempts_total{outcome=\"delivered\"} 0",
+        "mindshop_webhook_attempts_total{outcome=\"retry\"} 0",
+        "mindshop_widget_load_failures_total{reason=\"network\"} 0",
+        "mindshop_cors_rejections_total{reason=\"origin_not_allowed\"} 0",
+        "mindshop_ratelimit_backend_errors_total{reason=\"unreachable\"} 0",
+        "mindshop_ratelimit_limited_total{route_group=\"sync\"} 0",
+        "mindshop_route_disabled_total{route_group=\"chat\"} 0",
+        "mindshop_config_reloads_total{result=\"failure\"} 0",
+        "mindshop_config_last_reload_successful 1",
+    ] {
+        assert!(
+            metrics.lines().any(|line| line == series),
+            "no `{series}` at start-up:\n{metrics}"
+        );
+    }
+}

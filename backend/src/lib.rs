@@ -102,6 +102,8 @@ impl AppState {
         internal_secret: &str,
     ) -> Result<Self, webhooks::ClientError> {
         install_crypto_provider();
+        sync::metrics::init();
+        webhooks::init_metrics();
         Ok(Self {
             sync: Arc::new(sync::Runner::new(Arc::clone(&store), config.sync.clone())),
             indexer: Arc::new(search::Indexer::new(

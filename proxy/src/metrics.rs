@@ -147,6 +147,18 @@ impl EdgeMetrics {
     /// Creates the series whose labels are known in advance at 0, so `rate()` and `increase()`
     /// see the first events after a start.
     pub fn init(&self) {
+        for reason in ["origin_not_allowed", "malformed_origin"] {
+            self.cors_rejections.with_label_values(&[reason]);
+        }
+        for reason in mindshop_filters::rate_limit::LimiterError::REASONS {
+            self.rate_limit_errors.with_label_values(&[reason]);
+        }
+        for group in mindshop_filters::route::RouteGroup::ALL {
+            if !group.row().budgets.is_empty() {
+                self.rate_limited.with_label_values(&[group.label()]);
+            }
+        }
+        crate::widget::init_metrics();
         for group in mindshop_filters::route::RouteGroup::ALL {
             if !matches!(
                 group,

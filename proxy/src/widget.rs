@@ -85,6 +85,13 @@ static METRICS: LazyLock<WidgetMetrics> = LazyLock::new(|| WidgetMetrics {
     .expect("metric names are valid and registered once"),
 });
 
+/// Creates the load-failure series of every reason at 0.
+pub(crate) fn init_metrics() {
+    for reason in FAILURE_REASONS {
+        METRICS.failures.with_label_values(&[reason]);
+    }
+}
+
 /// Answers a request of the widget group.
 pub(crate) async fn answer(
     session: &mut Session,

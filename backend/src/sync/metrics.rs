@@ -38,6 +38,22 @@ static METRICS: LazyLock<SyncMetrics> = LazyLock::new(|| SyncMetrics {
     .expect("metric names are valid and registered once"),
 });
 
+/// Source types as runs record them, for series that start at 0.
+const SOURCES: [&str; 5] = ["csv", "api", "ftp", "s3", "webhook"];
+
+/// Creates the series whose labels are known at 0, so `rate()` sees a restart's first runs.
+pub(crate) fn init() {
+    let metrics = &*METRICS;
+    for status in ["completed", "failed"] {
+        for source in SOURCES {
+            metrics.runs.with_label_values(&[status, source]);
+        }
+    }
+    for outcome in ["created", "updated", "unchanged", "deleted", "failed"] {
+        metrics.rows.with_label_values(&[outcome]);
+    }
+}
+
 /// Counts a run that has just finished.
 pub(crate) fn finished(run: &SyncRun) {
     let metrics = &*METRICS;

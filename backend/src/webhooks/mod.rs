@@ -100,6 +100,16 @@ static METRICS: LazyLock<WebhookMetrics> = LazyLock::new(|| WebhookMetrics {
     .expect("metric names are valid and registered once"),
 });
 
+/// Creates the series whose labels are known at 0.
+pub(crate) fn init_metrics() {
+    for outcome in ["delivered", "retry", "failed"] {
+        METRICS.deliveries.with_label_values(&[outcome]);
+    }
+    for reason in ["gone", "failures"] {
+        METRICS.disabled.with_label_values(&[reason]);
+    }
+}
+
 /// Sends deliveries for one backend.
 #[derive(Debug)]
 pub struct Dispatcher {

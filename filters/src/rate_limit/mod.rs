@@ -224,6 +224,16 @@ pub enum LimiterError {
 
 impl LimiterError {
     /// A short, stable label for metrics (`mindshop_ratelimit_backend_errors_total{reason}`).
+    /// Every [`LimiterError::reason`], for metrics that start at 0.
+    pub const REASONS: [&'static str; 6] = [
+        "invalid_url",
+        "unreachable",
+        "command",
+        "timeout",
+        "unexpected_reply",
+        "abandoned",
+    ];
+
     pub fn reason(&self) -> &'static str {
         match self {
             Self::InvalidUrl(_) => "invalid_url",
