@@ -510,12 +510,13 @@ pub fn canonical_path(path: &str) -> Option<String> {
 /// Sync writes, limited apart (20 per minute per user by default) whether or not the backend
 /// route exists yet: `POST|PUT …/sync/configure`, `POST …/sync/trigger`, `POST …/sync/upload`.
 pub fn is_sync_write(method: &http::Method, path: &str) -> bool {
-    let mut segments = path.split('/').filter(|s| !s.is_empty());
-    let tail: Vec<&str> = segments.by_ref().skip(3).collect();
+    // Without collecting: every portal and sync request asks, once per budget of its row.
+    let mut tail = path.split('/').filter(|s| !s.is_empty()).skip(3);
+    let tail = (tail.next(), tail.next(), tail.next());
     let is_post = *method == http::Method::POST;
-    match tail.as_slice() {
-        ["sync", "configure"] => is_post || *method == http::Method::PUT,
-        ["sync", "trigger"] | ["sync", "upload"] => is_post,
+    match tail {
+        (Some("sync"), Some("configure"), None) => is_post || *method == http::Method::PUT,
+        (Some("sync"), Some("trigger" | "upload"), None) => is_post,
         _ => false,
     }
 }

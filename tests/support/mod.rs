@@ -342,18 +342,7 @@ impl Launch {
                 .take()
                 .expect("the working directory is handed back on failure");
             let log = dir.log_path(self.mode.command());
-            let mut command = dir.command(&[self.mode.command()]);
-            command
-                .env("MINDSHOP_EDGE_LISTEN", ports.edge.to_string())
-                .env("MINDSHOP_EDGE_METRICS_LISTEN", ports.metrics.to_string())
-                .env("MINDSHOP_BACKEND_METRICS_LISTEN", ports.metrics.to_string())
-                .env("MINDSHOP_BACKEND_LISTEN", ports.backend.to_string())
-                .envs(self.env.iter().map(|(n, v)| (n, v)));
-            let file = File::create(&log).expect("create the server log");
-            command
-                .stdout(file.try_clone().expect("clone the log file handle"))
-                .stderr(file);
-            let child = command.spawn().expect("start mindshop");
+            let child = self.spawn(&dir, &ports, &[], &log);
             let mut server = Server {
                 launch: self.clone(),
                 mode: self.mode,
@@ -390,6 +379,27 @@ struct Ports {
     edge: SocketAddr,
     metrics: SocketAddr,
     backend: SocketAddr,
+}
+
+impl Launch {
+    /// `mindshop <mode> <extra…>` in `dir` on `ports` with this launch's environment, its
+    /// output to `log`.
+    fn spawn(&self, dir: &Workdir, ports: &Ports, extra: &[&str], log: &Path) -> Child {
+        let mut args = vec![self.mode.command()];
+        args.extend_from_slice(extra);
+        let mut command = dir.command(&args);
+        command
+            .env("MINDSHOP_EDGE_LISTEN", ports.edge.to_string())
+            .env("MINDSHOP_EDGE_METRICS_LISTEN", ports.metrics.to_string())
+            .env("MINDSHOP_BACKEND_METRICS_LISTEN", ports.metrics.to_string())
+            .env("MINDSHOP_BACKEND_LISTEN", ports.backend.to_string())
+            .envs(self.env.iter().map(|(n, v)| (n, v)));
+        let file = File::create(log).expect("create the server log");
+        command
+            .stdout(file.try_clone().expect("clone the log file handle"))
+            .stderr(file);
+        command.spawn().expect("start mindshop")
+    }
 }
 
 /// A running `serve`, `edge` or `backend`. Killed (SIGKILL) on drop unless the test stopped it;
@@ -547,19 +557,13 @@ impl Server {
             .take()
             .expect("a started server has its working directory");
         let log = dir.log_path(&format!("{}-upgrade", self.mode.command()));
-        let mut command = dir.command(&[self.mode.command(), "--upgrade"]);
-        command
-            .env("MINDSHOP_EDGE_LISTEN", self.edge.to_string())
-            .env("MINDSHOP_EDGE_METRICS_LISTEN", self.metrics.to_string())
-            .env("MINDSHOP_BACKEND_METRICS_LISTEN", self.metrics.to_string())
-            .env("MINDSHOP_BACKEND_LISTEN", self.backend.to_string())
-            .envs(self.launch.env.iter().map(|(n, v)| (n, v)));
-        let file = File::create(&log).expect("create the server log");
-        command
-            .stdout(file.try_clone().expect("clone the log file handle"))
-            .stderr(file);
+        let ports = Ports {
+            edge: self.edge,
+            metrics: self.metrics,
+            backend: self.backend,
+        };
         let pid_file = dir.path().join("data/mindshop.pid");
-        let child = command.spawn().expect("start mindshop --upgrade");
+        let child = self.launch.spawn(&dir, &ports, &["--upgrade"], &log);
         let pid = child.id().to_string();
         let mut successor = Server {
             launch: self.launch.clone(),
